@@ -1,0 +1,97 @@
+"""The one small interface every object store implements (local files, S3).
+
+URIs are plain strings everywhere (`s3://b/k`, `file:///p`, `/p`); a `Storage` is picked by
+scheme (`conveyor.storage.storage_for`). Reads stream; writes are atomic: an object appears
+whole on `commit()` or not at all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import BinaryIO, Iterator
+
+TEMP_MARKER = ".conveyor-tmp-"
+"""Part of every temporary object's name; never ends in `.out`, swept on resume."""
+
+
+class StorageError(Exception):
+    """A store failed on one object: names the URI and the store's error code."""
+
+    def __init__(self, uri: str, code: str, message: str) -> None:
+        super().__init__(f"{uri}: {code}: {message}")
+        self.uri = uri
+        self.code = code
+        self.detail = message
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    key: str  # the path or key inside its bucket/root, as used for naming outputs
+    size: int
+    etag: str | None = None
+
+
+class ObjectWriter(ABC):
+    """A streaming, all-or-nothing writer. Use as a context manager: an exception aborts."""
+
+    uri: str
+
+    @abstractmethod
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the object visible under its name, whole."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop everything written; leave nothing behind. Safe to call twice."""
+
+    def __enter__(self) -> "ObjectWriter":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class Storage(ABC):
+    """An object store addressed by URI."""
+
+    @abstractmethod
+    def list(self, prefix_uri: str) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with the prefix's key (S3Prefix semantics), sorted by key.
+        Folder placeholders (keys ending in `/`) and temporaries are skipped."""
+
+    @abstractmethod
+    def stat(self, uri: str) -> ObjectInfo:
+        """The object's size and etag; `StorageError` with code `NoSuchKey` if absent."""
+
+    @abstractmethod
+    def open_read(self, uri: str) -> BinaryIO:
+        """A stream of the object's bytes (`read(n)`), read ahead where the store allows."""
+
+    def read_bytes(self, uri: str) -> bytes:
+        with self.open_read(uri) as stream:
+            return stream.read()
+
+    @abstractmethod
+    def open_write(self, uri: str, *, kms_key_id: str | None = None) -> ObjectWriter:
+        """A writer whose object appears at `uri` only on commit."""
+
+    @abstractmethod
+    def delete(self, uri: str) -> None: ...
+
+    @abstractmethod
+    def sweep_temporaries(self, prefix_uri: str) -> int:
+        """Remove temporaries (and pending uploads) a crashed writer left under the prefix."""
