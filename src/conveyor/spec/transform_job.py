@@ -7,15 +7,27 @@ Describe can echo exactly what the caller sent.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from botocore.model import Shape
+
+from conveyor.spec import jsonpath, shapes
+from conveyor.spec.errors import FieldError, ValidationException
 from conveyor.spec.jsonpath import JsonPath
+from conveyor.spec.locations import location_errors, normalize_location
 
 SplitType = Literal["None", "Line", "RecordIO", "TFRecord"]
 BatchStrategy = Literal["MultiRecord", "SingleRecord"]
 DEFAULT_INVOCATIONS_TIMEOUT_SECONDS = 600
 DEFAULT_INVOCATIONS_MAX_RETRIES = 3
+DEFAULT_MAX_PAYLOAD_MB = 6
+MAX_PAYLOAD_MB = 100  # documented: MaxPayloadInMB, and MaxConcurrentTransforms × MaxPayloadInMB
+MAX_INSTANCE_COUNT = 100  # documented maximum; the model says only min 1
+LOCAL_INSTANCE_TYPE = "local"  # Conveyor's extension: this machine, no instance profile
+DATA_PROCESSING_TYPES = ("text/csv", "application/json", "application/jsonlines")
+BATCH_DATA_TYPES = ("S3Prefix", "ManifestFile")
 
 
 @dataclass(frozen=True)
@@ -84,3 +96,219 @@ class TransformJobSpec:
     data_capture: DataCaptureConfig | None = None
     tags: list[dict[str, str]] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_transform_job(request: dict[str, Any]) -> TransformJobSpec:
+    """Validate a CreateTransformJob request and type it; raises `ValidationException` listing
+    every broken rule (the model's constraints, then the product rules the model cannot hold)."""
+    errors = shapes.validate_request("CreateTransformJob", request, checks=_CHECKS)
+    if not isinstance(request, dict):
+        raise ValidationException(errors)
+    errors.extend(_data_type_errors(request))
+    errors.extend(_payload_errors(request))
+    errors.extend(shapes.unique_tag_key_errors(request.get("Tags"), "tags"))
+    errors.extend(_data_processing_errors(request))
+    content_type, accept = _valid_or_none(_content_type(request)), _valid_or_none(_accept(request))
+    input_filter = _parse_filter(request, "InputFilter", content_type, errors)
+    output_filter = _parse_filter(request, "OutputFilter", accept or content_type, errors)
+    if errors:
+        raise ValidationException(errors)
+    processing = request.get("DataProcessing") or {}
+    return _build(request, DataProcessing(input_filter, output_filter, processing.get("JoinSource") or "None"))
+
+
+def _instance_type_errors(value: str, shape: Shape, path: str) -> list[FieldError]:
+    """Any value of botocore's TransformInstanceType enum, or `local`."""
+    if value == LOCAL_INSTANCE_TYPE or value in shape.enum:
+        return []
+    return [FieldError(path, value, shapes.enum_rule([*shape.enum, LOCAL_INSTANCE_TYPE]))]
+
+
+def _at_most(limit: int) -> shapes.Check:
+    """The model's checks of an integer plus a documented maximum the model lacks."""
+
+    def check(value: int, shape: Shape, path: str) -> list[FieldError]:
+        errors = shapes.constraint_errors(value, shape, path)
+        if value > limit:
+            errors.append(FieldError(path, value, f"Member must have value less than or equal to {limit}"))
+        return errors
+
+    return check
+
+
+_CHECKS: dict[str, shapes.Check] = {
+    "S3Uri": location_errors,
+    "TransformInstanceType": _instance_type_errors,
+    "TransformInstanceCount": _at_most(MAX_INSTANCE_COUNT),
+    "MaxPayloadInMB": _at_most(MAX_PAYLOAD_MB),
+}
+
+
+_INVALID: Any = object()  # a member present but failing its own checks
+
+
+def _member(request: dict[str, Any], dotted: str, shape_name: str, default: Any = None) -> Any:
+    """A member's value; `default` when absent; `_INVALID` when it fails its own checks (already
+    reported: cross-field rules skip it, so each fault is reported once)."""
+    value: Any = request
+    for name in dotted.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    if value is None:
+        return default
+    if shapes.validate(value, shapes.shape(shape_name), "", checks=_CHECKS):
+        return _INVALID
+    return value
+
+
+def _content_type(request: dict[str, Any]) -> Any:
+    """ContentType; None when absent or empty (no header is sent), _INVALID when invalid."""
+    return _member(request, "TransformInput.ContentType", "ContentType") or None
+
+
+def _accept(request: dict[str, Any]) -> Any:
+    return _member(request, "TransformOutput.Accept", "Accept") or None
+
+
+def _data_type_errors(request: dict[str, Any]) -> list[FieldError]:
+    """S3DataType's enum is shared with training; batch transform reads only two of its values."""
+    data_type = _member(request, "TransformInput.DataSource.S3DataSource.S3DataType", "S3DataType")
+    if data_type in (None, _INVALID) or data_type in BATCH_DATA_TYPES:
+        return []
+    path = "transformInput.dataSource.s3DataSource.s3DataType"
+    message = f"S3DataType '{data_type}' at '{path}' is not supported for batch transform; use S3Prefix or ManifestFile"
+    return [FieldError(path, data_type, "Member must satisfy enum value set: [S3Prefix, ManifestFile]", message=message)]
+
+
+def _payload_errors(request: dict[str, Any]) -> list[FieldError]:
+    """MaxConcurrentTransforms × MaxPayloadInMB ≤ 100 when MaxConcurrentTransforms is given."""
+    concurrent = _member(request, "MaxConcurrentTransforms", "MaxConcurrentTransforms")
+    payload = _member(request, "MaxPayloadInMB", "MaxPayloadInMB")
+    if concurrent in (None, _INVALID, 0) or payload is _INVALID:
+        return []
+    shown = f"{payload}" if payload is not None else f"{DEFAULT_MAX_PAYLOAD_MB} (the default)"
+    product = concurrent * (DEFAULT_MAX_PAYLOAD_MB if payload is None else payload)
+    if product <= MAX_PAYLOAD_MB:
+        return []
+    message = (
+        f"MaxConcurrentTransforms ({concurrent}) × MaxPayloadInMB ({shown}) is {product}: "
+        f"the product of MaxConcurrentTransforms and MaxPayloadInMB must not exceed {MAX_PAYLOAD_MB} MB"
+    )
+    rule = f"Member multiplied by MaxPayloadInMB must be less than or equal to {MAX_PAYLOAD_MB}"
+    return [FieldError("maxConcurrentTransforms", concurrent, rule, message=message)]
+
+
+def _uses_data_processing(request: dict[str, Any]) -> bool:
+    """Whether filters or a join are asked for (`$` filters and JoinSource None are the defaults)."""
+    input_filter = _member(request, "DataProcessing.InputFilter", "JsonPath", "$")
+    output_filter = _member(request, "DataProcessing.OutputFilter", "JsonPath", "$")
+    join = _member(request, "DataProcessing.JoinSource", "JoinSource")
+    return input_filter != "$" or output_filter != "$" or join == "Input"
+
+
+def _data_processing_errors(request: dict[str, Any]) -> list[FieldError]:
+    """The content-type rules of data processing (spec §5.2), each a sentence naming the field,
+    the value and the rule. Media types are compared without parameters (`; charset=…`)."""
+    if not _uses_data_processing(request):
+        return []
+    content_type, accept = _content_type(request), _accept(request)
+    split = _member(request, "TransformInput.SplitType", "SplitType", "None")
+    assemble = _member(request, "TransformOutput.AssembleWith", "AssemblyType", "None")
+    join = _member(request, "DataProcessing.JoinSource", "JoinSource") == "Input"
+    errors = []
+    supported = ", ".join(DATA_PROCESSING_TYPES)
+    for name, path, value in (("ContentType", "transformInput.contentType", content_type), ("Accept", "transformOutput.accept", accept)):
+        if value not in (None, _INVALID) and jsonpath.media_type(value) not in DATA_PROCESSING_TYPES:
+            message = (
+                f"{name} '{value}' at '{path}' is not supported with DataProcessing (InputFilter, OutputFilter or "
+                f"JoinSource Input): {name} must be one of {supported}"
+            )
+            errors.append(FieldError(path, value, f"Member must be one of [{supported}]", message=message))
+    if join and _INVALID not in (accept, content_type) and jsonpath.media_type(accept) != jsonpath.media_type(content_type):
+        message = f"Accept {_shown(accept)} at 'transformOutput.accept' must equal ContentType {_shown(content_type)} when JoinSource is Input"
+        errors.append(FieldError("transformOutput.accept", accept, "Member must equal ContentType", message=message))
+    if join and _INVALID not in (split, assemble) and assemble != split:
+        message = f"AssembleWith '{assemble}' at 'transformOutput.assembleWith' must equal SplitType '{split}' when JoinSource is Input"
+        errors.append(FieldError("transformOutput.assembleWith", assemble, "Member must equal SplitType", message=message))
+    for name, path, value, media in (
+        ("SplitType", "transformInput.splitType", split, _valid_or_none(content_type)),
+        ("AssembleWith", "transformOutput.assembleWith", assemble, _valid_or_none(accept)),
+    ):
+        if jsonpath.media_type(media) == "text/csv" and value not in (_INVALID, "Line"):
+            source = "ContentType" if name == "SplitType" else "Accept"
+            message = f"{name} '{value}' at '{path}' must be Line when {source} is text/csv and DataProcessing is used"
+            errors.append(FieldError(path, value, "Member must be Line", message=message))
+    return errors
+
+
+def _valid_or_none(value: Any) -> str | None:
+    return None if value is _INVALID else value
+
+
+def _shown(value: str | None) -> str:
+    return "(not given)" if value is None else f"'{value}'"
+
+
+def _parse_filter(request: dict[str, Any], name: str, content_type: str | None, errors: list[FieldError]) -> JsonPath | None:
+    """The parsed filter, or None for `$`/absent; a bad filter adds its error to `errors`."""
+    expression = _member(request, f"DataProcessing.{name}", "JsonPath")
+    if expression in (None, _INVALID, "$"):
+        return None
+    try:
+        return jsonpath.parse_filter(expression, content_type=content_type, field=name)
+    except ValidationException as exc:
+        path = shapes.member_path("dataProcessing", name)
+        errors.extend(exc.errors or [FieldError(path, expression, "", message=exc.message)])
+        return None
+
+
+def _build(request: dict[str, Any], processing: DataProcessing) -> TransformJobSpec:
+    """The typed job from a request already known to be valid."""
+    source = request["TransformInput"]
+    output = request["TransformOutput"]
+    resources = request["TransformResources"]
+    client = request.get("ModelClientConfig") or {}
+    capture = request.get("DataCaptureConfig")
+    return TransformJobSpec(
+        name=request["TransformJobName"],
+        model_name=request["ModelName"],
+        input=TransformInput(
+            data_type=source["DataSource"]["S3DataSource"]["S3DataType"],
+            uri=normalize_location(source["DataSource"]["S3DataSource"]["S3Uri"]),
+            content_type=source.get("ContentType") or None,
+            compression=source.get("CompressionType") or "None",
+            split_type=source.get("SplitType") or "None",
+        ),
+        output=TransformOutput(
+            output_path=normalize_location(output["S3OutputPath"]),
+            accept=output.get("Accept") or None,
+            assemble_with=output.get("AssembleWith") or "None",
+            kms_key_id=output.get("KmsKeyId") or None,
+        ),
+        resources=TransformResources(
+            instance_type=resources["InstanceType"],
+            instance_count=resources["InstanceCount"],
+            volume_kms_key_id=resources.get("VolumeKmsKeyId") or None,
+        ),
+        max_concurrent_transforms=request.get("MaxConcurrentTransforms"),
+        max_payload_mb=request.get("MaxPayloadInMB"),
+        batch_strategy=request.get("BatchStrategy"),
+        model_client=ModelClientConfig(
+            invocations_timeout_seconds=_or_default(client.get("InvocationsTimeoutInSeconds"), DEFAULT_INVOCATIONS_TIMEOUT_SECONDS),
+            invocations_max_retries=_or_default(client.get("InvocationsMaxRetries"), DEFAULT_INVOCATIONS_MAX_RETRIES),
+        ),
+        environment=dict(request.get("Environment") or {}),
+        data_processing=processing,
+        data_capture=None
+        if capture is None
+        else DataCaptureConfig(
+            destination_uri=normalize_location(capture["DestinationS3Uri"]),
+            kms_key_id=capture.get("KmsKeyId") or None,
+            generate_inference_id=bool(capture.get("GenerateInferenceId")),
+        ),
+        tags=[dict(tag) for tag in request.get("Tags") or []],
+        request=copy.deepcopy(request),
+    )
+
+
+def _or_default(value: int | None, default: int) -> int:
+    return default if value is None else value

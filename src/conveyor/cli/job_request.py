@@ -1,0 +1,157 @@
+"""Turning `conveyor transform` flags (or `--request FILE`) into SageMaker's request shapes.
+
+Flags are named after the CreateTransformJob fields; they build the same JSON a boto3 caller
+sends, so one validation path (`conveyor.spec`) checks both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from conveyor.spec import parse_model, parse_transform_job
+from conveyor.spec.model import ModelSpec
+from conveyor.spec.transform_job import TransformJobSpec
+
+
+class UsageError(Exception):
+    """A command-line mistake; printed as one line, exit status 2."""
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("job definition (a CreateTransformJob request, or flags named after its fields)")
+    source.add_argument("--request", metavar="FILE", help="the CreateTransformJob request as JSON (as passed to boto3's create_transform_job)")
+    source.add_argument("--name", help="TransformJobName (default: conveyor-<timestamp>)")
+    source.add_argument("--input", metavar="URI", help="TransformInput S3Uri: a folder, a key prefix or one file (s3://, file:// or a path)")
+    source.add_argument("--data-type", choices=["S3Prefix", "ManifestFile"], help="S3DataType (default S3Prefix)")
+    source.add_argument("--output", metavar="URI", help="TransformOutput S3OutputPath")
+    source.add_argument("--content-type", help="ContentType sent to the model, e.g. text/csv")
+    source.add_argument("--split-type", choices=["None", "Line", "RecordIO", "TFRecord"], help="SplitType (default None)")
+    source.add_argument("--compression", choices=["None", "Gzip"], help="CompressionType (default None)")
+    source.add_argument("--strategy", choices=["MultiRecord", "SingleRecord"], help="BatchStrategy")
+    source.add_argument("--max-payload", type=int, metavar="MB", help="MaxPayloadInMB (default 6; 0 = no limit)")
+    source.add_argument("--max-concurrent", type=int, metavar="N", help="MaxConcurrentTransforms per instance")
+    source.add_argument("--instance-count", type=int, metavar="N", help="InstanceCount (default 1)")
+    source.add_argument("--instance-type", help="InstanceType (default local)")
+    source.add_argument("--accept", help="Accept sent to the model, e.g. text/csv")
+    source.add_argument("--assemble-with", choices=["None", "Line"], help="AssembleWith (default None)")
+    source.add_argument("--kms-key", metavar="KEY", help="TransformOutput KmsKeyId")
+    source.add_argument("--timeout", type=int, metavar="SECONDS", help="InvocationsTimeoutInSeconds (default 600)")
+    source.add_argument("--retries", type=int, metavar="N", help="InvocationsMaxRetries (default 3)")
+    source.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="Environment entry (repeatable)")
+    processing = parser.add_argument_group("data processing")
+    processing.add_argument("--input-filter", metavar="JSONPATH", help="InputFilter, e.g. '$[1:]'")
+    processing.add_argument("--output-filter", metavar="JSONPATH", help="OutputFilter, e.g. '$[0,-1]'")
+    processing.add_argument("--join-source", choices=["None", "Input"], help="JoinSource")
+    processing.add_argument("--data-capture", metavar="URI", help="DataCaptureConfig DestinationS3Uri (with GenerateInferenceId)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", metavar="PATH", help="a model directory or model.tar.gz holding code/inference.py")
+    model.add_argument("--model-request", metavar="FILE", help="the CreateModel request as JSON")
+
+
+def _load_json(path: str, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"{what} {path} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} {path} must hold a JSON object")
+    return value
+
+
+def transform_request(args: argparse.Namespace, model_name: str) -> dict[str, Any]:
+    """The CreateTransformJob request: `--request` as given, with any flags laid over it."""
+    request: dict[str, Any] = _load_json(args.request, "--request") if args.request else {}
+    if not args.request:
+        request["TransformJobName"] = args.name or "conveyor-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        request["ModelName"] = model_name
+    elif args.name:
+        request["TransformJobName"] = args.name
+    request.setdefault("ModelName", model_name)
+    transform_input = request.setdefault("TransformInput", {})
+    data_source = transform_input.setdefault("DataSource", {}).setdefault("S3DataSource", {})
+    if args.input:
+        data_source["S3Uri"] = args.input
+    if args.data_type or "S3DataType" not in data_source:
+        data_source["S3DataType"] = args.data_type or "S3Prefix"
+    _set(transform_input, "ContentType", args.content_type)
+    _set(transform_input, "SplitType", args.split_type)
+    _set(transform_input, "CompressionType", args.compression)
+    transform_output = request.setdefault("TransformOutput", {})
+    _set(transform_output, "S3OutputPath", args.output)
+    _set(transform_output, "Accept", args.accept)
+    _set(transform_output, "AssembleWith", args.assemble_with)
+    _set(transform_output, "KmsKeyId", args.kms_key)
+    resources = request.setdefault("TransformResources", {})
+    _set(resources, "InstanceCount", args.instance_count)
+    _set(resources, "InstanceType", args.instance_type)
+    resources.setdefault("InstanceCount", 1)
+    resources.setdefault("InstanceType", "local")
+    _set(request, "BatchStrategy", args.strategy)
+    _set(request, "MaxPayloadInMB", args.max_payload)
+    _set(request, "MaxConcurrentTransforms", args.max_concurrent)
+    if args.timeout is not None or args.retries is not None:
+        client = request.setdefault("ModelClientConfig", {})
+        _set(client, "InvocationsTimeoutInSeconds", args.timeout)
+        _set(client, "InvocationsMaxRetries", args.retries)
+    if args.env:
+        environment = request.setdefault("Environment", {})
+        for entry in args.env:
+            key, separator, value = entry.partition("=")
+            if not separator:
+                raise UsageError(f"--env {entry!r}: expected KEY=VALUE")
+            environment[key] = value
+    if args.input_filter or args.output_filter or args.join_source:
+        processing = request.setdefault("DataProcessing", {})
+        _set(processing, "InputFilter", args.input_filter)
+        _set(processing, "OutputFilter", args.output_filter)
+        _set(processing, "JoinSource", args.join_source)
+    if args.data_capture:
+        request["DataCaptureConfig"] = {"DestinationS3Uri": args.data_capture, "GenerateInferenceId": True}
+    return request
+
+
+def _set(target: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        target[key] = value
+
+
+def model_request(args: argparse.Namespace, wanted_name: str | None) -> dict[str, Any]:
+    """The CreateModel request: `--model-request FILE`, or one built for `--model PATH`."""
+    if args.model_request:
+        request = _load_json(args.model_request, "--model-request")
+        if wanted_name and request.get("ModelName") != wanted_name:
+            raise UsageError(f"--request names ModelName {wanted_name!r} but --model-request defines {request.get('ModelName')!r}")
+        return request
+    if not args.model:
+        raise UsageError("give the model: --model PATH (a directory or model.tar.gz with code/inference.py) or --model-request FILE")
+    if not os.path.exists(args.model):
+        raise UsageError(f"--model {args.model}: no such file or directory")
+    name = wanted_name or _model_name_from_path(args.model)
+    return {"ModelName": name, "PrimaryContainer": {"Image": "conveyor:python", "ModelDataUrl": os.path.abspath(args.model)}}
+
+
+def _model_name_from_path(path: str) -> str:
+    stem = Path(path.rstrip("/")).name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        stem = stem.removesuffix(suffix)
+    cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", stem).strip("-")[:63] or "model"
+    return cleaned
+
+
+def job_and_model(args: argparse.Namespace) -> tuple[TransformJobSpec, ModelSpec]:
+    """Validated specs for the job and its model (raises ValidationException or UsageError)."""
+    wanted = None
+    if args.request:
+        wanted = _load_json(args.request, "--request").get("ModelName")
+    model = parse_model(model_request(args, wanted if isinstance(wanted, str) else None))
+    job = parse_transform_job(transform_request(args, model.name))
+    return job, model

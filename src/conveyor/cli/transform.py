@@ -1,0 +1,174 @@
+"""`conveyor transform`: run one batch transform job in the foreground, with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
+from conveyor.engine.backend import JobListener
+from conveyor.engine.instance import ResolvedParameters
+from conveyor.engine.job import JobOutcome, plan_work_items, run_job
+from conveyor.pipeline.work_item import ItemProgress, WorkItem
+from conveyor.settings import Settings
+from conveyor.spec.errors import ConveyorError
+from conveyor.spec.model import ModelSpec
+from conveyor.spec.transform_job import TransformJobSpec
+from conveyor.storage.inputs import InputError
+
+EXAMPLES = """examples:
+  conveyor transform --model model.tar.gz --input data/ --output out/ --content-type text/csv --split-type Line
+  conveyor transform --request create-transform-job.json --model ./model
+"""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "transform",
+        help="run a batch transform job here, in the foreground",
+        description="Run one batch transform job on this machine: one .out file per input file, as SageMaker Batch Transform writes them.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the summary")
+    parser.set_defaults(handler=run)
+
+
+class _Throughput(ProgressColumn):
+    def __init__(self, listener: "_ConsoleListener") -> None:
+        super().__init__()
+        self.listener = listener
+
+    def render(self, task: Task) -> Text:
+        listener = self.listener
+        elapsed = max(time.monotonic() - listener.started, 1e-6)
+        megabytes = listener.bytes_in() / (1 << 20)
+        return Text(
+            f"{listener.objects_done + listener.objects_failed}/{listener.objects_total} objects  "
+            f"{listener.records():,} records  {megabytes / elapsed:,.1f} MB/s",
+            style="cyan",
+        )
+
+
+class _ConsoleListener(JobListener):
+    """Feeds the progress bar and prints the job's log lines above it."""
+
+    def __init__(self, console: Console, items: list[WorkItem], quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.objects_total = len(items)
+        self.objects_done = 0
+        self.objects_failed = 0
+        self.total_bytes = sum(item.size for item in items) or 1
+        self.started = time.monotonic()
+        self._live: dict[int, ItemProgress] = {}
+        self._finished_bytes = 0
+        self._finished_records = 0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            _Throughput(self),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+            transient=False,
+        )
+        self.task = self.progress.add_task("transform", total=self.total_bytes)
+
+    def bytes_in(self) -> int:
+        return self._finished_bytes + sum(p.bytes_in for p in self._live.values())
+
+    def records(self) -> int:
+        return self._finished_records + sum(p.records for p in self._live.values())
+
+    def _update(self) -> None:
+        self.progress.update(self.task, completed=min(self.bytes_in(), self.total_bytes))
+
+    def on_resolved(self, resolved: ResolvedParameters) -> None:
+        self._say(f"[sagemaker logs]: {resolved.log_line()}")
+
+    def on_progress(self, item: WorkItem, progress: ItemProgress) -> None:
+        self._live[item.item_id] = progress
+        self._update()
+
+    def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
+        self._live.pop(item.item_id, None)
+        self.objects_done += 1
+        self._finished_bytes += item.size
+        self._finished_records += progress.records
+        self._update()
+
+    def on_item_failed(self, item: WorkItem, reason: str) -> None:
+        self._live.pop(item.item_id, None)
+        self.objects_failed += 1
+        self._finished_bytes += item.size
+        self._update()
+        self.console.print(f"[red]failed[/red] {reason}", markup=True, highlight=False)
+
+    def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None:
+        self._say(message)
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, markup=False, highlight=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True, soft_wrap=True)
+    settings = Settings.from_environ()
+    try:
+        job, model = job_and_model(args)
+        items = plan_work_items(job, region=settings.region)
+    except UsageError as exc:
+        console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
+        return 2
+    except (ConveyorError, InputError) as exc:
+        console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
+        return 2
+    return _run_with_progress(job, model, items, settings, console, quiet=args.quiet)
+
+
+def _run_with_progress(
+    job: TransformJobSpec, model: ModelSpec, items: list[WorkItem], settings: Settings, console: Console, *, quiet: bool
+) -> int:
+    listener = _ConsoleListener(console, items, quiet)
+    stop = threading.Event()
+    if job.resources.instance_count > settings.capacity:
+        listener._say(
+            f"InstanceCount={job.resources.instance_count} is more than this machine's capacity of {settings.capacity}; "
+            f"running {settings.capacity} instances."
+        )
+    started = time.monotonic()
+    try:
+        with listener.progress:
+            outcome = run_job(job, model, settings, items=items, listener=listener, stop=stop, started_at=datetime.now(timezone.utc))
+    except KeyboardInterrupt:
+        stop.set()
+        console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)
+        return 130
+    _summary(console, job, items, outcome, time.monotonic() - started, listener)
+    return 0 if outcome.status == "Completed" else 1
+
+
+def _summary(console: Console, job: TransformJobSpec, items: list[WorkItem], outcome: JobOutcome, elapsed: float, listener: _ConsoleListener) -> None:
+    megabytes = sum(item.size for item in items) / (1 << 20)
+    rate = megabytes / elapsed if elapsed > 0 else 0.0
+    color = "green" if outcome.status == "Completed" else "red"
+    console.print(
+        f"[bold {color}]{outcome.status}[/] {job.name}: {outcome.objects_done} of {len(items)} objects, "
+        f"{outcome.records:,} records, {megabytes:,.1f} MB in {elapsed:,.1f}s ({rate:,.1f} MB/s)",
+        highlight=False,
+    )
+    if outcome.failure_reason:
+        console.print(f"FailureReason: {outcome.failure_reason}", markup=False, highlight=False)
+    print(f"Output: {job.output.output_path}", file=sys.stdout)

@@ -1,0 +1,169 @@
+"""What one instance needs to run a job's work items: picklable, so it crosses into a worker
+process or a Ray actor as it is.
+
+`InstanceSpec.start()` loads the model and resolves the execution parameters (job value →
+the runtime's `/execution-parameters` → defaults, as SageMaker does); the returned `Instance`
+then transforms work items one at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from conveyor.pipeline.invoke import InvocationWatch
+from conveyor.pipeline.join import InferenceIdConfig
+from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, WorkItem, process_work_item
+from conveyor.runtimes.base import Runtime
+from conveyor.runtimes.registry import create_runtime
+from conveyor.spec.jsonpath import parse_filter
+from conveyor.spec.model import ModelSpec
+from conveyor.spec.transform_job import DataProcessing, TransformJobSpec
+from conveyor.storage import storage_for
+
+DEFAULT_MAX_CONCURRENT_TRANSFORMS = 1
+DEFAULT_MAX_PAYLOAD_MB = 6
+DEFAULT_BATCH_STRATEGY = "MultiRecord"
+
+
+@dataclass(frozen=True)
+class ResolvedParameters:
+    max_concurrent_transforms: int
+    max_payload_mb: int
+    batch_strategy: str
+
+    def log_line(self) -> str:
+        strategy = "MULTI_RECORD" if self.batch_strategy == "MultiRecord" else "SINGLE_RECORD"
+        return (
+            f"MaxConcurrentTransforms={self.max_concurrent_transforms}, "
+            f"MaxPayloadInMB={self.max_payload_mb}, BatchStrategy={strategy}"
+        )
+
+    def as_request_fields(self) -> dict[str, object]:
+        return {
+            "MaxConcurrentTransforms": self.max_concurrent_transforms,
+            "MaxPayloadInMB": self.max_payload_mb,
+            "BatchStrategy": self.batch_strategy,
+        }
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    job_name: str
+    model: ModelSpec
+    model_dirs: tuple[str, ...]  # one prepared model directory per container
+    environment: dict[str, str]
+    job_max_concurrent: int | None
+    job_max_payload_mb: int | None
+    job_batch_strategy: str | None
+    pipeline: PipelineConfig  # execution parameters filled in by start()
+    input_filter: str | None = None  # filters travel as text; parsed objects stay in-process
+    output_filter: str | None = None
+    join_source: str = "None"
+    generate_inference_id_at: str | None = None
+    s3_options: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def for_job(
+        cls,
+        job: TransformJobSpec,
+        model: ModelSpec,
+        *,
+        model_dirs: tuple[str, ...],
+        environment: dict[str, str],
+        start_time: str,
+        retry_backoff_seconds: float,
+        s3_options: dict[str, object] | None = None,
+    ) -> "InstanceSpec":
+        processing = job.data_processing
+        pipeline = PipelineConfig(
+            split_type=job.input.split_type,
+            compression=job.input.compression,
+            content_type=job.input.content_type,
+            accept=job.output.accept,
+            timeout_seconds=job.model_client.invocations_timeout_seconds,
+            max_retries=job.model_client.invocations_max_retries,
+            assemble_with=job.output.assemble_with,
+            kms_key_id=job.output.kms_key_id,
+            retry_backoff_seconds=retry_backoff_seconds,
+        )
+        capture = job.data_capture
+        return cls(
+            job_name=job.name,
+            model=model,
+            model_dirs=model_dirs,
+            environment=environment,
+            job_max_concurrent=job.max_concurrent_transforms or None,
+            job_max_payload_mb=job.max_payload_mb,
+            job_batch_strategy=job.batch_strategy,
+            pipeline=pipeline,
+            input_filter=processing.input_filter.expression if processing.input_filter else None,
+            output_filter=processing.output_filter.expression if processing.output_filter else None,
+            join_source=processing.join_source,
+            generate_inference_id_at=start_time if capture and capture.generate_inference_id else None,
+            s3_options=s3_options or {},
+        )
+
+    def start(self) -> "Instance":
+        runtime = create_runtime(self.model, list(self.model_dirs), self.environment)
+        runtime.start()
+        try:
+            wanted = runtime.execution_parameters()
+            resolved = ResolvedParameters(
+                max_concurrent_transforms=self.job_max_concurrent or wanted.max_concurrent_transforms or DEFAULT_MAX_CONCURRENT_TRANSFORMS,
+                max_payload_mb=_first_set(self.job_max_payload_mb, wanted.max_payload_mb, DEFAULT_MAX_PAYLOAD_MB),
+                batch_strategy=self.job_batch_strategy or wanted.batch_strategy or DEFAULT_BATCH_STRATEGY,
+            )
+            pipeline = replace(
+                self.pipeline,
+                batch_strategy=resolved.batch_strategy,
+                max_payload_bytes=resolved.max_payload_mb << 20,
+                max_concurrent=resolved.max_concurrent_transforms,
+                data_processing=self._data_processing(),
+                inference_id=InferenceIdConfig(start_time=self.generate_inference_id_at) if self.generate_inference_id_at else None,
+            )
+        except BaseException:
+            runtime.close()
+            raise
+        return Instance(runtime, pipeline, resolved, self.s3_options)
+
+    def _data_processing(self) -> DataProcessing:
+        content_type, accept = self.pipeline.content_type, self.pipeline.accept
+        return DataProcessing(
+            input_filter=parse_filter(self.input_filter, content_type=content_type, field="InputFilter") if self.input_filter else None,
+            output_filter=parse_filter(self.output_filter, content_type=accept or content_type, field="OutputFilter") if self.output_filter else None,
+            join_source=self.join_source,  # type: ignore[arg-type]
+        )
+
+
+def _first_set(*values: int | None) -> int:
+    for value in values:
+        if value is not None:
+            return value
+    raise ValueError("no value set")
+
+
+class Instance:
+    """A started instance: a loaded model plus the resolved pipeline configuration."""
+
+    def __init__(self, runtime: Runtime, pipeline: PipelineConfig, resolved: ResolvedParameters, s3_options: dict[str, object]) -> None:
+        self.runtime = runtime
+        self.pipeline = pipeline
+        self.resolved = resolved
+        self._s3_options = s3_options
+
+    def storage_for(self, uri: str):  # noqa: ANN201 - a Storage
+        return storage_for(uri, **self._s3_options)
+
+    def process(
+        self,
+        item: WorkItem,
+        on_progress: Callable[[ItemProgress], None],
+        *,
+        watch: InvocationWatch | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> ItemProgress:
+        return process_work_item(item, self.pipeline, self.runtime, self.storage_for, on_progress, watch=watch, log=log)
+
+    def close(self) -> None:
+        self.runtime.close()

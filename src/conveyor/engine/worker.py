@@ -1,0 +1,198 @@
+"""The instance worker process of the local backend: one process per instance.
+
+It loads the model once, reports the resolved execution parameters, then transforms the work
+items its parent sends, one at a time, reporting progress over its pipe. It dies with its
+parent (PR_SET_PDEATHSIG, plus a parent check), so a killed server leaves no worker writing.
+An invocation past its timeout that the runtime cannot stop (a Python handler stuck in a
+thread) makes the process report it and exit; the parent starts a fresh one (decision 19).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from conveyor.engine.instance import InstanceSpec, ResolvedParameters
+from conveyor.pipeline.work_item import ItemProgress, WorkItem, WorkItemFailed
+from conveyor.runtimes.base import RuntimeStartError
+
+TIMEOUT_EXIT_CODE = 75
+
+
+@dataclass(frozen=True)
+class Ready:
+    resolved: ResolvedParameters
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    progress: ItemProgress
+
+
+@dataclass(frozen=True)
+class Done:
+    progress: ItemProgress
+
+
+@dataclass(frozen=True)
+class Failed:
+    item_id: int
+    reason: str
+    progress: ItemProgress
+
+
+@dataclass(frozen=True)
+class TimedOut:
+    item_id: int
+    payload_index: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str
+    data_log: bool = False
+
+
+class _Messages:
+    """A pipe shared by the main thread, the watchdog and the stdout forwarder."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._lock = threading.Lock()
+
+    def send(self, message: object) -> None:
+        with self._lock:
+            self._connection.send(message)
+
+
+class _Watch:
+    """Tracks in-flight invocations; one past its timeout ends the process (decision 19)."""
+
+    def __init__(self, messages: _Messages) -> None:
+        self._messages = messages
+        self._in_flight: dict[int, tuple[int, int, float, float]] = {}
+        self._lock = threading.Lock()
+        self._next_token = 0
+        self.item_id = -1
+        threading.Thread(target=self._run, name="invocation-watch", daemon=True).start()
+
+    def begin(self, payload_index: int, timeout: float) -> object:
+        with self._lock:
+            self._next_token += 1
+            self._in_flight[self._next_token] = (self.item_id, payload_index, time.monotonic() + timeout, timeout)
+            return self._next_token
+
+    def end(self, token: object) -> None:
+        with self._lock:
+            self._in_flight.pop(token, None)  # type: ignore[arg-type]
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self._lock:
+                expired = [entry for entry in self._in_flight.values() if entry[2] <= now]
+            if expired:
+                item_id, payload_index, _, timeout = expired[0]
+                self._messages.send(TimedOut(item_id, payload_index, timeout))
+                os._exit(TIMEOUT_EXIT_CODE)
+
+
+class _LineForwarder(io.TextIOBase):
+    """Sends what the model prints to the job log, line by line."""
+
+    def __init__(self, messages: _Messages, stream_name: str) -> None:
+        self._messages = messages
+        self._stream_name = stream_name
+        self._buffer = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._messages.send(Log(f"[model {self._stream_name}] {line}"))
+        return len(text)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def check() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=check, name="parent-check", daemon=True).start()
+
+
+def worker_main(spec: InstanceSpec, connection: Connection, parent_pid: int) -> None:
+    """Entry point of an instance process."""
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    messages = _Messages(connection)
+    sys.stdout = _LineForwarder(messages, "stdout")
+    sys.stderr = _LineForwarder(messages, "stderr")
+    try:
+        instance = spec.start()
+    except RuntimeStartError as exc:
+        messages.send(StartFailed(str(exc)))
+        return
+    except Exception as exc:  # any failure to load the model fails the job with its reason
+        messages.send(StartFailed(_describe(exc)))
+        return
+    messages.send(Ready(instance.resolved))
+    watch = _Watch(messages)
+    try:
+        while True:
+            try:
+                item = connection.recv()
+            except EOFError:
+                return
+            if item is None:
+                return
+            assert isinstance(item, WorkItem)
+            watch.item_id = item.item_id
+            try:
+                progress = instance.process(
+                    item,
+                    lambda p: messages.send(Progress(p)),
+                    watch=watch,
+                    log=lambda message: messages.send(Log(message, data_log=True)),
+                )
+                messages.send(Done(progress))
+            except WorkItemFailed as exc:
+                messages.send(Failed(item.item_id, str(exc), ItemProgress(item.item_id)))
+            except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
+                messages.send(Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id)))
+    finally:
+        instance.close()
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}" if not str(exc).startswith(type(exc).__name__) else f"{exc}{where}"

@@ -1,0 +1,108 @@
+"""Calling the model for one payload: timeout, retries with back-off, and in-order concurrency.
+
+Up to MaxConcurrentTransforms payloads are in flight; results come back in input order, so
+the output keeps the order of the records (SageMaker's guarantee).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Protocol, TypeVar
+
+from conveyor.runtimes.base import InvocationError, Runtime
+
+T = TypeVar("T")
+
+
+class InvocationFailed(Exception):
+    """A payload failed for good (retries spent, or an error that is not retried)."""
+
+
+class InvocationWatch(Protocol):
+    """Watches in-flight invocations a runtime cannot time out itself (in-process handlers).
+
+    The engine's implementation restarts the instance when one runs past its timeout."""
+
+    def begin(self, payload_index: int, timeout: float) -> object: ...
+
+    def end(self, token: object) -> None: ...
+
+
+class Invoker:
+    """Sends payloads to a runtime with the job's timeout and retry policy (decision 8)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        content_type: str | None,
+        accept: str | None,
+        timeout_seconds: float,
+        max_retries: int,
+        retry_backoff_seconds: float = 1.0,
+        watch: InvocationWatch | None = None,
+        attempts_used: dict[int, int] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.content_type = content_type
+        self.accept = accept
+        self.timeout_seconds = timeout_seconds
+        self.max_retries = max_retries
+        self.retry_backoff_seconds = retry_backoff_seconds
+        self.watch = watch if not runtime.enforces_timeout else None
+        self.attempts_used = attempts_used or {}
+        self.log = log
+        self.retries = 0
+
+    def __call__(self, payload_index: int, body: bytes) -> bytes:
+        attempt = self.attempts_used.get(payload_index, 0)
+        if attempt > self.max_retries:
+            raise InvocationFailed(
+                f"the model did not answer within InvocationsTimeoutInSeconds={self.timeout_seconds:g} "
+                f"in {attempt} attempts (InvocationsMaxRetries={self.max_retries})"
+            )
+        while True:
+            token = self.watch.begin(payload_index, self.timeout_seconds) if self.watch else None
+            try:
+                return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
+            except InvocationError as exc:
+                attempt += 1
+                if not exc.retryable or attempt > self.max_retries:
+                    tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
+                    raise InvocationFailed(f"{exc.message} (after {tries}; InvocationsMaxRetries={self.max_retries})") from None
+                self.retries += 1
+                delay = self.retry_backoff_seconds * (2 ** (attempt - 1))
+                if self.log:
+                    self.log(f"payload {payload_index + 1}: {exc.message}; retry {attempt} of {self.max_retries} in {delay:g}s")
+                time.sleep(delay)
+            finally:
+                if token is not None and self.watch is not None:
+                    self.watch.end(token)
+
+
+def invoke_in_order(
+    payloads: Iterable[T], invoke: Callable[[int, T], bytes], *, max_concurrent: int
+) -> Iterator[tuple[T, bytes]]:
+    """Yield `(payload, response)` in payload order with up to `max_concurrent` in flight."""
+    if max_concurrent <= 1:
+        for index, payload in enumerate(payloads):
+            yield payload, invoke(index, payload)
+        return
+    pending: deque[tuple[T, Future[bytes]]] = deque()
+    pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="invoke")
+    try:
+        for index, payload in enumerate(payloads):
+            pending.append((payload, pool.submit(invoke, index, payload)))
+            if len(pending) >= max_concurrent:
+                first, future = pending.popleft()
+                yield first, future.result()
+        while pending:
+            first, future = pending.popleft()
+            yield first, future.result()
+    finally:
+        for _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)

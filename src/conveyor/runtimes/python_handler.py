@@ -1,0 +1,380 @@
+"""The in-process Python runtime: runs a SageMaker inference handler (`code/inference.py`).
+
+The handler contract is that of the SageMaker inference toolkit (sagemaker-inference 1.10), as
+the scikit-learn and PyTorch serving containers use it (spec, Conveyor decision 19):
+`model_fn(model_dir[, context])`, then per request either
+`transform_fn(model, input_data, content_type, accept[, context])` or
+`input_fn(input_data, content_type[, context])` -> `predict_fn(data, model[, context])` ->
+`output_fn(prediction, accept[, context])`, each missing one replaced by a default.
+
+One instance is one process that imports one model's handler; `invoke()` runs on up to
+MaxConcurrentTransforms threads sharing the one loaded model, so nothing here mutates shared
+state per call. `invoke()` cannot stop a handler at its timeout (`enforces_timeout = False`):
+the instance's watchdog restarts the process instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import itertools
+import json
+import logging
+import os
+import re
+import sys
+import traceback
+from types import ModuleType
+from typing import Any, Callable
+
+import numpy as np
+
+from conveyor.runtimes import codecs
+from conveyor.runtimes.base import ExecutionParameters, InvocationError, Runtime, RuntimeStartError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROGRAM = "inference.py"
+PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
+"""Names the handler file in `code/` (the toolkit's variable); `inference.py` when unset."""
+DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+"""The Accept used when a request has none or `*/*` (the toolkit's variable)."""
+
+_module_numbers = itertools.count(1)
+
+
+class RequestProcessor:
+    """One request's headers, as the model server shows them in `context.request_processor[0]`."""
+
+    __slots__ = ("_headers",)
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    def get_request_properties(self) -> dict[str, str]:
+        return self._headers
+
+    def get_request_property(self, key: str) -> str | None:
+        return self._headers.get(key)
+
+
+class Context:
+    """The `context` a handler function receives when its signature asks for one.
+
+    A small subset of the model server's: `system_properties` (model_dir, gpu_id, batch_size,
+    server_name) and the request's Content-Type and Accept headers; nothing to set responses."""
+
+    __slots__ = ("system_properties", "request_processor")
+
+    def __init__(self, system_properties: dict[str, Any], headers: dict[str, str]) -> None:
+        self.system_properties = system_properties
+        self.request_processor = [RequestProcessor(headers)]
+
+    def get_request_header(self, idx: int, key: str) -> str | None:
+        return self.request_processor[idx].get_request_property(key)
+
+    def get_all_request_header(self, idx: int) -> dict[str, str]:
+        return self.request_processor[idx].get_request_properties()
+
+
+# -- the defaults for a missing input_fn / predict_fn / output_fn ---------------------------
+
+
+def default_input_fn(input_data: bytes | str, content_type: str | None) -> Any:
+    """Decode by content type; a 1-D numeric array becomes one row, as in the scikit-learn
+    container (so one CSV line or a flat JSON list is one sample for `model.predict`)."""
+    data = codecs.decode(input_data, content_type)
+    if isinstance(data, np.ndarray) and data.ndim < 2 and data.dtype.kind in "biuf":
+        data = data.reshape(1, -1)
+    return data
+
+
+def default_predict_fn(data: Any, model: Any) -> Any:
+    return model.predict(data)
+
+
+def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+    return codecs.encode(prediction, accept)
+
+
+# -- the runtime ---------------------------------------------------------------------------
+
+
+class PythonHandlerRuntime(Runtime):
+    """Loads `code/inference.py` of a model directory and calls it in this process."""
+
+    enforces_timeout = False
+
+    def __init__(self, model_dir: str, environment: dict[str, str], *, code_dir: str | None = None) -> None:
+        self.model_dir = model_dir
+        self.environment = dict(environment)
+        self.code_dir = code_dir if code_dir is not None else os.path.join(model_dir, "code")
+        self.handler_path: str | None = None
+        self.module: ModuleType | None = None
+        self.model: Any = None
+        self._handle: Callable[[bytes | str, str | None, str], Any] | None = None
+        self._default_accept = codecs.JSON
+        self._system_properties: dict[str, Any] = {}
+        self._path_entry: str | None = None
+        self._replaced_environment: dict[str, str | None] = {}
+
+    # start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._handle is not None:
+            return
+        program = self.environment.get(PROGRAM_VARIABLE) or os.environ.get(PROGRAM_VARIABLE) or DEFAULT_PROGRAM
+        if not program.endswith(".py"):
+            program += ".py"
+        path = os.path.join(self.code_dir, program)
+        if not os.path.isfile(path):
+            raise RuntimeStartError(
+                f"model directory {self.model_dir} has no {self._shown(path)}: the Python runtime expects a "
+                "SageMaker inference handler there, a module defining model_fn(model_dir) and optionally "
+                "input_fn/predict_fn/output_fn or transform_fn"
+            )
+        self.handler_path = os.path.realpath(path)
+        requirements = os.path.join(self.code_dir, "requirements.txt")
+        if os.path.isfile(requirements):
+            logger.warning("%s is not installed; the handler's imports must already be available", requirements)
+
+        for key, value in self.environment.items():  # before the import: the handler may read them
+            self._replaced_environment.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+        self._default_accept = os.environ.get(DEFAULT_ACCEPT_VARIABLE) or codecs.JSON
+        self._system_properties = {
+            "model_dir": self.model_dir,
+            "gpu_id": None,
+            "batch_size": 1,
+            "server_name": "conveyor",
+        }
+        try:
+            self.module = self._import(path)
+            self.model = self._load_model()
+            self._handle = self._resolve_chain()
+        except BaseException:
+            self.close()
+            raise
+
+    def _import(self, path: str) -> ModuleType:
+        code_dir = os.path.dirname(path)
+        if code_dir not in sys.path:  # helper modules beside inference.py import as in SageMaker
+            sys.path.insert(0, code_dir)
+            self._path_entry = code_dir
+        stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+        name = f"conveyor_handler_{next(_module_numbers)}_{stem}"  # never shared by two models
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise RuntimeStartError(f"cannot load {path} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # pickle and dataclasses look classes up by module name
+        try:
+            spec.loader.exec_module(module)
+        except (Exception, SystemExit) as exc:
+            sys.modules.pop(name, None)
+            raise RuntimeStartError(f"importing {path} failed: {self._describe(exc)}") from exc
+        return module
+
+    def _function(self, name: str) -> Callable[..., Any] | None:
+        function = getattr(self.module, name, None)
+        if function is not None and not callable(function):
+            raise RuntimeStartError(f"{name} in {self.handler_path} is a {type(function).__name__}, not a function")
+        return function
+
+    def _takes_context(self, function: Callable[..., Any], name: str, parameters: tuple[str, ...]) -> bool:
+        """Whether `function` wants a trailing `context`, judged by its signature (as the toolkit)."""
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):  # a builtin without a signature: call it plainly
+            return False
+        positional = [
+            p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        has_var_positional = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+        if len(positional) == len(parameters) + 1:
+            return True
+        if len(positional) == len(parameters) or (has_var_positional and len(positional) < len(parameters)):
+            return False
+        expected = ", ".join(parameters)
+        raise RuntimeStartError(
+            f"{name} in {self.handler_path} takes {len(positional)} positional parameters; "
+            f"expected {name}({expected}) or {name}({expected}, context)"
+        )
+
+    def _load_model(self) -> Any:
+        """pre_model_fn, model_fn, model_warmup_fn: the toolkit's loading sequence."""
+        model_fn = self._function("model_fn")
+        if model_fn is None:
+            raise RuntimeStartError(f"{self.handler_path} defines no model_fn(model_dir): the Python runtime needs one to load the model")
+        self._run_loader("pre_model_fn", self.model_dir)
+        model = self._run_loader("model_fn", self.model_dir)
+        self._run_loader("model_warmup_fn", self.model_dir, model)
+        return model
+
+    def _run_loader(self, name: str, *arguments: Any) -> Any:
+        function = self._function(name)
+        if function is None:
+            return None
+        parameters = ("model_dir", "model")[: len(arguments)]
+        takes_context = self._takes_context(function, name, parameters)
+        try:
+            if takes_context:
+                return function(*arguments, Context(self._system_properties, {}))
+            return function(*arguments)
+        except (Exception, SystemExit) as exc:
+            raise RuntimeStartError(f"{name} in {self.handler_path} failed: {self._describe(exc)}") from exc
+
+    def _resolve_chain(self) -> Callable[[bytes | str, str | None, str], Any]:
+        """Bind the request path once, so a call does no look-ups and no signature checks."""
+        model = self.model
+        transform_fn = self._function("transform_fn")
+        input_fn, predict_fn, output_fn = (self._function(n) for n in ("input_fn", "predict_fn", "output_fn"))
+        if transform_fn is not None:
+            if input_fn or predict_fn or output_fn:
+                raise RuntimeStartError(
+                    f"{self.handler_path} defines transform_fn together with input_fn, predict_fn or output_fn; "
+                    "define either transform_fn or those (as the SageMaker inference toolkit requires)"
+                )
+            if self._takes_context(transform_fn, "transform_fn", ("model", "input_data", "content_type", "accept")):
+                context = self._request_context
+                return lambda data, content_type, accept: transform_fn(
+                    model, data, content_type, accept, context(content_type, accept)
+                )
+            return lambda data, content_type, accept: transform_fn(model, data, content_type, accept)
+
+        if predict_fn is None and not callable(getattr(model, "predict", None)):
+            raise RuntimeStartError(
+                f"{self.handler_path} defines no predict_fn and model_fn returned a {type(model).__name__} "
+                "without a predict method; define predict_fn(data, model) or transform_fn"
+            )
+        stages = (
+            (input_fn or default_input_fn, "input_fn", ("input_data", "content_type")),
+            (predict_fn or default_predict_fn, "predict_fn", ("data", "model")),
+            (output_fn or default_output_fn, "output_fn", ("prediction", "accept")),
+        )
+        (decode, wants_1), (predict, wants_2), (encode, wants_3) = (
+            (function, self._takes_context(function, name, parameters)) for function, name, parameters in stages
+        )
+        if not (wants_1 or wants_2 or wants_3):
+            return lambda data, content_type, accept: encode(predict(decode(data, content_type), model), accept)
+
+        make_context = self._request_context
+
+        def handle(data: bytes | str, content_type: str | None, accept: str) -> Any:
+            context = make_context(content_type, accept)
+            parsed = decode(data, content_type, context) if wants_1 else decode(data, content_type)
+            prediction = predict(parsed, model, context) if wants_2 else predict(parsed, model)
+            return encode(prediction, accept, context) if wants_3 else encode(prediction, accept)
+
+        return handle
+
+    def _request_context(self, content_type: str | None, accept: str) -> Context:
+        headers = {"Accept": accept}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return Context(self._system_properties, headers)
+
+    # invoke ------------------------------------------------------------------------------
+
+    def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
+        handle = self._handle
+        if handle is None:
+            raise RuntimeError("PythonHandlerRuntime.invoke() before start()")
+        if not accept or accept == codecs.ANY:
+            accept = self._default_accept
+        data: bytes | str = payload if type(payload) is bytes else bytes(payload)
+        if content_type in codecs.UTF8_TYPES:  # the toolkit hands JSON and CSV bodies over as str
+            try:
+                data = data.decode("utf-8")  # type: ignore[union-attr]
+            except UnicodeDecodeError as exc:
+                raise InvocationError(f"the {content_type} payload is not valid UTF-8: {exc}", retryable=False, status=400) from None
+        try:
+            result = handle(data, content_type, accept)
+            if type(result) is bytes:
+                return result
+            return self._body(result, accept)
+        except codecs.UnsupportedFormatError as exc:
+            raise InvocationError(str(exc), retryable=False, status=415) from exc
+        except Exception as exc:
+            raise InvocationError(self._describe(exc), retryable=True, status=500) from exc
+
+    @staticmethod
+    def _body(result: Any, accept: str) -> bytes:
+        """A handler's result as response bytes: bytes, str (UTF-8), a (body, content type) tuple,
+        or a value the default encoder for `accept` serialises."""
+        if isinstance(result, tuple):
+            result = result[0]
+        if isinstance(result, (bytes, bytearray, memoryview)):
+            return bytes(result)
+        if isinstance(result, str):
+            return result.encode("utf-8")
+        return codecs.encode(result, accept)[0]
+
+    def _describe(self, exc: BaseException) -> str:
+        """`ValueError: message (code/inference.py, line 12, in predict_fn)`: the error and the
+        deepest line of the model's own code it passed through."""
+        text = f"{type(exc).__name__}: {exc}"
+        code_dir = os.path.realpath(self.code_dir) + os.sep
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            if os.path.realpath(frame.filename).startswith(code_dir):
+                return f"{text} ({self._shown(frame.filename)}, line {frame.lineno}, in {frame.name})"
+        return text
+
+    def _shown(self, path: str) -> str:
+        """A path as a person reads it: relative to the model directory when inside it."""
+        relative = os.path.relpath(os.path.realpath(path), os.path.realpath(self.model_dir))
+        return path if relative.startswith("..") else relative
+
+    # execution parameters and close -------------------------------------------------------
+
+    def execution_parameters(self) -> ExecutionParameters:
+        """What the handler's `execution_parameters_fn()` asks for (the scikit-learn container's
+        hook; it returns the `/execution-parameters` JSON body, as a dict, str or bytes)."""
+        function = self._function("execution_parameters_fn") if self.module is not None else None
+        if function is None:
+            return ExecutionParameters()
+        try:
+            answer = function()
+            if isinstance(answer, tuple):
+                answer = answer[0]
+            if isinstance(answer, (bytes, bytearray, str)):
+                answer = json.loads(answer)
+            if not isinstance(answer, dict):
+                raise TypeError(f"returned a {type(answer).__name__}, not a JSON object")
+            return _execution_parameters(answer)
+        except (Exception, SystemExit) as exc:
+            raise RuntimeStartError(f"execution_parameters_fn in {self.handler_path} failed: {self._describe(exc)}") from exc
+
+    def close(self) -> None:
+        self._handle = None
+        self.model = None
+        if self.module is not None:
+            sys.modules.pop(self.module.__name__, None)
+            self.module = None
+        if self._path_entry is not None:
+            if self._path_entry in sys.path:
+                sys.path.remove(self._path_entry)
+            self._path_entry = None
+        for key, previous in self._replaced_environment.items():
+            if previous is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = previous
+        self._replaced_environment = {}
+
+
+_STRATEGIES = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord", "MultiRecord": "MultiRecord", "SingleRecord": "SingleRecord"}
+
+
+def _execution_parameters(answer: dict[str, Any]) -> ExecutionParameters:
+    concurrency, strategy, payload = (answer.get(k) for k in ("MaxConcurrentTransforms", "BatchStrategy", "MaxPayloadInMB"))
+    for key, value, least in (("MaxConcurrentTransforms", concurrency, 1), ("MaxPayloadInMB", payload, 0)):
+        if value is not None and (type(value) is not int or value < least):
+            raise ValueError(f"{key} must be an integer of at least {least}, got {value!r}")
+    if strategy is not None and strategy not in _STRATEGIES:
+        raise ValueError(f"BatchStrategy must be MULTI_RECORD or SINGLE_RECORD, got {strategy!r}")
+    return ExecutionParameters(
+        max_concurrent_transforms=concurrency,
+        batch_strategy=_STRATEGIES[strategy] if strategy is not None else None,  # type: ignore[arg-type]
+        max_payload_mb=payload,
+    )

@@ -1,0 +1,41 @@
+"""The one settings object, built at the edge (flags and environment) and passed down.
+
+No module reads `os.environ` in the middle of the data path; this is where it is read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    capacity: int = 1
+    """Instances that may run at once on this machine (the scheduler's bound)."""
+    retry_backoff_seconds: float = 1.0
+    """First delay between invocation retries; doubles on each retry (decision 8)."""
+    s3_endpoint_url: str | None = None
+    s3_read_strategy: str = "stream"
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        env = os.environ if environ is None else environ
+        settings = cls(
+            home=Path(env.get("CONVEYOR_HOME") or Path.home() / ".conveyor").expanduser(),
+            region=env.get("CONVEYOR_REGION", "us-east-1"),
+            account_id=env.get("CONVEYOR_ACCOUNT_ID", "000000000000"),
+            capacity=int(env.get("CONVEYOR_CAPACITY") or os.cpu_count() or 1),
+            retry_backoff_seconds=float(env.get("CONVEYOR_RETRY_BACKOFF_SECONDS", "1.0")),
+            s3_endpoint_url=env.get("CONVEYOR_S3_ENDPOINT") or None,
+            s3_read_strategy=env.get("CONVEYOR_S3_READ_STRATEGY", "stream"),
+        )
+        return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+
+    def arn(self, resource: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource}/{name}"

@@ -1,0 +1,280 @@
+"""Validating a request against botocore's own SageMaker service model (the spec's decision 22).
+
+Enums, lengths, value ranges, patterns, required members and types are read from the model that
+the installed botocore ships, so Conveyor accepts exactly what the installed clients send and
+refuses the rest with SageMaker's generic wording:
+
+    Value 'x' at 'transformInput.contentType' failed to satisfy constraint: Member must …
+
+Paths are lowerCamelCase member names joined by dots; list members are `tags.1.member.key`
+(1-based, as AWS writes them); a map's key or value errors are reported at the map's path.
+
+Beyond what SageMaker checks server side, this module also refuses, as `ValidationException`
+naming the member, two things a raw HTTP client can send but botocore never does:
+
+- a JSON value of the wrong type (a string where an integer is expected, …). SageMaker answers
+  these with a `SerializationException`; one exception family with the field named is easier to
+  act on, and boto3 users never see the difference.
+- an unknown member (a typo such as `SpliType`). SageMaker rejects these too (as a
+  `SerializationException`); silently ignoring a misspelt option would run a different job than
+  the one asked for.
+
+JSON `null` for an optional member means "absent", as it does for SageMaker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable, Mapping
+
+import regex
+from botocore.model import ServiceModel, Shape, StructureShape
+
+from conveyor.spec.errors import FieldError
+
+# A rule that replaces the generic constraint checks of one botocore shape (by shape name),
+# called with a value already known to have the shape's JSON type.
+Check = Callable[[Any, Shape, str], list[FieldError]]
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "long": "an integer",
+    "float": "a number",
+    "double": "a number",
+    "boolean": "a boolean",
+    "structure": "a structure (a JSON object)",
+    "map": "a map (a JSON object)",
+    "list": "a list (a JSON array)",
+    "timestamp": "a timestamp",
+    "blob": "a base64-encoded string",
+}
+
+
+@lru_cache(maxsize=1)
+def service_model() -> ServiceModel:
+    """botocore's SageMaker model, loaded once (about a quarter of a second)."""
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def input_shape(operation: str) -> StructureShape:
+    """The request shape of one operation, e.g. `CreateTransformJob`."""
+    shape = service_model().operation_model(operation).input_shape
+    assert isinstance(shape, StructureShape)
+    return shape
+
+
+def shape(name: str) -> Shape:
+    """A named shape of the model, e.g. `TransformInstanceType`."""
+    return service_model().shape_for(name)
+
+
+def enum_values(shape_name: str) -> list[str]:
+    """The enum of a string shape, in the model's order."""
+    return list(shape(shape_name).enum)
+
+
+def member_path(parent: str, member: str) -> str:
+    """`transformInput` + `SplitType` → `transformInput.splitType` (SageMaker's message paths)."""
+    name = member[:1].lower() + member[1:]
+    return f"{parent}.{name}" if parent else name
+
+
+def full_match(pattern: str, value: str) -> bool:
+    """Whether the whole value matches a model pattern (Java syntax, `\\p{L}` included)."""
+    return _compiled(pattern).fullmatch(value) is not None
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    return regex.compile(pattern)
+
+
+def java_length(value: str) -> int:
+    """A string's length as the service counts it: UTF-16 code units, not code points."""
+    return len(value.encode("utf-16-le")) // 2
+
+
+def length_errors(value: Any, shape: Shape, path: str) -> list[FieldError]:
+    """`min`/`max` of a string, list or map (all called "length" in SageMaker's wording)."""
+    size = java_length(value) if isinstance(value, str) else len(value)
+    errors = []
+    maximum, minimum = shape.metadata.get("max"), shape.metadata.get("min")
+    if maximum is not None and size > maximum:
+        errors.append(FieldError(path, value, f"Member must have length less than or equal to {maximum}"))
+    if minimum is not None and minimum > 0 and size < minimum:
+        errors.append(FieldError(path, value, f"Member must have length greater than or equal to {minimum}"))
+    return errors
+
+
+def pattern_rule(pattern: str) -> str:
+    return f"Member must satisfy regular expression pattern: {pattern}"
+
+
+def enum_rule(values: list[str]) -> str:
+    return f"Member must satisfy enum value set: [{', '.join(values)}]"
+
+
+def string_rules(value: str, shape: Shape) -> list[str]:
+    """The rules a string breaks, in SageMaker's order: length, pattern, enum."""
+    rules = [error.rule for error in length_errors(value, shape, "")]
+    pattern = shape.metadata.get("pattern")
+    if pattern is not None and not full_match(pattern, value):
+        rules.append(pattern_rule(pattern))
+    if shape.enum and value not in shape.enum:
+        rules.append(enum_rule(list(shape.enum)))
+    return rules
+
+
+def constraint_errors(value: Any, shape: Shape, path: str) -> list[FieldError]:
+    """The generic constraint checks of a scalar value already of the right JSON type."""
+    if shape.type_name == "string":
+        return [FieldError(path, value, rule) for rule in string_rules(value, shape)]
+    if shape.type_name in ("integer", "long", "float", "double"):
+        errors = []
+        maximum, minimum = shape.metadata.get("max"), shape.metadata.get("min")
+        if maximum is not None and value > maximum:
+            errors.append(FieldError(path, value, f"Member must have value less than or equal to {maximum}"))
+        if minimum is not None and value < minimum:
+            errors.append(FieldError(path, value, f"Member must have value greater than or equal to {minimum}"))
+        return errors
+    return []
+
+
+def validate_request(operation: str, request: Any, *, checks: Mapping[str, Check] | None = None) -> list[FieldError]:
+    """Every constraint of the model the request breaks (empty list: the request is valid).
+
+    `checks` replaces the generic checks of the named shapes (S3 locations that also take local
+    paths, the instance type that also takes `local`).
+    """
+    if not isinstance(request, dict):
+        return [FieldError("", request, "", message="The request body must be a JSON object")]
+    errors: list[FieldError] = []
+    _validate(request, input_shape(operation), "", errors, checks or {})
+    return errors
+
+
+def validate(value: Any, shape: Shape, path: str, *, checks: Mapping[str, Check] | None = None) -> list[FieldError]:
+    """Validate one value against one shape (the building block of `validate_request`)."""
+    errors: list[FieldError] = []
+    _validate(value, shape, path, errors, checks or {})
+    return errors
+
+
+def _validate(value: Any, shape: Shape, path: str, errors: list[FieldError], checks: Mapping[str, Check]) -> None:
+    if not _has_type(value, shape.type_name):
+        errors.append(FieldError(path, value, f"Member must be {_TYPE_NAMES.get(shape.type_name, shape.type_name)}"))
+        return
+    kind = shape.type_name
+    if kind == "structure":
+        _validate_structure(value, shape, path, errors, checks)
+    elif kind == "list":
+        errors.extend(length_errors(value, shape, path))
+        for index, item in enumerate(value, start=1):
+            item_path = f"{path}.{index}.member"
+            if item is None:
+                errors.append(FieldError(item_path, None, "Member must not be null"))
+            else:
+                _validate(item, shape.member, item_path, errors, checks)
+    elif kind == "map":
+        errors.extend(length_errors(value, shape, path))
+        _validate_map(value, shape, path, errors, checks)
+    elif shape.name in checks:
+        errors.extend(checks[shape.name](value, shape, path))
+    else:
+        errors.extend(constraint_errors(value, shape, path))
+
+
+def _validate_structure(value: dict, shape: Any, path: str, errors: list[FieldError], checks: Mapping[str, Check]) -> None:
+    required = set(shape.required_members)
+    for name, member in shape.members.items():
+        member_value = value.get(name)
+        if member_value is None:
+            if name in required:
+                errors.append(FieldError(member_path(path, name), None, "Member must not be null"))
+            continue
+        _validate(member_value, member, member_path(path, name), errors, checks)
+    known = list(shape.members)
+    for name in value:
+        if name not in shape.members:
+            rule = f"Member must be one of the known members of {shape.name}: [{', '.join(known)}]"
+            errors.append(FieldError(member_path(path, str(name)), value[name], rule))
+
+
+def _validate_map(value: dict, shape: Any, path: str, errors: list[FieldError], checks: Mapping[str, Check]) -> None:
+    """Map entries are reported at the map's path with only the offending entries shown, in the
+    form SageMaker uses (`Map keys must satisfy constraint: [...]`)."""
+    for key, item in value.items():
+        entry = _JavaMap({key: item})
+        key_rules = _scalar_rules(key, shape.key, checks)
+        if key_rules:
+            errors.append(FieldError(path, entry, f"Map keys must satisfy constraint: [{', '.join(key_rules)}]"))
+        if item is None:
+            errors.append(FieldError(path, entry, "Map value must satisfy constraint: [Member must not be null]"))
+            continue
+        value_rules = _scalar_rules(item, shape.value, checks)
+        if value_rules:
+            errors.append(FieldError(path, entry, f"Map value must satisfy constraint: [{', '.join(value_rules)}]"))
+
+
+def _scalar_rules(value: Any, shape: Shape, checks: Mapping[str, Check]) -> list[str]:
+    if not _has_type(value, shape.type_name):
+        return [f"Member must be {_TYPE_NAMES.get(shape.type_name, shape.type_name)}"]
+    if shape.type_name in ("structure", "list", "map"):
+        nested: list[FieldError] = []
+        _validate(value, shape, "", nested, checks)
+        return [error.rule for error in nested]
+    found = checks[shape.name](value, shape, "") if shape.name in checks else constraint_errors(value, shape, "")
+    return [error.rule for error in found]
+
+
+class _JavaMap(dict):
+    """A map shown as the service shows one in messages: `{KEY=value}`."""
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(f"{key}={value}" for key, value in self.items()) + "}"
+
+    __repr__ = __str__
+
+
+def _has_type(value: Any, type_name: str) -> bool:
+    if type_name in ("string", "blob"):
+        return isinstance(value, str)
+    if type_name in ("integer", "long"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name in ("float", "double"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if type_name == "boolean":
+        return isinstance(value, bool)
+    if type_name in ("structure", "map"):
+        return isinstance(value, dict)
+    if type_name == "list":
+        return isinstance(value, list)
+    if type_name == "timestamp":
+        return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+    return True
+
+
+def unique_tag_key_errors(tags: Any, path: str) -> list[FieldError]:
+    """Tag keys must be unique per resource (the model cannot say so); one error per repeated key."""
+    if not isinstance(tags, list):
+        return []
+    seen: set[str] = set()
+    errors = []
+    for index, tag in enumerate(tags, start=1):
+        key = tag.get("Key") if isinstance(tag, dict) else None
+        if not isinstance(key, str):
+            continue
+        if key in seen:
+            errors.append(
+                FieldError(
+                    f"{path}.{index}.member.key",
+                    key,
+                    "Member must be unique within the tag list",
+                    message=f"Tag keys must be unique: key '{key}' at '{path}.{index}.member.key' appears more than once in {path}",
+                )
+            )
+        seen.add(key)
+    return errors

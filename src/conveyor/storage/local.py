@@ -1,0 +1,129 @@
+"""Local files as an object store: `file:///abs/path` and plain paths.
+
+A key is an absolute path. Listing follows S3Prefix semantics over the filesystem: the prefix
+`/data/inp` matches `/data/input1.csv` and everything under `/data/inp*/`. Writes go to a
+temporary file beside the target and are renamed into place on commit, so a reader never
+sees a partial object.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from conveyor.storage.base import TEMP_MARKER, ObjectInfo, ObjectWriter, Storage, StorageError
+from conveyor.storage.uri import parse_uri
+
+
+def local_path(uri: str) -> str:
+    """The absolute filesystem path a `file://` URI or plain path names."""
+    return parse_uri(uri)[2]
+
+
+def file_uri(path: str) -> str:
+    return "file://" + os.path.abspath(path)
+
+
+class LocalFileWriter(ObjectWriter):
+    def __init__(self, path: str) -> None:
+        self.uri = file_uri(path)
+        self._path = path
+        directory, name = os.path.split(path)
+        os.makedirs(directory or ".", exist_ok=True)
+        self._temp_path = os.path.join(directory, f".{name}{TEMP_MARKER}{uuid.uuid4().hex}")
+        self._file: BinaryIO | None = open(self._temp_path, "wb")
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._file is not None, "write after commit or abort"
+        self._file.write(data)
+
+    def commit(self) -> None:
+        assert self._file is not None, "commit after commit or abort"
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        os.replace(self._temp_path, self._path)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        try:
+            os.unlink(self._temp_path)
+        except FileNotFoundError:
+            pass
+
+
+class LocalStorage(Storage):
+    def list(self, prefix_uri: str) -> Iterator[ObjectInfo]:
+        prefix = local_path(prefix_uri)
+        if prefix_uri.endswith("/") and not prefix.endswith("/"):
+            prefix += "/"
+        found: list[ObjectInfo] = []
+        if os.path.isfile(prefix):
+            found.append(self._info(prefix))
+        directory = prefix if prefix.endswith("/") else os.path.dirname(prefix)
+        if os.path.isdir(directory):
+            for path in _walk_files(directory):
+                if path.startswith(prefix) and path != prefix and TEMP_MARKER not in path:
+                    found.append(self._info(path))
+        found.sort(key=lambda info: info.key)
+        return iter(found)
+
+    def stat(self, uri: str) -> ObjectInfo:
+        path = local_path(uri)
+        if not os.path.isfile(path):
+            raise StorageError(uri, "NoSuchKey", "no such file")
+        return self._info(path)
+
+    def open_read(self, uri: str) -> BinaryIO:
+        path = local_path(uri)
+        try:
+            return open(path, "rb", buffering=0)
+        except FileNotFoundError:
+            raise StorageError(uri, "NoSuchKey", "no such file") from None
+        except IsADirectoryError:
+            raise StorageError(uri, "NoSuchKey", "is a directory, not a file") from None
+        except PermissionError:
+            raise StorageError(uri, "AccessDenied", "permission denied") from None
+
+    def open_write(self, uri: str, *, kms_key_id: str | None = None) -> ObjectWriter:
+        try:
+            return LocalFileWriter(local_path(uri))
+        except OSError as exc:
+            code = "AccessDenied" if exc.errno in (errno.EACCES, errno.EPERM) else "WriteFailed"
+            raise StorageError(uri, code, exc.strerror or str(exc)) from None
+
+    def delete(self, uri: str) -> None:
+        try:
+            os.unlink(local_path(uri))
+        except FileNotFoundError:
+            pass
+
+    def sweep_temporaries(self, prefix_uri: str) -> int:
+        root = local_path(prefix_uri)
+        if not os.path.isdir(root):
+            return 0
+        removed = 0
+        for path in _walk_files(root, include_temporaries=True):
+            if TEMP_MARKER in os.path.basename(path):
+                os.unlink(path)
+                removed += 1
+        return removed
+
+    @staticmethod
+    def _info(path: str) -> ObjectInfo:
+        stat = os.stat(path)
+        return ObjectInfo(uri=file_uri(path), key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
+
+
+def _walk_files(root: str, *, include_temporaries: bool = False) -> Iterator[str]:
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories.sort()
+        for name in files:
+            if include_temporaries or TEMP_MARKER not in name:
+                yield str(Path(directory, name))

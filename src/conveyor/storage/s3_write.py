@@ -1,0 +1,166 @@
+"""Writing one S3 object all-or-nothing: one PUT when small, a multipart upload when large.
+
+Bytes are buffered up to a part; the first full part starts a multipart upload and each part is
+uploaded on a small background pool while the caller goes on producing the next one. At most
+`max_parts_in_flight` parts are uploading at once, so memory stays at (that + 1) parts. The
+object appears only when CompleteMultipartUpload (or the one PutObject) succeeds; `abort()`
+aborts the multipart upload so no parts remain stored or billed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from conveyor.storage.base import ObjectWriter, StorageError
+from conveyor.storage.s3_errors import error_code, storage_error
+
+logger = logging.getLogger(__name__)
+
+MAX_PARTS = 10_000
+PART_GROWTH_INTERVAL = 2_000
+"""The part size doubles every this many parts, so 10,000 parts reach ~1 TB at 16 MiB parts."""
+
+
+class S3Writer(ObjectWriter):
+    def __init__(
+        self,
+        client: Any,
+        uri: str,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int,
+        max_parts_in_flight: int,
+        extra_args: dict[str, str],
+        checksum_algorithm: str | None,
+    ) -> None:
+        self.uri = uri
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._part_size = part_size
+        self._extra_args = extra_args
+        self._checksum_algorithm = checksum_algorithm
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._slots = threading.BoundedSemaphore(max(1, max_parts_in_flight))
+        self._max_parts_in_flight = max(1, max_parts_in_flight)
+        self._pool: ThreadPoolExecutor | None = None
+        self._failure: BaseException | None = None
+        self._state = "open"  # → committed | aborted
+
+    @property
+    def parts_uploaded(self) -> int:
+        return len(self._parts)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._state != "open":
+            raise StorageError(self.uri, "InvalidState", f"write after the writer was {self._state}")
+        self._buffer += data
+        while len(self._buffer) >= self._next_part_size():
+            self._send_part(self._next_part_size())
+
+    def commit(self) -> None:
+        if self._state != "open":
+            raise StorageError(self.uri, "InvalidState", f"commit after the writer was {self._state}")
+        try:
+            if self._upload_id is None:
+                body = bytes(self._buffer)
+                self._buffer = bytearray()
+                self._client.put_object(Bucket=self._bucket, Key=self._key, Body=body, **self._extra_args)
+            else:
+                if self._buffer:
+                    self._send_part(len(self._buffer))
+                parts = [future.result() for future in self._parts]
+                self._client.complete_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
+                )
+        except Exception as exc:
+            self.abort()
+            raise storage_error(self.uri, exc, action="writing") from None
+        self._state = "committed"
+        self._shutdown()
+
+    def abort(self) -> None:
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._buffer = bytearray()
+        for future in self._parts:
+            future.cancel()
+        wait(self._parts)  # a part still uploading would otherwise outlive the abort
+        self._shutdown()
+        if self._upload_id is not None:
+            try:
+                self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+            except ClientError as exc:
+                if error_code(exc) != "NoSuchUpload":
+                    logger.warning("%s: could not abort multipart upload %s: %s", self.uri, self._upload_id, exc)
+            except Exception as exc:  # the sweep on resume removes what is left
+                logger.warning("%s: could not abort multipart upload %s: %s", self.uri, self._upload_id, exc)
+
+    def _next_part_size(self) -> int:
+        return self._part_size << (len(self._parts) // PART_GROWTH_INTERVAL)
+
+    def _send_part(self, size: int) -> None:
+        """Cut `size` bytes off the buffer and hand them to the pool, waiting for a free slot."""
+        self._raise_failed_part()
+        if self._upload_id is None:
+            self._start_upload()
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(self.uri, "EntityTooLarge", f"the object needs more than {MAX_PARTS} parts")
+        if size == len(self._buffer):
+            data, self._buffer = bytes(self._buffer), bytearray()
+        else:
+            with memoryview(self._buffer) as view:
+                data = view[:size].tobytes()
+            del self._buffer[:size]
+        self._slots.acquire()
+        assert self._pool is not None
+        future = self._pool.submit(self._upload_part, number, data)
+        future.add_done_callback(self._part_done)
+        self._parts.append(future)
+
+    def _part_done(self, future: Future[dict[str, Any]]) -> None:
+        self._slots.release()
+        if not future.cancelled() and future.exception() is not None and self._failure is None:
+            self._failure = future.exception()
+
+    def _start_upload(self) -> None:
+        arguments = dict(self._extra_args)
+        if self._checksum_algorithm:
+            arguments["ChecksumAlgorithm"] = self._checksum_algorithm
+        try:
+            response = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key, **arguments)
+        except Exception as exc:
+            raise storage_error(self.uri, exc, action="starting a multipart upload") from None
+        self._upload_id = response["UploadId"]
+        self._pool = ThreadPoolExecutor(max_workers=self._max_parts_in_flight, thread_name_prefix="s3-part")
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        arguments = {"ChecksumAlgorithm": self._checksum_algorithm} if self._checksum_algorithm else {}
+        response = self._client.upload_part(
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=data, **arguments
+        )
+        part = {"PartNumber": number, "ETag": response["ETag"]}
+        if self._checksum_algorithm:
+            field = "Checksum" + self._checksum_algorithm
+            if response.get(field):
+                part[field] = response[field]
+        return part
+
+    def _raise_failed_part(self) -> None:
+        if self._failure is not None:
+            raise storage_error(self.uri, self._failure, action="uploading a part")
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

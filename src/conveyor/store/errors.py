@@ -1,0 +1,48 @@
+"""The store's own exceptions: facts about stored state, worded for the service to translate.
+
+The store knows no AWS error codes; `service` maps these (AlreadyExists on a model →
+`ValidationException` "Cannot create already existing model …", on a job → `ResourceInUse`).
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error the store raises on purpose."""
+
+
+class AlreadyExists(StoreError):
+    """A create named a resource that is already stored."""
+
+    def __init__(self, kind: str, name: str, arn: str | None = None) -> None:
+        super().__init__(f"{kind} {name!r} already exists")
+        self.kind = kind
+        self.name = name
+        self.arn = arn
+
+
+class NotFound(StoreError):
+    """A change named a resource that is not stored (getters return None instead)."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"{kind} {name!r} not found")
+        self.kind = kind
+        self.name = name
+
+
+class IllegalTransition(StoreError):
+    """A status change the status machine forbids; carries the current status for the message."""
+
+    def __init__(self, name: str, current: str, requested: str) -> None:
+        super().__init__(f"transform job {name!r} cannot go from {current} to {requested}")
+        self.name = name
+        self.current = current
+        self.requested = requested
+
+
+class InvalidToken(StoreError):
+    """A NextToken or log position token that this store did not issue (or issued for another sort)."""
+
+
+class SchemaError(StoreError):
+    """The database was written by a newer Conveyor, or the migration list is malformed."""

@@ -1,0 +1,98 @@
+"""The schema, as an ordered list of migrations: add a step at the end, never edit a shipped one.
+
+The SQL is portable between SQLite and PostgreSQL except where noted: `INTEGER PRIMARY KEY`
+(PostgreSQL: `BIGINT GENERATED ALWAYS AS IDENTITY`) and text ordering (PostgreSQL wants
+`COLLATE "C"` on names to sort by code point as SQLite does). Times are epoch seconds (REAL),
+log times epoch milliseconds (INTEGER), JSON documents TEXT.
+"""
+
+from __future__ import annotations
+
+from conveyor.store.database import Migration
+
+INITIAL = Migration(
+    version=1,
+    name="models, transform jobs, tags, work items, logs",
+    statements=(
+        """CREATE TABLE models (
+            name TEXT PRIMARY KEY,
+            arn TEXT NOT NULL UNIQUE,
+            request TEXT NOT NULL,
+            creation_time REAL NOT NULL
+        )""",
+        "CREATE INDEX models_by_creation ON models (creation_time, name)",
+        # model_name is not a foreign key: a model may be deleted while its jobs are kept.
+        """CREATE TABLE transform_jobs (
+            name TEXT PRIMARY KEY,
+            arn TEXT NOT NULL UNIQUE,
+            model_name TEXT NOT NULL,
+            request TEXT NOT NULL,
+            status TEXT NOT NULL,
+            failure_reason TEXT,
+            creation_time REAL NOT NULL,
+            last_modified_time REAL NOT NULL,
+            transform_start_time REAL,
+            transform_end_time REAL,
+            execution_parameters TEXT,
+            owner TEXT,
+            lease_expires REAL
+        )""",
+        # One index per keyset sort order (ListTransformJobs SortBy), each ending in the name
+        # so that the page boundary is a unique key; Name sorts on the primary key.
+        "CREATE INDEX transform_jobs_by_creation ON transform_jobs (creation_time, name)",
+        "CREATE INDEX transform_jobs_by_status ON transform_jobs (status, creation_time, name)",
+        "CREATE INDEX transform_jobs_by_modified ON transform_jobs (last_modified_time)",
+        """CREATE TABLE tags (
+            resource_arn TEXT NOT NULL,
+            tag_key TEXT NOT NULL,
+            tag_value TEXT NOT NULL,
+            PRIMARY KEY (resource_arn, tag_key)
+        )""",
+        """CREATE TABLE work_items (
+            id INTEGER PRIMARY KEY,
+            job_name TEXT NOT NULL REFERENCES transform_jobs (name),
+            ordinal INTEGER NOT NULL,
+            input_uri TEXT NOT NULL,
+            output_uri TEXT NOT NULL,
+            relative_name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            range_start INTEGER,
+            range_end INTEGER,
+            state TEXT NOT NULL,
+            owner TEXT,
+            lease_expires REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            records INTEGER NOT NULL DEFAULT 0,
+            bytes_in INTEGER NOT NULL DEFAULT 0,
+            bytes_out INTEGER NOT NULL DEFAULT 0,
+            failure_reason TEXT,
+            started_at REAL,
+            finished_at REAL,
+            UNIQUE (job_name, ordinal)
+        )""",
+        "CREATE INDEX work_items_by_state ON work_items (job_name, state, ordinal)",
+        "CREATE INDEX work_items_by_lease ON work_items (state, lease_expires)",
+        """CREATE TABLE log_streams (
+            stream_name TEXT PRIMARY KEY,
+            job_name TEXT NOT NULL,
+            creation_time INTEGER NOT NULL,
+            first_event_time INTEGER NOT NULL,
+            last_event_time INTEGER NOT NULL,
+            last_ingestion_time INTEGER NOT NULL,
+            stored_bytes INTEGER NOT NULL
+        )""",
+        "CREATE INDEX log_streams_by_job ON log_streams (job_name, stream_name)",
+        """CREATE TABLE log_events (
+            id INTEGER PRIMARY KEY,
+            stream_name TEXT NOT NULL,
+            job_name TEXT NOT NULL,
+            event_time INTEGER NOT NULL,
+            ingestion_time INTEGER NOT NULL,
+            message TEXT NOT NULL
+        )""",
+        "CREATE INDEX log_events_by_stream ON log_events (stream_name, event_time, id)",
+        "CREATE INDEX log_events_by_job ON log_events (job_name, event_time, id)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL,)

@@ -1,0 +1,253 @@
+"""Work items: one per input object (later, byte range of one), claimed under a lease.
+
+A lease is how a crash loses at most the items in flight: an item whose holder stops renewing
+goes back to Pending (`reclaim_expired`) and another instance takes it. Every change made on
+behalf of a holder is guarded by (id, owner, InFlight), so a holder that lost its lease learns
+it from a False return instead of overwriting its successor's state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable
+
+from conveyor.store.database import Database, from_epoch
+from conveyor.store.errors import AlreadyExists, NotFound
+
+PENDING = "Pending"
+IN_FLIGHT = "InFlight"
+DONE = "Done"
+FAILED = "Failed"
+ITEM_STATES = (PENDING, IN_FLIGHT, DONE, FAILED)
+
+_COLUMNS = (
+    "id, job_name, ordinal, input_uri, output_uri, relative_name, size, range_start, range_end, state,"
+    " owner, lease_expires, attempts, records, bytes_in, bytes_out, failure_reason, started_at, finished_at"
+)
+_BACK_TO_PENDING = (
+    f"state = '{PENDING}', owner = NULL, lease_expires = NULL, records = 0, bytes_in = 0, bytes_out = 0"
+)
+
+
+@dataclass(frozen=True)
+class NewWorkItem:
+    """An item as planned: which input, where its output goes, its place in the job."""
+
+    ordinal: int
+    input_uri: str
+    output_uri: str
+    relative_name: str
+    size: int
+    range_start: int | None = None
+    range_end: int | None = None
+    """Byte range [start, end) of the input object, for sharded objects; None for the whole object."""
+
+
+@dataclass(frozen=True)
+class WorkItemRecord:
+    id: int
+    job_name: str
+    ordinal: int
+    input_uri: str
+    output_uri: str
+    relative_name: str
+    size: int
+    range_start: int | None
+    range_end: int | None
+    state: str
+    owner: str | None
+    lease_expires: datetime | None
+    attempts: int
+    """How many times the item has been claimed (1 on its first run)."""
+    records: int
+    bytes_in: int
+    bytes_out: int
+    failure_reason: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkItemCounts:
+    pending: int = 0
+    in_flight: int = 0
+    done: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.in_flight + self.done + self.failed
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to run: the job can be given its final status."""
+        return self.pending == 0 and self.in_flight == 0
+
+
+class WorkItems:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def add(self, job_name: str, items: Iterable[NewWorkItem]) -> int:
+        """Add a job's planned items in one transaction (all or none); returns how many.
+
+        An ordinal the job already has raises AlreadyExists: plan a job once, and check
+        `counts(job).total` before planning it again after a restart.
+        """
+        rows = [
+            (job_name, item.ordinal, item.input_uri, item.output_uri, item.relative_name, item.size,
+             item.range_start, item.range_end, PENDING)
+            for item in items
+        ]
+        try:
+            with self._database.transaction() as connection:
+                if connection.execute("SELECT 1 FROM transform_jobs WHERE name = ?", (job_name,)).fetchone() is None:
+                    raise NotFound("transform job", job_name)
+                connection.executemany(
+                    "INSERT INTO work_items (job_name, ordinal, input_uri, output_uri, relative_name, size,"
+                    " range_start, range_end, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists("work items of transform job", job_name) from exc
+        return len(rows)
+
+    def claim(self, job_name: str, owner: str, lease_seconds: float) -> WorkItemRecord | None:
+        """Hand the job's next Pending item (lowest ordinal) to `owner`; None when none is pending.
+
+        One UPDATE with a sub-select: SQLite takes the write lock before the statement reads, so
+        concurrent claimers (threads or processes) serialise and never get the same item. The
+        `state = Pending` re-check keeps it correct on databases that do not serialise so (the
+        loop retries there when a competitor won the race).
+        """
+        while True:
+            now = self._database.now()
+            rows = self._database.execute(
+                f"UPDATE work_items SET state = '{IN_FLIGHT}', owner = ?, lease_expires = ?,"
+                " attempts = attempts + 1, started_at = ?, finished_at = NULL, failure_reason = NULL,"
+                " records = 0, bytes_in = 0, bytes_out = 0"
+                " WHERE id = (SELECT id FROM work_items WHERE job_name = ? AND state = ?"
+                " ORDER BY ordinal LIMIT 1) AND state = ?"
+                f" RETURNING {_COLUMNS}",
+                (owner, now + lease_seconds, now, job_name, PENDING, PENDING),
+            ).fetchall()
+            if rows:
+                return _record(rows[0])
+            if not self._database.execute(
+                "SELECT 1 FROM work_items WHERE job_name = ? AND state = ? LIMIT 1", (job_name, PENDING)
+            ).fetchall():
+                return None
+
+    def renew_lease(self, item_id: int, owner: str, lease_seconds: float) -> bool:
+        """Extend the holder's lease; False when the item is no longer theirs."""
+        return self._guarded(item_id, owner, "lease_expires = ?", self._database.now() + lease_seconds)
+
+    def report_progress(
+        self,
+        item_id: int,
+        owner: str,
+        records: int,
+        bytes_in: int,
+        bytes_out: int = 0,
+        *,
+        lease_seconds: float | None = None,
+    ) -> bool:
+        """Record an in-flight item's running totals (one UPDATE by primary key); renews the
+        lease in the same write when `lease_seconds` is given. False when the item is not theirs."""
+        if lease_seconds is None:
+            return self._guarded(item_id, owner, "records = ?, bytes_in = ?, bytes_out = ?", records, bytes_in, bytes_out)
+        return self._guarded(
+            item_id, owner, "records = ?, bytes_in = ?, bytes_out = ?, lease_expires = ?",
+            records, bytes_in, bytes_out, self._database.now() + lease_seconds,
+        )
+
+    def complete(self, item_id: int, owner: str, records: int, bytes_in: int, bytes_out: int) -> bool:
+        """The item's output is written: Done, with its final totals."""
+        return self._guarded(
+            item_id, owner,
+            f"state = '{DONE}', records = ?, bytes_in = ?, bytes_out = ?, finished_at = ?, lease_expires = NULL",
+            records, bytes_in, bytes_out, self._database.now(),
+        )
+
+    def fail(self, item_id: int, owner: str, reason: str) -> bool:
+        """The item failed for good (retries spent): Failed, with the reason the job reports."""
+        return self._guarded(
+            item_id, owner, f"state = '{FAILED}', failure_reason = ?, finished_at = ?, lease_expires = NULL",
+            reason, self._database.now(),
+        )
+
+    def release(self, item_id: int, owner: str) -> bool:
+        """Give the item back to Pending unfinished (its instance died, or the job is stopping)."""
+        return self._guarded(item_id, owner, _BACK_TO_PENDING)
+
+    def reclaim_expired(self, job_name: str | None = None) -> int:
+        """Put every in-flight item whose lease has expired back to Pending; returns how many."""
+        sql = f"UPDATE work_items SET {_BACK_TO_PENDING} WHERE state = ? AND lease_expires <= ?"
+        parameters: list[object] = [IN_FLIGHT, self._database.now()]
+        if job_name is not None:
+            sql += " AND job_name = ?"
+            parameters.append(job_name)
+        return self._database.execute(sql, parameters).rowcount
+
+    def get(self, item_id: int) -> WorkItemRecord | None:
+        row = self._database.execute(f"SELECT {_COLUMNS} FROM work_items WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def list(self, job_name: str, state: str | None = None) -> list[WorkItemRecord]:
+        """The job's items in ordinal order, optionally only those in one state."""
+        sql = f"SELECT {_COLUMNS} FROM work_items WHERE job_name = ?"
+        parameters: list[object] = [job_name]
+        if state is not None:
+            sql += " AND state = ?"
+            parameters.append(state)
+        rows = self._database.execute(sql + " ORDER BY ordinal", parameters).fetchall()
+        return [_record(row) for row in rows]
+
+    def failed(self, job_name: str) -> list[WorkItemRecord]:
+        """The failed items with their reasons, in ordinal order (for the job's FailureReason and log)."""
+        return self.list(job_name, FAILED)
+
+    def counts(self, job_name: str) -> WorkItemCounts:
+        rows = self._database.execute(
+            "SELECT state, COUNT(*) FROM work_items WHERE job_name = ? GROUP BY state", (job_name,)
+        ).fetchall()
+        by_state = dict(rows)
+        return WorkItemCounts(
+            pending=by_state.get(PENDING, 0),
+            in_flight=by_state.get(IN_FLIGHT, 0),
+            done=by_state.get(DONE, 0),
+            failed=by_state.get(FAILED, 0),
+        )
+
+    def _guarded(self, item_id: int, owner: str, assignments: str, *values: object) -> bool:
+        cursor = self._database.execute(
+            f"UPDATE work_items SET {assignments} WHERE id = ? AND owner = ? AND state = '{IN_FLIGHT}'",
+            (*values, item_id, owner),
+        )
+        return cursor.rowcount == 1
+
+
+def _record(row: tuple) -> WorkItemRecord:
+    return WorkItemRecord(
+        id=row[0],
+        job_name=row[1],
+        ordinal=row[2],
+        input_uri=row[3],
+        output_uri=row[4],
+        relative_name=row[5],
+        size=row[6],
+        range_start=row[7],
+        range_end=row[8],
+        state=row[9],
+        owner=row[10],
+        lease_expires=from_epoch(row[11]),
+        attempts=row[12],
+        records=row[13],
+        bytes_in=row[14],
+        bytes_out=row[15],
+        failure_reason=row[16],
+        started_at=from_epoch(row[17]),
+        finished_at=from_epoch(row[18]),
+    )

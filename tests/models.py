@@ -1,0 +1,70 @@
+"""Model directories with small `code/inference.py` handlers, written for the tests."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+# Wraps each request body in <…>, so tests see exactly how records were batched.
+BRACKET = '''
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    body = body if isinstance(body, bytes) else body.encode()  # text types arrive decoded, as in the toolkit
+    return b"<" + body + b">"
+'''
+
+# Upper-cases the body; fails every attempt for bodies containing "bad".
+FAIL_ON_BAD = '''
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    if b"bad" in body:
+        raise ValueError("cannot score a bad record")
+    return body.upper()
+'''
+
+# Sleeps past any short timeout for bodies containing "slow".
+SLOW_ON_SLOW = '''
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    if b"slow" in body:
+        time.sleep(30)
+    return body
+'''
+
+# Answers each single record after a random delay: order must still be kept.
+JITTER = '''
+import random
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    time.sleep(random.random() * 0.004)
+    return body + b"!"
+'''
+
+# One CSV prediction line per input line: the number of fields.
+FIELD_COUNT = '''
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    lines = (body.decode() if isinstance(body, bytes) else body).splitlines()
+    return "".join(f"{len(line.split(','))}\\n" for line in lines).encode()
+'''
+
+
+def write_model(root: Path, handler: str, name: str = "model") -> Path:
+    model_dir = root / name
+    (model_dir / "code").mkdir(parents=True, exist_ok=True)
+    (model_dir / "code" / "inference.py").write_text(textwrap.dedent(handler))
+    return model_dir
