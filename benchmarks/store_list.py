@@ -69,7 +69,8 @@ def cases(store: Store) -> list[tuple[str, dict]]:
         ("StatusEquals=Failed, SortBy=Name", {"status_equals": FAILED, "sort_by": "Name", "max_results": 100}),
         ("NameContains=SCORING (common)", {"name_contains": "SCORING", "max_results": 100}),
         ("NameContains=009999 (rare: full scan)", {"name_contains": "009999", "max_results": 100}),
-        ("CreationTime window (1 day)", {"creation_time_after": middle, "creation_time_before": middle + timedelta(days=1)}),
+        ("CreationTime window (1 day)",
+         {"creation_time_after": middle, "creation_time_before": middle + timedelta(days=1)}),
         ("LastModifiedTimeAfter (recent)", {"last_modified_time_after": T0 + timedelta(days=29, hours=23)}),
         ("no match (full scan)", {"name_contains": "nothing-matches"}),
     ]

@@ -69,11 +69,7 @@ def chunked(data: bytes, size: int) -> list[bytes]:
 
 
 def records(data: bytes, split_type: str, chunk_size: int = 1 << 20) -> list[Record]:
-    return list(iter_records(chunks_of(data, chunk_size), split_type, source=SOURCE))
-
-
-def chunks_of(data: bytes, chunk_size: int) -> list[bytes]:
-    return chunked(data, chunk_size)
+    return list(iter_records(chunked(data, chunk_size), split_type, source=SOURCE))
 
 
 # --- the writers themselves ------------------------------------------------------------------

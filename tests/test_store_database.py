@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
@@ -52,7 +53,8 @@ def test_a_store_at_version_1_migrates_forward_when_a_step_is_added(tmp_path):
         connection = store.database.connection()
         connection.execute("UPDATE transform_jobs SET notes = 'kept' WHERE name = 'job'")
         assert connection.execute("SELECT notes FROM transform_jobs").fetchone() == ("kept",)
-        assert [row[0] for row in connection.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2]
+        versions = connection.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+        assert versions == [(1,), (2,)]
         assert store.jobs.get("job") is not None
     with Store(path, migrations=(*MIGRATIONS, ADD_NOTES)) as store:
         assert store.applied_migrations == []
@@ -123,3 +125,16 @@ def test_timestamps_come_back_in_utc():
     moment = datetime(2024, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))
     back = from_epoch(to_epoch(moment))
     assert back == moment and back.tzinfo is timezone.utc and back.hour == 10
+
+
+def test_a_finished_threads_connection_is_closed_with_it(tmp_path):
+    with Store(tmp_path / "conveyor.db") as store:
+        def use() -> None:
+            store.jobs.get("job")
+
+        for _ in range(5):
+            thread = threading.Thread(target=use)
+            thread.start()
+            thread.join()
+        gc.collect()
+        assert len(store.database._connections) == 1  # only this thread's

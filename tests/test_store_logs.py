@@ -30,7 +30,8 @@ def test_streams_list_their_first_and_last_event_times(store):
     assert (instance.first_event_time, instance.last_event_time) == (1000, 3000)
     assert instance.creation_time == instance.last_ingestion_time == NOW_MS
     assert instance.stored_bytes == len("second") + len("first") + len("third")
-    assert [stream.name for stream in store.logs.streams("job", prefix="job/instance-1/")] == ["job/instance-1/data-log"]
+    data_logs = store.logs.streams("job", prefix="job/instance-1/")
+    assert [stream.name for stream in data_logs] == ["job/instance-1/data-log"]
     assert store.logs.append_many("job", "job/instance-1", []) == 0
 
 

@@ -114,7 +114,9 @@ def test_a_token_from_another_sort_or_not_ours_is_refused(store):
         store.jobs.list(next_token=token)
 
 
-@pytest.mark.parametrize("arguments", [{"max_results": 0}, {"max_results": 101}, {"sort_by": "Status"}, {"sort_order": "Up"}])
+@pytest.mark.parametrize(
+    "arguments", [{"max_results": 0}, {"max_results": 101}, {"sort_by": "Status"}, {"sort_order": "Up"}]
+)
 def test_list_arguments_outside_the_api_are_programming_errors(store, arguments):
     with pytest.raises(ValueError):
         store.models.list(**arguments)

@@ -206,7 +206,9 @@ def test_processes_never_claim_the_same_item(tmp_path):
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     start = context.Barrier(2)
-    processes = [context.Process(target=_claim_all, args=(path, f"process-{index}", start, results)) for index in range(2)]
+    processes = [
+        context.Process(target=_claim_all, args=(path, f"process-{index}", start, results)) for index in range(2)
+    ]
     for process in processes:
         process.start()
     claimed = [results.get(timeout=120) for _ in processes]
@@ -218,3 +220,22 @@ def test_processes_never_claim_the_same_item(tmp_path):
     assert len(every) == 300 and len(set(every)) == 300
     with Store(path) as store:
         assert store.work_items.counts("job") == WorkItemCounts(done=300)
+
+
+def test_a_forked_child_opens_its_own_connection(store):
+    store.work_items.add("job", items(2))
+    parent_item = store.work_items.claim("job", "parent", 60)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+
+    def child() -> None:
+        item = store.work_items.claim("job", "child", 60)  # the Store object came across the fork
+        results.put((item.id, store.database.connection().pid))
+
+    process = context.Process(target=child)
+    process.start()
+    child_item, child_pid = results.get(timeout=60)
+    process.join(timeout=60)
+    assert process.exitcode == 0 and child_pid == process.pid
+    assert child_item != parent_item.id
+    assert store.work_items.get(child_item).owner == "child"  # the parent's connection still works

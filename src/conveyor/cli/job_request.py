@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from conveyor.spec import parse_model, parse_transform_job
+from conveyor.spec import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.spec.model import ModelSpec
 from conveyor.spec.transform_job import TransformJobSpec
 
@@ -153,5 +153,6 @@ def job_and_model(args: argparse.Namespace) -> tuple[TransformJobSpec, ModelSpec
     if args.request:
         wanted = _load_json(args.request, "--request").get("ModelName")
     model = parse_model(model_request(args, wanted if isinstance(wanted, str) else None))
+    check_model_for_batch(model)
     job = parse_transform_job(transform_request(args, model.name))
     return job, model

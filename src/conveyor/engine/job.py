@@ -117,6 +117,7 @@ def run_job(
     stop: threading.Event | None = None,
     backend: Backend | None = None,
     started_at: datetime | None = None,
+    instance_count: int | None = None,
 ) -> JobOutcome:
     """Run a planned job to its end; never raises for a job-level failure (it is the outcome)."""
     outcome = JobOutcome(status="Completed")
@@ -125,8 +126,8 @@ def run_job(
     source = QueueSource(items) if isinstance(items, list) else items
     try:
         spec = instance_spec(job, model, settings, started_at=started_at or datetime.now(timezone.utc))
-        instance_count = min(job.resources.instance_count, settings.capacity) if settings.capacity > 0 else job.resources.instance_count
-        (backend or LocalBackend()).run(spec, instance_count, source, tally, stop)
+        count = instance_count or max(min(job.resources.instance_count, settings.capacity), 1)
+        (backend or LocalBackend()).run(spec, count, source, tally, stop)
     except (JobStartFailed, ModelDataError) as exc:
         return JobOutcome(status="Failed", failure_reason=_truncate(f"ClientError: {exc}"), resolved=outcome.resolved)
     if stop.is_set():

@@ -3,7 +3,7 @@
 Line + MultiRecord (CSV, JSON Lines) is the common case and the hot one: it never makes a Python
 object per line. Whole lines are cut out of the chunks with `rfind`, counted in bulk, and each
 payload is copied once; empty lines are dropped from a chunk in one pass, only when it has some.
-Memory stays bounded by the payload limit plus one chunk, never by the object.
+With a limit, memory stays bounded by it plus one chunk, never by the object.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import re
 import sys
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -41,6 +42,8 @@ class RecordTooLarge(DataError):
         self.record_number = record_number
         self.size = size
         self.limit = limit
+        self.exact = exact
+        self.whole_object = whole_object
         size_text = f"{size} bytes" if exact else f"at least {size} bytes"
         mebibytes, rest = divmod(limit, 1 << 20)
         limit_text = f"MaxPayloadInMB allows ({limit} bytes" + ("" if rest else f" = {mebibytes} MiB") + ")"
@@ -52,6 +55,10 @@ class RecordTooLarge(DataError):
         else:
             message = f"record {record_number} of {source} is {size_text}, more than {limit_text}; raise MaxPayloadInMB"
         super().__init__(message)
+
+    def __reduce__(self):  # noqa: ANN204 - keyword-only arguments need help to cross processes
+        fields = ("source", "record_number", "size", "limit", "exact", "whole_object")
+        return (partial(RecordTooLarge, **{name: getattr(self, name) for name in fields}), ())
 
 
 def iter_payloads(

@@ -84,23 +84,23 @@ def iter_records(
 
 
 def _whole_object(chunks: Iterable[bytes], guard: SizeGuard | None) -> Iterator[Record]:
-    limit = guard.limit if guard else 0
     parts: list[bytes] = []
     size = 0
     for chunk in chunks:
         if chunk:
             parts.append(chunk)
             size += len(chunk)
-            if limit and size > limit:
-                raise guard.error(1, size, False)  # type: ignore[union-attr]
+            if guard and size > guard.limit:
+                raise guard.error(1, size, False)
     if size:
         whole = b"".join(parts)
         yield Record(whole, whole)
 
 
 def _line_records(chunks: Iterable[bytes], guard: SizeGuard | None) -> Iterator[Record]:
-    # The bytes of a record are always sent without copying them more than once: `split` makes
-    # the bare line, one concatenation makes the framed one.
+    # `split` cuts a chunk's lines in C (the bare forms, but for a `\r`); one concatenation per
+    # line makes the framed form. Only a line that crosses chunks is joined.
+    overshoot = 0
     if guard:
         # An unfinished line of n bytes is at least n + 1 bytes framed, n - 1 bare (a `\r` may end it).
         overshoot = guard.limit if guard.framed else guard.limit + 2

@@ -1,0 +1,79 @@
+"""The operations every front end shares: SageMaker's, CloudWatch Logs', and Conveyor's own
+progress and log views, over one store and one scheduler."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from conveyor.engine.scheduler import Scheduler
+from conveyor.service.logs import LOG_GROUP, LogOperations
+from conveyor.service.operations import SageMakerOperations
+from conveyor.settings import Settings
+from conveyor.spec.errors import ValidationException
+from conveyor.store import NotFound, Store
+
+__all__ = ["LOG_GROUP", "Service"]
+
+SAGEMAKER_OPERATIONS = (
+    "CreateModel", "DescribeModel", "ListModels", "DeleteModel",
+    "CreateTransformJob", "DescribeTransformJob", "ListTransformJobs", "StopTransformJob",
+    "AddTags", "ListTags", "DeleteTags",
+)
+LOGS_OPERATIONS = ("DescribeLogStreams", "GetLogEvents", "FilterLogEvents")
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+class Service:
+    """Open a store under `settings.home`, and run its scheduler between `start()` and `close()`."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.store = store or Store(settings.home / "conveyor.db")
+        self.scheduler = Scheduler(self.store, settings)
+        self.sagemaker = SageMakerOperations(self.store, settings, on_change=self.scheduler.wake)
+        self.logs = LogOperations(self.store, region=settings.region, account_id=settings.account_id)
+
+    def start(self) -> "Service":
+        self.scheduler.start()
+        return self
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self.store.close()
+
+    def operations(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        """Every API operation by its full X-Amz-Target."""
+        table = {f"SageMaker.{name}": getattr(self.sagemaker, _snake(name)) for name in SAGEMAKER_OPERATIONS}
+        table.update({f"Logs_20140328.{name}": getattr(self.logs, _snake(name)) for name in LOGS_OPERATIONS})
+        return table
+
+    def progress(self, job_name: str) -> dict[str, Any]:
+        """Conveyor's progress view of a job: objects, records, bytes, MB/s and ETA."""
+        record = self.store.jobs.get(job_name)
+        if record is None:
+            raise ValidationException(f'Could not find requested job with name "{job_name}".')
+        try:
+            progress = self.store.job_progress(job_name)
+        except NotFound:
+            raise ValidationException(f'Could not find requested job with name "{job_name}".') from None
+        now = record.transform_end_time or datetime.now(timezone.utc)
+        return {
+            "TransformJobName": job_name,
+            "TransformJobStatus": record.status,
+            "ObjectsTotal": progress.objects_total,
+            "ObjectsDone": progress.objects_done,
+            "ObjectsFailed": progress.objects_failed,
+            "ObjectsInFlight": progress.objects_in_flight,
+            "Records": progress.records,
+            "BytesIn": progress.bytes_in,
+            "BytesOut": progress.bytes_out,
+            "BytesTotal": progress.bytes_total,
+            "ElapsedSeconds": progress.elapsed_seconds(now),
+            "MegabytesPerSecond": progress.mb_per_second(now),
+            "EtaSeconds": None if record.transform_end_time else progress.eta_seconds(now),
+        }

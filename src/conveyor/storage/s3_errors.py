@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from conveyor.storage.base import StorageError
 
@@ -20,9 +20,7 @@ def storage_error(uri: str, exc: Exception, *, action: str) -> StorageError:
         code = _STATUS_CODES.get(code, code)
         message = error.get("Message") or _default_message(code)
         return StorageError(uri, code, f"{action}: {message}")
-    if isinstance(exc, BotoCoreError):
-        return StorageError(uri, type(exc).__name__, f"{action}: {exc}")
-    return StorageError(uri, type(exc).__name__, f"{action}: {exc}")
+    return StorageError(uri, type(exc).__name__, f"{action}: {exc}")  # BotoCoreError: EndpointConnectionError, …
 
 
 def error_code(exc: Exception) -> str | None:

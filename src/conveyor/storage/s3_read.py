@@ -50,7 +50,12 @@ class S3Reader(io.RawIOBase):
         self._view = memoryview(b"")
         self._position = 0  # within self._chunk
         self._finished = False
-        self._thread = threading.Thread(target=self._produce, args=(chunks,), name=f"s3-read {uri}", daemon=True)
+        self._error: StorageError | None = None  # raised again by every later read
+        # The thread holds the queue and the event, not the reader, so a reader dropped unclosed
+        # is still collected, and its close() stops the thread.
+        self._thread = threading.Thread(
+            target=_produce, args=(uri, chunks, self._queue, self._stop), name=f"s3-read {uri}", daemon=True
+        )
         self._thread.start()
 
     def readable(self) -> bool:
@@ -70,8 +75,8 @@ class S3Reader(io.RawIOBase):
         """Up to `size` bytes (all that is left for -1); a whole chunk is handed over without a copy."""
         if size is None or size < 0:
             return self.readall()
-        chunk = self._current()
-        if chunk is None or size == 0:
+        chunk = self._current() if size else b""
+        if not chunk:
             return b""
         if self._position == 0 and size >= len(chunk):
             self._position = len(chunk)
@@ -98,40 +103,20 @@ class S3Reader(io.RawIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed S3 object reader")
         while self._position >= len(self._chunk):
+            if self._error is not None:
+                raise self._error
             if self._finished:
                 return None
             item = self._queue.get()
             if item is _END:
                 self._finished = True
                 return None
-            if isinstance(item, BaseException):
-                self._finished = True
+            if isinstance(item, StorageError):
+                self._error = item
                 raise item
             assert isinstance(item, bytes)
             self._chunk, self._view, self._position = item, memoryview(item), 0
         return self._chunk
-
-    def _produce(self, chunks: Iterator[bytes]) -> None:
-        try:
-            for chunk in chunks:
-                if not self._put(chunk):
-                    return
-            self._put(_END)
-        except Exception as exc:  # handed to the consumer, raised from read()
-            self._put(storage_error(self.uri, exc, action="reading"))
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def _drain(self) -> None:
         try:
@@ -139,6 +124,31 @@ class S3Reader(io.RawIOBase):
                 self._queue.get_nowait()
         except queue.Empty:
             pass
+
+
+def _produce(uri: str, chunks: Iterator[bytes], chunk_queue: queue.Queue[object], stop: threading.Event) -> None:
+    """Move chunks into the queue until the end, an error (handed over to be raised), or stop."""
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                chunk_queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for chunk in chunks:
+            if not put(chunk):
+                return
+        put(_END)
+    except Exception as exc:
+        put(storage_error(uri, exc, action="reading"))
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def stream_chunks(
@@ -156,14 +166,16 @@ def stream_chunks(
     offset = 0
     failures = 0
     try:
-        while offset < size:
+        while True:
             try:
-                chunk = body.read(chunk_size)
-                if not chunk:
+                chunk = body.read(chunk_size)  # the empty read at the end checks length and checksum
+                if not chunk and offset < size:
                     raise StorageError(uri, "IncompleteBody", f"the body ended after {offset} of {size} bytes")
             except FlexibleChecksumError as exc:
                 raise storage_error(uri, exc, action="reading") from None
             except (*BROKEN_STREAM_ERRORS, StorageError) as exc:
+                if offset >= size:
+                    return  # every byte arrived; only the connection's end was lost
                 failures += 1
                 if failures > resume_attempts:
                     raise storage_error(uri, exc, action=f"reading at byte {offset} after {resume_attempts} resumptions") from None
@@ -171,6 +183,8 @@ def stream_chunks(
                 time.sleep(backoff_seconds * 2 ** (failures - 1))
                 body = _reopen(uri, reopen, offset)["Body"]
                 continue
+            if not chunk:
+                return
             failures = 0
             offset += len(chunk)
             yield chunk

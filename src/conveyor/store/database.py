@@ -11,11 +11,12 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, overload
+from typing import Any, Callable, Iterator, Sequence, cast, overload
 
 import orjson
 
@@ -57,28 +58,34 @@ class Database:
         self.busy_timeout_seconds = busy_timeout_seconds
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._inherited: list[_Connection] = []
         self.applied_migrations = migrate(self.connection(), migrations)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use (and again after a fork)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None and self._local.pid == os.getpid():
-            return connection
-        connection = sqlite3.connect(
+        inherited: _Connection | None = getattr(self._local, "connection", None)
+        if inherited is not None:
+            if inherited.pid == os.getpid():
+                return inherited
+            # Opened by the parent before a fork: keep it referenced and never use or close
+            # it here, so that this process does not tear down the parent's SQLite state.
+            self._inherited.append(inherited)
+        connection = cast(_Connection, sqlite3.connect(
             self.path,
             timeout=self.busy_timeout_seconds,
             isolation_level=None,  # autocommit; transactions are explicit (see `transaction`)
             check_same_thread=False,  # only so that `close` may close it from another thread
-        )
+            factory=_Connection,
+        ))
+        connection.pid = os.getpid()
         connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
         self._local.connection = connection
-        self._local.pid = os.getpid()
         with self._lock:
-            self._connections.append(connection)
+            self._connections.add(connection)
         return connection
 
     @contextmanager
@@ -100,12 +107,21 @@ class Database:
         return self.clock()
 
     def close(self) -> None:
-        """Close every connection this object opened, from any thread."""
+        """Close every connection this process opened through this object, from any thread
+        (a forked child leaves its parent's connections alone)."""
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections, self._connections = list(self._connections), weakref.WeakSet()
         for connection in connections:
-            connection.close()
+            if connection.pid == os.getpid():
+                connection.close()
         self._local = threading.local()
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (so a finished thread's connection is closed
+    when its thread-local goes) and knows the process that opened it."""
+
+    pid: int
 
 
 def migrate(connection: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
@@ -162,7 +178,8 @@ def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:  # SQLite rolls back by itself after some errors
+            connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")
 

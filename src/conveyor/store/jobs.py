@@ -170,9 +170,9 @@ class TransformJobs:
         """
         if status not in TRANSITIONS:
             raise ValueError(f"unknown transform job status {status!r}")
-        now = self._database.now()
         reason = None if failure_reason is None else failure_reason[:FAILURE_REASON_LIMIT]
         with self._database.transaction() as connection:
+            now = self._database.now()
             row = connection.execute("SELECT status FROM transform_jobs WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise NotFound("transform job", name)

@@ -157,7 +157,9 @@ class WorkItems:
         """Record an in-flight item's running totals (one UPDATE by primary key); renews the
         lease in the same write when `lease_seconds` is given. False when the item is not theirs."""
         if lease_seconds is None:
-            return self._guarded(item_id, owner, "records = ?, bytes_in = ?, bytes_out = ?", records, bytes_in, bytes_out)
+            return self._guarded(
+                item_id, owner, "records = ?, bytes_in = ?, bytes_out = ?", records, bytes_in, bytes_out
+            )
         return self._guarded(
             item_id, owner, "records = ?, bytes_in = ?, bytes_out = ?, lease_expires = ?",
             records, bytes_in, bytes_out, self._database.now() + lease_seconds,

@@ -1,0 +1,80 @@
+"""`conveyor server`: SageMaker's API for batch transform jobs, served from this machine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import uvicorn
+
+from conveyor.api.app import create_app
+from conveyor.api.credentials import CredentialsError, keys_from_env, load_or_create_credentials, static_lookup
+from conveyor.service import Service
+from conveyor.settings import Settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "server",
+        help="serve SageMaker's batch transform API (and the console) on this machine",
+        description=(
+            "Serve SageMaker's API for transform jobs and models: boto3, the AWS CLI and SageMaker SDK code work "
+            "against it by changing only endpoint_url. Jobs run in the background and survive a restart."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    parser.add_argument("--home", help="state directory (default $CONVEYOR_HOME or ~/.conveyor)")
+    parser.add_argument("--capacity", type=int, help="instances that may run at once (default: CPU count)")
+    parser.add_argument("--s3-endpoint", help="S3 endpoint URL for s3:// locations (an S3-compatible store)")
+    parser.add_argument("--no-auth", action="store_true", help="accept unsigned requests (a single-user laptop only)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint}
+    if args.home:
+        overrides["home"] = os.path.abspath(os.path.expanduser(args.home))
+    settings = Settings.from_environ(**overrides)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    endpoint = f"http://{args.host}:{args.port}"
+    credentials = None
+    if args.no_auth:
+        print("WARNING: authentication is OFF (--no-auth): anyone who can reach this port can run jobs.", file=sys.stderr)
+    else:
+        try:
+            env_keys = keys_from_env(os.environ)
+        except CredentialsError as exc:
+            print(f"conveyor server: {exc}", file=sys.stderr)
+            return 2
+        if env_keys:
+            credentials = static_lookup(env_keys)
+            print("Access keys: from CONVEYOR_ACCESS_KEY_ID / CONVEYOR_SECRET_ACCESS_KEY.")
+        else:
+            path = settings.home / "credentials"
+            try:
+                stored = load_or_create_credentials(path)
+            except CredentialsError as exc:
+                print(f"conveyor server: {exc}", file=sys.stderr)
+                return 2
+            credentials = stored.lookup
+            if stored.created:
+                print(f"Created access keys in {path} (shown once):")
+                print(f"  aws_access_key_id     = {stored.access_key_id}")
+                print(f"  aws_secret_access_key = {stored.secret_access_key}")
+            print("Point boto3 and the AWS CLI at this server with:")
+            print(f"  export AWS_SHARED_CREDENTIALS_FILE={path}")
+    service = Service(settings).start()
+    print(f"Conveyor is serving SageMaker's API at {endpoint} (state in {settings.home})")
+    print(f"  boto3:   boto3.client('sagemaker', endpoint_url='{endpoint}', region_name='{settings.region}')")
+    print(f"  AWS CLI: aws sagemaker list-transform-jobs --endpoint-url {endpoint} --region {settings.region}")
+    print(f"  console: {endpoint}/console", flush=True)
+    app = create_app(service, credentials=credentials)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    finally:
+        service.close()
+    return 0

@@ -1,0 +1,280 @@
+"""The scheduler: claims queued jobs from the store, runs them within the machine's capacity,
+stops them on request, and resumes what a crashed server left behind.
+
+Jobs hold a lease in the store, renewed while they run. A server that dies stops renewing
+(and its instance processes die with it); the next scheduler claims the job once the lease has
+expired — at once when the dead owner was a process on this host — sweeps the temporaries the
+crash left, and carries on with the items not yet done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from conveyor.engine.backend import Backend
+from conveyor.engine.job import plan_work_items, run_job
+from conveyor.engine.local import LocalBackend
+from conveyor.engine.store_link import StoreItemSource, StoreListener, job_stream, log
+from conveyor.settings import Settings
+from conveyor.spec import parse_model, parse_transform_job
+from conveyor.spec.errors import ConveyorError
+from conveyor.storage import storage_for
+from conveyor.storage.base import StorageError
+from conveyor.storage.inputs import InputError
+from conveyor.store import COMPLETED, FAILED, STOPPED, STOPPING, Store, TransformJobRecord
+from conveyor.store.work_items import NewWorkItem
+
+logger = logging.getLogger("conveyor.scheduler")
+
+LEASE_SECONDS = 15.0
+RENEW_SECONDS = 3.0
+
+
+@dataclass
+class _Running:
+    name: str
+    instances: int
+    stop: threading.Event
+    thread: threading.Thread
+    source: StoreItemSource | None = None
+
+
+def new_owner_id() -> str:
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True when `owner` was a scheduler process on this host that no longer exists."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        backend_factory: Callable[[], Backend] = LocalBackend,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.owner = new_owner_id()
+        self._backend_factory = backend_factory
+        self._poll_seconds = poll_seconds
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="conveyor-scheduler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Look at the store now (a job was created or asked to stop)."""
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop running jobs' instances and give their leases back; the jobs stay InProgress and
+        resume when a scheduler next starts."""
+        self._closing.set()
+        self._wake.set()
+        with self._lock:
+            running = list(self._running.values())
+        for job in running:
+            job.stop.set()
+        for job in running:
+            job.thread.join(timeout=30)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    @property
+    def instances_in_use(self) -> int:
+        with self._lock:
+            return sum(job.instances for job in self._running.values())
+
+    def _loop(self) -> None:
+        renew_at = 0.0
+        while not self._closing.is_set():
+            try:
+                self._tick()
+                now = time.monotonic()
+                if now >= renew_at:
+                    self._renew()
+                    renew_at = now + RENEW_SECONDS
+            except Exception:  # the scheduler must outlive any one bad tick
+                logger.exception("scheduler tick failed")
+            self._wake.wait(self._poll_seconds)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        with self._lock:
+            running = dict(self._running)
+        for name, job in running.items():
+            record = self.store.jobs.get(name)
+            if record is not None and record.status == STOPPING:
+                job.stop.set()
+        free = max(self.settings.capacity - self.instances_in_use, 0)
+        for record in self.store.jobs.schedulable():
+            if record.name in running:
+                continue
+            if record.owner and owner_is_dead(record.owner):
+                self._take_over(record)
+            if record.status == STOPPING:
+                if self.store.jobs.claim(record.name, self.owner, LEASE_SECONDS):
+                    self._finish_stopped(record.name, record.request)
+                continue
+            instances = max(min(record.request["TransformResources"]["InstanceCount"], self.settings.capacity), 1)
+            if instances > free:
+                break  # jobs wait their turn in creation order
+            if not self.store.jobs.claim(record.name, self.owner, LEASE_SECONDS):
+                continue
+            free -= instances
+            self._launch(record, instances)
+
+    def _take_over(self, record: TransformJobRecord) -> None:
+        assert record.owner is not None
+        self.store.jobs.release(record.name, record.owner)
+        for item in self.store.work_items.list(record.name, state="in_flight"):
+            if item.owner == record.owner:
+                self.store.work_items.release(item.id, record.owner)
+
+    def _launch(self, record: TransformJobRecord, instances: int) -> None:
+        stop = threading.Event()
+        thread = threading.Thread(target=self._run, args=(record, instances, stop), name=f"job-{record.name}", daemon=True)
+        with self._lock:
+            self._running[record.name] = _Running(record.name, instances, stop, thread)
+        thread.start()
+
+    def _renew(self) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        for job in running:
+            self.store.jobs.renew_lease(job.name, self.owner, LEASE_SECONDS)
+            if job.source is not None:
+                job.source.renew_leases()
+
+    def _run(self, record: TransformJobRecord, instances: int, stop: threading.Event) -> None:
+        name = record.name
+        try:
+            self._run_claimed(record, instances, stop)
+        except Exception as exc:  # an unexpected error fails the job rather than leaving it hanging
+            logger.exception("job %s failed unexpectedly", name)
+            self._finish(name, FAILED, f"InternalServerError: {exc}")
+        finally:
+            with self._lock:
+                self._running.pop(name, None)
+            self.store.jobs.release(name, self.owner)
+            self._wake.set()
+
+    def _run_claimed(self, record: TransformJobRecord, instances: int, stop: threading.Event) -> None:
+        name = record.name
+        job = parse_transform_job(record.request)
+        model_record = self.store.models.get(job.model_name)
+        if model_record is None:
+            self._finish(name, FAILED, f"ClientError: Could not find model \"{job.model_name}\".")
+            return
+        model = parse_model(model_record.request)
+        resumed = record.transform_start_time is not None
+        record = self.store.jobs.mark_started(name)
+        if self.store.work_items.counts(name).total == 0:
+            try:
+                items = plan_work_items(job, region=self.settings.region)
+            except InputError as exc:
+                self._finish(name, FAILED, f"ClientError: {exc}")
+                return
+            self.store.work_items.add(name, [NewWorkItem(i.item_id, i.input_uri, i.output_uri, "", i.size) for i in items])
+        self.store.work_items.reclaim_expired(name)
+        swept = self._sweep(job.output.output_path)
+        counts = self.store.work_items.counts(name)
+        if resumed:
+            log(self.store, job_stream(name), name, f"Resuming: {counts.done} of {counts.total} objects already done; {swept} temporary files swept.")
+        else:
+            log(self.store, job_stream(name), name, f"Starting: {counts.total} input objects.")
+        if job.resources.instance_count > instances:
+            log(
+                self.store, job_stream(name), name,
+                f"InstanceCount={job.resources.instance_count} is more than this server's capacity of "
+                f"{self.settings.capacity}; running {instances} instances.",
+            )
+        source = StoreItemSource(self.store, name, self.owner, LEASE_SECONDS)
+        with self._lock:
+            if name in self._running:
+                self._running[name].source = source
+        listener = StoreListener(self.store, name, source)
+        started_at = record.transform_start_time or datetime.now(timezone.utc)
+        outcome = run_job(
+            job, model, self.settings, items=source, listener=listener, stop=stop,
+            backend=self._backend_factory(), started_at=started_at, instance_count=instances,
+        )
+        for item_id in list(source.in_flight):
+            self.store.work_items.release(item_id, self.owner)
+        if stop.is_set():
+            if self._closing.is_set() and self.store.jobs.get(name).status != STOPPING:  # type: ignore[union-attr]
+                return  # the server is shutting down: the job resumes on the next start
+            self._sweep(job.output.output_path)
+            self._finish(name, STOPPED, None)
+            return
+        if outcome.status == "Failed" and outcome.failure_reason and outcome.objects_done + outcome.objects_failed == 0:
+            self._finish(name, FAILED, outcome.failure_reason)
+            return
+        self._finish_from_items(name)
+
+    def _finish_from_items(self, name: str) -> None:
+        counts = self.store.work_items.counts(name)
+        if counts.failed:
+            failed = self.store.work_items.failed(name)
+            noun = "object" if counts.total == 1 else "objects"
+            reason = f"{counts.failed} of {counts.total} input {noun} failed. First: {failed[0].failure_reason}"
+            self._finish(name, FAILED, reason)
+        elif counts.finished:
+            self._finish(name, COMPLETED, None)
+
+    def _finish_stopped(self, name: str, request: dict) -> None:
+        try:
+            job = parse_transform_job(request)
+            self._sweep(job.output.output_path)
+        except ConveyorError:
+            pass
+        self._finish(name, STOPPED, None)
+
+    def _finish(self, name: str, status: str, reason: str | None) -> None:
+        record = self.store.jobs.get(name)
+        if record is None or record.status in (COMPLETED, FAILED, STOPPED):
+            return
+        if record.status == STOPPING and status == COMPLETED:
+            status = STOPPED
+        self.store.jobs.transition(name, status, failure_reason=reason)
+        log(self.store, job_stream(name), name, f"{status}." + (f" FailureReason: {reason}" if reason else ""))
+
+    @staticmethod
+    def _sweep(output_path: str) -> int:
+        try:
+            return storage_for(output_path).sweep_temporaries(output_path)
+        except StorageError:
+            return 0
+

@@ -1,0 +1,170 @@
+"""Job logs: the subset of the CloudWatch Logs API that the SageMaker SDK and `aws logs` use,
+over the job log kept in the store (group `/aws/sagemaker/TransformJobs`, one stream per
+instance named `<job>/instance-N`, and `<job>/instance-N/data-log` for per-record errors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.spec.errors import ConveyorError
+from conveyor.store import InvalidToken, LogStream, Store
+
+LOG_GROUP = "/aws/sagemaker/TransformJobs"
+MAX_EVENTS = 10_000
+
+
+class LogsResourceNotFound(ConveyorError):
+    code = "ResourceNotFoundException"
+    status = 400
+
+
+class LogsInvalidParameter(ConveyorError):
+    code = "InvalidParameterException"
+    status = 400
+
+
+def _group(request: dict[str, Any]) -> None:
+    group = request.get("logGroupName")
+    if not isinstance(group, str) or not group:
+        raise LogsInvalidParameter("1 validation error detected: Value null at 'logGroupName' failed to satisfy constraint: Member must not be null")
+    if group != LOG_GROUP:
+        raise LogsResourceNotFound("The specified log group does not exist.")
+
+
+def _limit(request: dict[str, Any], default: int, maximum: int) -> int:
+    limit = request.get("limit", default)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= maximum:
+        raise LogsInvalidParameter(
+            f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: "
+            f"Member must have value between 1 and {maximum}"
+        )
+    return limit
+
+
+def _stream_shape(stream: LogStream, region: str, account: str) -> dict[str, Any]:
+    return {
+        "logStreamName": stream.name,
+        "creationTime": stream.creation_time,
+        "firstEventTimestamp": stream.first_event_time,
+        "lastEventTimestamp": stream.last_event_time,
+        "lastIngestionTime": stream.last_ingestion_time,
+        "arn": f"arn:aws:logs:{region}:{account}:log-group:{LOG_GROUP}:log-stream:{stream.name}",
+        "storedBytes": stream.stored_bytes,
+    }
+
+
+class LogOperations:
+    def __init__(self, store: Store, *, region: str, account_id: str) -> None:
+        self.store = store
+        self.region = region
+        self.account_id = account_id
+
+    def _streams(self, prefix: str | None) -> list[LogStream]:
+        prefix = prefix or ""
+        job_name = prefix.split("/", 1)[0]
+        if "/" in prefix:
+            return self.store.logs.streams(job_name, prefix)
+        jobs = self.store.jobs.list(name_contains=job_name or None, max_results=100).items if job_name else []
+        streams: list[LogStream] = []
+        for summary in jobs:
+            if summary.name.startswith(job_name):
+                streams.extend(self.store.logs.streams(summary.name, prefix))
+        return streams
+
+    def describe_log_streams(self, request: dict[str, Any]) -> dict[str, Any]:
+        _group(request)
+        limit = _limit(request, 50, 50)
+        if request.get("orderBy") == "LastEventTime" and request.get("logStreamNamePrefix"):
+            raise LogsInvalidParameter("Cannot order by LastEventTime with a logStreamNamePrefix.")
+        streams = self._streams(request.get("logStreamNamePrefix"))
+        if request.get("orderBy") == "LastEventTime":
+            streams.sort(key=lambda s: s.last_event_time)
+        else:
+            streams.sort(key=lambda s: s.name)
+        if request.get("descending"):
+            streams.reverse()
+        start = int(request.get("nextToken") or 0) if str(request.get("nextToken") or "0").isdigit() else 0
+        page = streams[start : start + limit]
+        response: dict[str, Any] = {"logStreams": [_stream_shape(s, self.region, self.account_id) for s in page]}
+        if start + limit < len(streams):
+            response["nextToken"] = str(start + limit)
+        return response
+
+    def get_log_events(self, request: dict[str, Any]) -> dict[str, Any]:
+        _group(request)
+        stream = request.get("logStreamName")
+        if not isinstance(stream, str) or not stream:
+            raise LogsInvalidParameter("1 validation error detected: Value null at 'logStreamName' failed to satisfy constraint: Member must not be null")
+        if not any(s.name == stream for s in self.store.logs.streams(stream.split("/", 1)[0], stream)):
+            raise LogsResourceNotFound("The specified log stream does not exist.")
+        try:
+            page = self.store.logs.read(
+                stream,
+                token=request.get("nextToken"),
+                start_from_head=bool(request.get("startFromHead", False)),
+                limit=_limit(request, MAX_EVENTS, MAX_EVENTS),
+                start_time_ms=request.get("startTime"),
+                end_time_ms=request.get("endTime"),
+            )
+        except InvalidToken:
+            raise LogsInvalidParameter("The specified nextToken is invalid.") from None
+        return {
+            "events": [{"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.ingestion_time} for e in page.events],
+            "nextForwardToken": page.next_forward_token,
+            "nextBackwardToken": page.next_backward_token,
+        }
+
+    def filter_log_events(self, request: dict[str, Any]) -> dict[str, Any]:
+        _group(request)
+        names = request.get("logStreamNames")
+        prefix = request.get("logStreamNamePrefix")
+        if names and prefix:
+            raise LogsInvalidParameter("logStreamNames and logStreamNamePrefix are mutually exclusive.")
+        pattern = (request.get("filterPattern") or "").strip().strip('"') or None
+        end = request.get("endTime")
+        try:
+            page = self.store.logs.filter(
+                stream_names=names,
+                stream_prefix=prefix,
+                contains=pattern,
+                start_time_ms=request.get("startTime"),
+                end_time_ms=end + 1 if isinstance(end, int) else None,  # CloudWatch's endTime is inclusive
+                limit=_limit(request, MAX_EVENTS, MAX_EVENTS),
+                next_token=request.get("nextToken"),
+            )
+        except InvalidToken:
+            raise LogsInvalidParameter("The specified nextToken is invalid.") from None
+        events = [
+            {
+                "logStreamName": e.stream_name,
+                "timestamp": e.timestamp,
+                "message": e.message,
+                "ingestionTime": e.ingestion_time,
+                "eventId": str(e.event_id),
+            }
+            for e in page.items
+        ]
+        response: dict[str, Any] = {
+            "events": events,
+            "searchedLogStreams": [{"logStreamName": name, "searchedCompletely": True} for name in sorted({e["logStreamName"] for e in events})],
+        }
+        if page.next_token:
+            response["nextToken"] = page.next_token
+        return response
+
+    def job_log(self, job_name: str, *, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
+        """Conveyor's own log route: every stream of one job merged in time order. `after` is
+        the `position` of the last event read, so a follower can poll for what is new."""
+        since = (0, 0)
+        if after:
+            timestamp, _, event_id = after.partition(":")
+            if not (timestamp.isdigit() and event_id.isdigit()):
+                raise LogsInvalidParameter(f"Invalid position {after!r}: expected the position of an event.")
+            since = (int(timestamp), int(event_id))
+        limit = min(max(limit, 1), MAX_EVENTS)
+        page = self.store.logs.filter(job_name=job_name, start_time_ms=since[0], limit=limit + 200)
+        events = [e for e in page.items if (e.timestamp, e.event_id) > since][:limit]
+        return {
+            "events": [{"stream": e.stream_name, "timestamp": e.timestamp, "message": e.message} for e in events],
+            "position": f"{events[-1].timestamp}:{events[-1].event_id}" if events else after,
+        }

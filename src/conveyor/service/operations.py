@@ -1,0 +1,199 @@
+"""SageMaker's operations over the spec, the store and the scheduler: the one place they live.
+
+Every front end (the API, the console, the CLI, the SDK) calls these with SageMaker's request
+shapes and gets SageMaker's response shapes back, or a `ConveyorError` carrying its code and
+SageMaker's wording.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from conveyor.engine.job import plan_work_items
+from conveyor.settings import Settings
+from conveyor.spec import check_model_for_batch, parse_model, parse_transform_job
+from conveyor.spec.errors import ResourceInUse, ResourceNotFound, ValidationException
+from conveyor.spec.shapes import validate_request
+from conveyor.storage.base import StorageError
+from conveyor.storage.inputs import InputError
+from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Store
+from conveyor.store.work_items import NewWorkItem
+from conveyor.service import wire
+
+
+def _validated(operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    errors = validate_request(operation, request)
+    if errors:
+        raise ValidationException(errors)
+    return request
+
+
+def _time(value: Any) -> datetime | None:
+    """A timestamp member as botocore sends it (epoch seconds) or as a datetime."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    try:
+        return _time(float(value))
+    except (TypeError, ValueError):
+        pass
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationException(f"Value '{value}' is not a valid timestamp: use epoch seconds or ISO 8601.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _tags(request: dict[str, Any]) -> dict[str, str]:
+    return {tag["Key"]: tag.get("Value", "") for tag in request.get("Tags") or []}
+
+
+class SageMakerOperations:
+    def __init__(self, store: Store, settings: Settings, on_change: Callable[[], None] = lambda: None) -> None:
+        self.store = store
+        self.settings = settings
+        self.on_change = on_change
+
+    # Models
+
+    def create_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        model = parse_model(request)
+        arn = self.settings.arn("model", model.name)
+        try:
+            self.store.models.create(model.name, arn, request, datetime.now(timezone.utc), tags=_tags(request))
+        except AlreadyExists:
+            raise ValidationException(f'Cannot create already existing model "{arn}".') from None
+        return {"ModelArn": arn}
+
+    def describe_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _validated("DescribeModel", request)["ModelName"]
+        record = self.store.models.get(name)
+        if record is None:
+            raise ValidationException(f'Could not find model "{self.settings.arn("model", name)}".')
+        return wire.describe_model(record)
+
+    def list_models(self, request: dict[str, Any]) -> dict[str, Any]:
+        _validated("ListModels", request)
+        try:
+            page = self.store.models.list(
+                name_contains=request.get("NameContains"),
+                creation_time_after=_time(request.get("CreationTimeAfter")),
+                creation_time_before=_time(request.get("CreationTimeBefore")),
+                sort_by=request.get("SortBy", "CreationTime"),
+                sort_order=request.get("SortOrder", "Descending"),
+                max_results=request.get("MaxResults", 10),
+                next_token=request.get("NextToken"),
+            )
+        except InvalidToken:
+            raise ValidationException("Invalid pagination token: the NextToken is not one this listing issued.") from None
+        response: dict[str, Any] = {"Models": [wire.model_summary(m) for m in page.items]}
+        if page.next_token:
+            response["NextToken"] = page.next_token
+        return response
+
+    def delete_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _validated("DeleteModel", request)["ModelName"]
+        if not self.store.models.delete(name):
+            raise ValidationException(f'Could not find model "{self.settings.arn("model", name)}".')
+        return {}
+
+    # Transform jobs
+
+    def create_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        job = parse_transform_job(request)
+        model_record = self.store.models.get(job.model_name)
+        if model_record is None:
+            raise ValidationException(f'Could not find model "{self.settings.arn("model", job.model_name)}".')
+        check_model_for_batch(parse_model(model_record.request))
+        arn = self.settings.arn("transform-job", job.name)
+        if self.store.jobs.get(job.name) is not None:
+            raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})")
+        try:
+            items = plan_work_items(job, region=self.settings.region)
+        except InputError as exc:
+            raise ValidationException(str(exc)) from None
+        except StorageError as exc:
+            raise ValidationException(f"Could not list the input data source {job.input.uri}: {exc.code}: {exc.detail}") from None
+        try:
+            self.store.jobs.create(job.name, arn, job.model_name, request, datetime.now(timezone.utc), tags=_tags(request))
+        except AlreadyExists:
+            raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})") from None
+        self.store.work_items.add(job.name, [NewWorkItem(i.item_id, i.input_uri, i.output_uri, "", i.size) for i in items])
+        self.on_change()
+        return {"TransformJobArn": arn}
+
+    def describe_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _validated("DescribeTransformJob", request)["TransformJobName"]
+        return wire.describe_transform_job(self._job(name))
+
+    def list_transform_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        _validated("ListTransformJobs", request)
+        try:
+            page = self.store.jobs.list(
+                name_contains=request.get("NameContains"),
+                status_equals=request.get("StatusEquals"),
+                creation_time_after=_time(request.get("CreationTimeAfter")),
+                creation_time_before=_time(request.get("CreationTimeBefore")),
+                last_modified_time_after=_time(request.get("LastModifiedTimeAfter")),
+                last_modified_time_before=_time(request.get("LastModifiedTimeBefore")),
+                sort_by=request.get("SortBy", "CreationTime"),
+                sort_order=request.get("SortOrder", "Descending"),
+                max_results=request.get("MaxResults", 10),
+                next_token=request.get("NextToken"),
+            )
+        except InvalidToken:
+            raise ValidationException("Invalid pagination token: the NextToken is not one this listing issued.") from None
+        response: dict[str, Any] = {"TransformJobSummaries": [wire.transform_job_summary(s) for s in page.items]}
+        if page.next_token:
+            response["NextToken"] = page.next_token
+        return response
+
+    def stop_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _validated("StopTransformJob", request)["TransformJobName"]
+        record = self._job(name)
+        if record.status in TERMINAL:
+            raise ValidationException(f"The request was rejected because the transform job is in status {record.status}.")
+        if record.status != STOPPING:
+            self.store.jobs.transition(name, STOPPING)
+        self.on_change()
+        return {}
+
+    def _job(self, name: str):  # noqa: ANN202 - a TransformJobRecord
+        record = self.store.jobs.get(name)
+        if record is None:
+            raise ValidationException(f'Could not find requested job with name "{name}".')
+        return record
+
+    # Tags
+
+    def _resource(self, arn: str) -> None:
+        _, _, rest = arn.partition(":sagemaker:")
+        kind, _, name = rest.rpartition(":")[2].partition("/")
+        found = (kind == "model" and self.store.models.get(name) is not None) or (
+            kind == "transform-job" and self.store.jobs.get(name) is not None
+        )
+        if not found or arn not in (self.settings.arn(kind, name),):
+            raise ResourceNotFound(f"Could not find resource {arn}.")
+
+    def add_tags(self, request: dict[str, Any]) -> dict[str, Any]:
+        _validated("AddTags", request)
+        self._resource(request["ResourceArn"])
+        tags = _tags(request)
+        self.store.tags.add(request["ResourceArn"], tags)
+        return {"Tags": [{"Key": key, "Value": value} for key, value in tags.items()]}
+
+    def list_tags(self, request: dict[str, Any]) -> dict[str, Any]:
+        _validated("ListTags", request)
+        self._resource(request["ResourceArn"])
+        tags = self.store.tags.list(request["ResourceArn"])
+        return {"Tags": [{"Key": key, "Value": value} for key, value in tags.items()]}
+
+    def delete_tags(self, request: dict[str, Any]) -> dict[str, Any]:
+        _validated("DeleteTags", request)
+        self._resource(request["ResourceArn"])
+        self.store.tags.delete(request["ResourceArn"], request["TagKeys"])
+        return {}
