@@ -80,16 +80,17 @@ with open(sys.argv[2], "rb") as source, open(sys.argv[3], "wb") as target:
 
 
 def generate_csv(path: Path, size_bytes: int) -> int:
+    """A CSV of random rows: one ~8 MB block of distinct rows, written over and over."""
     rng = np.random.default_rng(0)
+    block = "\n".join(",".join(f"{v:.6f}" for v in row) for row in rng.random((100_000, COLUMNS)).tolist()).encode() + b"\n"
+    rows_per_block = 100_000
     rows = 0
     with open(path, "wb") as out:
         written = 0
         while written < size_bytes:
-            block = rng.random((50_000, COLUMNS))
-            text = "\n".join(",".join(f"{v:.6f}" for v in row) for row in block.tolist()).encode() + b"\n"
-            out.write(text)
-            written += len(text)
-            rows += len(block)
+            out.write(block)
+            written += len(block)
+            rows += rows_per_block
     return rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import http.client
 import io
@@ -201,6 +202,13 @@ def test_closing_early_stops_the_read_ahead(s3_server, s3_bucket) -> None:
     assert not stream._thread.is_alive()
     with pytest.raises(ValueError):
         stream.read(1)
+    dropped = storage.open_read(uri)  # never closed: collecting it stops its thread
+    dropped.read(10)
+    thread = dropped._thread
+    del dropped
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_object_replaced_or_deleted_while_read(s3_server, s3_bucket) -> None:
@@ -218,6 +226,8 @@ def test_object_replaced_or_deleted_while_read(s3_server, s3_bucket) -> None:
                 client.delete_object(Bucket=s3_bucket, Key=key)
             with pytest.raises(StorageError) as caught:
                 read_digest(stream)
+            with pytest.raises(StorageError):
+                stream.read(1)  # the failure stays; it never reads as a clean end
         assert caught.value.code == code
         assert key in str(caught.value)
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from conveyor.cli import server, transform
+from conveyor.cli import preview, server, transform
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     transform.register(commands)
+    preview.register(commands)
     server.register(commands)
     return parser
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 from conveyor.pipeline.invoke import InvocationWatch
 from conveyor.pipeline.join import InferenceIdConfig
-from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, WorkItem, process_work_item
+from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, Preview, WorkItem, process_work_item
 from conveyor.runtimes.base import Runtime
 from conveyor.runtimes.registry import create_runtime
 from conveyor.spec.jsonpath import parse_filter
@@ -162,8 +162,9 @@ class Instance:
         *,
         watch: InvocationWatch | None = None,
         log: Callable[[str], None] | None = None,
+        preview: Preview | None = None,
     ) -> ItemProgress:
-        return process_work_item(item, self.pipeline, self.runtime, self.storage_for, on_progress, watch=watch, log=log)
+        return process_work_item(item, self.pipeline, self.runtime, self.storage_for, on_progress, watch=watch, log=log, preview=preview)
 
     def close(self) -> None:
         self.runtime.close()

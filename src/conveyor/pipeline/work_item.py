@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from itertools import islice
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -67,6 +68,22 @@ class ItemProgress:
     failure: str | None = None
 
 
+@dataclass(frozen=True)
+class PreviewRow:
+    record_number: int
+    model_input: bytes
+    model_output: bytes
+    output: bytes
+
+
+@dataclass(frozen=True)
+class Preview:
+    """Run only the first `records` records, reporting each one (`conveyor preview`)."""
+
+    records: int
+    on_row: Callable[[PreviewRow], None]
+
+
 class WorkItemFailed(Exception):
     """The object cannot be transformed; the message names the object and the cause."""
 
@@ -80,8 +97,12 @@ def process_work_item(
     *,
     watch: InvocationWatch | None = None,
     log: Callable[[str], None] | None = None,
+    preview: Preview | None = None,
 ) -> ItemProgress:
-    """Transform one object; its `.out` appears whole, or not at all and WorkItemFailed is raised."""
+    """Transform one object; its `.out` appears whole, or not at all and WorkItemFailed is raised.
+
+    With `preview`, only the first `preview.records` records are transformed and each one's model
+    input, model output and output line are handed to `preview.on_row`."""
     progress = ItemProgress(item.item_id)
     invoker = Invoker(
         runtime,
@@ -100,7 +121,7 @@ def process_work_item(
         with reader, storage_for(item.output_uri).open_write(item.output_uri, kms_key_id=config.kms_key_id) as writer:
             counted = _CountingStream(reader)
             chunks = iter_chunks(counted, compression=config.compression, source=source)
-            _transform(chunks, counted, config, invoker, writer, progress, on_progress, source)
+            _transform(chunks, counted, config, invoker, writer, progress, on_progress, source, preview)
     except InvocationFailed as exc:
         raise WorkItemFailed(f"{source}: {exc}") from None
     except (DataError, StorageError) as exc:  # these name the object themselves
@@ -121,6 +142,7 @@ def _transform(
     progress: ItemProgress,
     on_progress: Callable[[ItemProgress], None],
     source: str,
+    preview: Preview | None,
 ) -> None:
     processor = RecordProcessor(
         config.data_processing,
@@ -130,10 +152,11 @@ def _transform(
         split_type=config.split_type,
         batch_strategy=config.batch_strategy,
     )
-    originals: deque[Record] = deque()
+    sent: deque[tuple[Record, Record]] = deque()  # (original, as sent) of records packed but not yet answered
     input_filter = config.data_processing.input_filter
     filtering = input_filter is not None and not input_filter.is_root
-    if not filtering and not processor.needs_per_record_output:
+    per_record = processor.needs_per_record_output
+    if not (filtering or per_record or preview):
         payloads = iter_payloads(
             chunks,
             split_type=config.split_type,
@@ -142,28 +165,33 @@ def _transform(
             source=source,
         )
     else:
-        records = _filtered_records(iter_records(chunks, config.split_type, source=source), processor, filtering, config, originals, source)
-        payloads = pack_records(records, strategy=config.batch_strategy, max_payload_bytes=config.max_payload_bytes, source=source)
+        records: Iterator[Record] = iter_records(chunks, config.split_type, source=source)
+        if preview:
+            records = islice(records, preview.records)
+        filtered = _filtered_records(records, processor, filtering, config.split_type == "Line", sent, source)
+        payloads = pack_records(filtered, strategy=config.batch_strategy, max_payload_bytes=config.max_payload_bytes, source=source)
 
     line = config.assemble_with == "Line"
     last_report = time.monotonic()
     for payload, response in invoke_in_order(payloads, lambda index, p: invoker(index, p.body), max_concurrent=config.max_concurrent):
-        if processor.needs_per_record_output:
+        answered = [sent.popleft() for _ in range(payload.record_count)] if (filtering or per_record or preview) else []
+        if per_record:
             outputs = processor.split_response(response, record_count=payload.record_count, first_record=payload.first_record, source=source)
-            for offset, output in enumerate(outputs):
-                original = originals.popleft()
-                joined = processor.output_record(original.bare, output, record_number=payload.first_record + offset + 1, source=source)
+            for offset, (output, (original, model_input)) in enumerate(zip(outputs, answered)):
+                number = payload.first_record + offset + 1
+                joined = processor.output_record(original.bare, output, record_number=number, source=source)
                 writer.write(joined + b"\n" if line else joined)
                 progress.bytes_out += len(joined) + line
+                if preview:
+                    preview.on_row(PreviewRow(number, model_input.bare, output, joined))
         else:
-            if filtering:
-                for _ in range(payload.record_count):
-                    originals.popleft()
             writer.write(response)
             progress.bytes_out += len(response)
             if line and not response.endswith(b"\n"):
                 writer.write(b"\n")
                 progress.bytes_out += 1
+            if preview:
+                _preview_rows(preview, processor, payload, response, answered, source)
         progress.records += payload.record_count
         progress.payloads += 1
         now = time.monotonic()
@@ -175,23 +203,35 @@ def _transform(
     progress.bytes_in = counted.bytes_read
 
 
+def _preview_rows(
+    preview: Preview, processor: RecordProcessor, payload: Payload, response: bytes, answered: list[tuple[Record, Record]], source: str
+) -> None:
+    """Without a join the output is written per response; show it per record where it maps."""
+    try:
+        outputs = processor.split_response(response, record_count=payload.record_count, first_record=payload.first_record, source=source)
+    except DataError:
+        outputs = [response] + [b""] * (payload.record_count - 1)
+    for offset, (output, (_, model_input)) in enumerate(zip(outputs, answered)):
+        preview.on_row(PreviewRow(payload.first_record + offset + 1, model_input.bare, output, output))
+
+
 def _filtered_records(
     records: Iterator[Record],
     processor: RecordProcessor,
     filtering: bool,
-    config: PipelineConfig,
-    originals: deque[Record],
+    line: bool,
+    sent: deque[tuple[Record, Record]],
     source: str,
 ) -> Iterator[Record]:
     """Apply the InputFilter to each record, remembering the originals for the join."""
-    line = config.split_type == "Line"
     for number, record in enumerate(records, start=1):
-        originals.append(record)
-        if not filtering:
-            yield record
-            continue
-        selected = processor.model_input(record.bare, record_number=number, source=source)
-        yield Record(framed=selected + b"\n" if line else selected, bare=selected)
+        if filtering:
+            selected = processor.model_input(record.bare, record_number=number, source=source)
+            filtered = Record(framed=selected + b"\n" if line else selected, bare=selected)
+        else:
+            filtered = record
+        sent.append((record, filtered))
+        yield filtered
 
 
 class _CountingStream:
@@ -212,4 +252,4 @@ class _CountingStream:
         return count
 
 
-__all__ = ["ItemProgress", "PipelineConfig", "Payload", "WorkItem", "WorkItemFailed", "process_work_item"]
+__all__ = ["ItemProgress", "PipelineConfig", "Payload", "Preview", "PreviewRow", "WorkItem", "WorkItemFailed", "process_work_item"]
