@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,74 @@ def test_model_that_fails_to_load_fails_the_job(tmp_path: Path) -> None:
     result = conveyor("transform", "--model", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), home=tmp_path / "home")
     assert result.returncode == 1
     assert "weights missing" in result.stderr
+
+
+ENVIRONMENT_ECHO = '''
+import os
+
+SEEN_AT_IMPORT = {key: os.environ.get(key) for key in ("A", "B", "SAGEMAKER_BATCH", "SAGEMAKER_MAX_PAYLOAD_IN_MB", "SAGEMAKER_BATCH_STRATEGY", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")}
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    return ";".join(f"{k}={v}" for k, v in SEEN_AT_IMPORT.items()).encode()
+'''
+
+
+def test_environment_merges_model_batch_and_job_values(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("x\n")
+    model = write_model(tmp_path, ENVIRONMENT_ECHO)
+    model_request = {
+        "ModelName": "env-model",
+        "PrimaryContainer": {"Image": "conveyor:python", "ModelDataUrl": str(model), "Environment": {"A": "model", "B": "model"}},
+    }
+    (tmp_path / "model.json").write_text(json.dumps(model_request))
+    result = conveyor(
+        "transform", "--model-request", str(tmp_path / "model.json"), "--input", str(tmp_path / "in"),
+        "--output", str(tmp_path / "out"), "--env", "B=job", "--max-payload", "2", home=tmp_path / "home",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "a.txt.out").read_text() == (
+        "A=model;B=job;SAGEMAKER_BATCH=true;SAGEMAKER_MAX_PAYLOAD_IN_MB=2;"
+        "SAGEMAKER_BATCH_STRATEGY=None;SAGEMAKER_MAX_CONCURRENT_TRANSFORMS=None"
+    )
+
+
+def test_built_in_algorithm_image_is_refused_with_advice(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("1\n")
+    image = "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1"
+    (tmp_path / "model.json").write_text(json.dumps({"ModelName": "kmeans", "PrimaryContainer": {"Image": image}}))
+    result = conveyor(
+        "transform", "--model-request", str(tmp_path / "model.json"), "--input", str(tmp_path / "in"),
+        "--output", str(tmp_path / "out"), home=tmp_path / "home",
+    )
+    assert result.returncode == 2
+    assert image in result.stderr and "inference.py" in result.stderr
+
+
+def test_killing_the_command_leaves_no_instance_running(tmp_path: Path) -> None:
+    import psutil
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "slow.txt").write_text("slow\n")
+    model = write_model(tmp_path, SLOW_ON_SLOW)
+    environment = {**os.environ, "CONVEYOR_HOME": str(tmp_path / "home")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "transform", "--model", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--quiet"],
+        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    parent = psutil.Process(process.pid)
+    deadline = time.monotonic() + 30
+    while not parent.children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = parent.children(recursive=True)
+    assert workers, "the instance process did not start"
+    time.sleep(2)  # the instance is inside the model call now
+    process.kill()
+    process.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"instance processes outlived their parent: {alive}"
+    assert not (tmp_path / "out" / "slow.txt.out").exists()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from conveyor.cli import preview, server, transform
+from conveyor.cli import jobs, logs, models, preview, server, transform
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     transform.register(commands)
     preview.register(commands)
     server.register(commands)
+    jobs.register(commands)
+    models.register(commands)
+    logs.register(commands)
     return parser
 
 

@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlencode, urlsplit
 
@@ -57,6 +56,22 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--region", help=f"region to sign requests for (default: the AWS configuration's, else {DEFAULT_REGION})")
     group.add_argument("--profile", help="AWS profile whose keys sign requests (default: the standard AWS chain)")
+
+
+def add_action(
+    actions: argparse._SubParsersAction, group: str, name: str, summary: str, run: "Action", example: str
+) -> argparse.ArgumentParser:
+    """One `conveyor <group> <name>` sub-command, with the connection flags and error handling."""
+    parser = actions.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_connection_arguments(parser)
+    parser.set_defaults(handler=command(f"{group} {name}", run))
+    return parser
 
 
 @dataclass
@@ -136,7 +151,10 @@ def _conveyor_key_file() -> Credentials:
     raise NoKeysError(f"no AWS credentials found, and {path} holds no aws_access_key_id / aws_secret_access_key pair")
 
 
-def command(name: str, action: Callable[[Connection, argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int]:
+Action = Callable[[Connection, argparse.Namespace], "int | None"]
+
+
+def command(name: str, action: Action) -> Callable[[argparse.Namespace], int]:
     """A sub-command's handler: connect, run `action`, and turn every failure into one line.
 
     Exit status: 0 success, 1 the server refused or could not be reached, 2 a usage error,
@@ -235,5 +253,11 @@ def case_insensitive(choices: Sequence[str]) -> Callable[[str], str]:
     return convert
 
 
-def absolute_path(value: str) -> Path:
-    return Path(os.path.abspath(os.path.expanduser(value)))
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return number

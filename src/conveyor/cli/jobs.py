@@ -38,47 +38,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    listing = _action(actions, "list", "list transform jobs, newest first", _list, "conveyor jobs list --status Failed --name-contains nightly")
-    listing.add_argument("--status", type=client.case_insensitive(STATUSES), help=f"only jobs in this status ({', '.join(STATUSES)})")
+    listing = client.add_action(actions, "jobs", "list", "list transform jobs, newest first", _list, "conveyor jobs list --status Failed --name-contains nightly")
+    listing.add_argument("--status", type=client.case_insensitive(STATUSES), metavar="STATUS", help=f"only jobs in this status ({', '.join(STATUSES)})")
     listing.add_argument("--name-contains", metavar="TEXT", help="only jobs whose name contains TEXT")
-    listing.add_argument("--sort-by", type=client.case_insensitive(SORT_KEYS), default="CreationTime", help="CreationTime (default), Name or Status")
-    listing.add_argument("--sort-order", type=client.case_insensitive(SORT_ORDERS), default="Descending", help="Descending (default) or Ascending")
-    listing.add_argument("--max", type=_positive, default=50, metavar="N", help="show at most N jobs (default 50)")
+    listing.add_argument("--sort-by", type=client.case_insensitive(SORT_KEYS), default="CreationTime", metavar="KEY", help="CreationTime (default), Name or Status")
+    listing.add_argument("--sort-order", type=client.case_insensitive(SORT_ORDERS), default="Descending", metavar="ORDER", help="Descending (default) or Ascending")
+    listing.add_argument("--max", type=client.positive_int, default=50, metavar="N", help="show at most N jobs (default 50)")
 
-    describe = _action(actions, "describe", "show one job: its definition, status and progress", _describe, "conveyor jobs describe my-job --json")
+    describe = client.add_action(actions, "jobs", "describe", "show one job: its definition, status and progress", _describe, "conveyor jobs describe my-job --json")
     describe.add_argument("name", metavar="NAME", help="TransformJobName")
     describe.add_argument("--json", action="store_true", help="print DescribeTransformJob's response as JSON instead")
 
-    stop = _action(actions, "stop", "stop a running job (objects already written are kept)", _stop, "conveyor jobs stop my-job --wait")
+    stop = client.add_action(actions, "jobs", "stop", "stop a running job (objects already written are kept)", _stop, "conveyor jobs stop my-job --wait")
     stop.add_argument("name", metavar="NAME", help="TransformJobName")
     stop.add_argument("--wait", action="store_true", help="wait until the job has stopped")
     stop.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS)
 
-    wait = _action(actions, "wait", "show a job's progress until it ends; exit 1 if it failed", _wait, "conveyor jobs wait my-job --timeout 3600")
+    wait = client.add_action(actions, "jobs", "wait", "show a job's progress until it ends; exit 1 if it failed", _wait, "conveyor jobs wait my-job --timeout 3600")
     wait.add_argument("name", metavar="NAME", help="TransformJobName")
     wait.add_argument("--timeout", type=float, metavar="SECONDS", help="give up (exit 1) after this long; the job keeps running")
     wait.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="seconds between polls (default 1)")
     wait.add_argument("--quiet", action="store_true", help="no progress bar; print only the outcome")
-
-
-def _action(actions: argparse._SubParsersAction, name: str, summary: str, run: Any, example: str) -> argparse.ArgumentParser:
-    parser = actions.add_parser(
-        name,
-        help=summary,
-        description=summary[0].upper() + summary[1:] + ".",
-        epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    client.add_connection_arguments(parser)
-    parser.set_defaults(handler=client.command(f"jobs {name}", run))
-    return parser
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return number
 
 
 # list
