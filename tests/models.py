@@ -21,6 +21,7 @@ def model_fn(model_dir):
     return None
 
 def transform_fn(model, body, content_type, accept):
+    body = body if isinstance(body, bytes) else body.encode()
     if b"bad" in body:
         raise ValueError("cannot score a bad record")
     return body.upper()
@@ -34,6 +35,7 @@ def model_fn(model_dir):
     return None
 
 def transform_fn(model, body, content_type, accept):
+    body = body if isinstance(body, bytes) else body.encode()
     if b"slow" in body:
         time.sleep(30)
     return body
@@ -48,6 +50,7 @@ def model_fn(model_dir):
     return None
 
 def transform_fn(model, body, content_type, accept):
+    body = body if isinstance(body, bytes) else body.encode()
     time.sleep(random.random() * 0.004)
     return body + b"!"
 '''

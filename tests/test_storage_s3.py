@@ -6,7 +6,7 @@ import gc
 import hashlib
 import http.client
 import io
-import os
+import pickle
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -249,6 +249,16 @@ def test_small_object_is_one_put(s3_server, s3_bucket, storage) -> None:
     assert storage.stat(f"s3://{s3_bucket}/out/empty.out").size == 0
 
 
+def test_one_large_write_is_cut_into_parts(s3_server, s3_bucket, storage) -> None:
+    data = b"".join(blocks(40 * MiB))
+    with storage.open_write(f"s3://{s3_bucket}/one-write.out") as writer:
+        writer.write(data)
+        assert writer.parts_uploaded == 2  # 16 + 16 MiB sent, 8 MiB waiting for commit
+    head = s3_server.client().head_object(Bucket=s3_bucket, Key="one-write.out")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert storage.read_bytes(f"s3://{s3_bucket}/one-write.out") == data
+
+
 def test_abort_leaves_no_object_and_no_pending_upload(s3_server, s3_bucket, storage) -> None:
     client = s3_server.client()
     uri = f"s3://{s3_bucket}/out/aborted.out"
@@ -303,12 +313,16 @@ def test_delete_and_sweep_temporaries(s3_server, s3_bucket, storage) -> None:
 
 class FlakyProxy:
     """HTTP proxy to the S3 server that answers 503 SlowDown to the first `fail_first` requests
-    and, for the first `cut_gets` GETs of a whole object, sends only `cut_after` bytes of the body."""
+    (whose path holds `fail_matching`) and, for the first `cut_gets` GETs of a whole object,
+    sends only `cut_after` bytes of the body."""
 
-    def __init__(self, upstream: str, *, fail_first: int = 0, cut_gets: int = 0, cut_after: int = 0) -> None:
+    def __init__(
+        self, upstream: str, *, fail_first: int = 0, fail_matching: str = "", cut_gets: int = 0, cut_after: int = 0
+    ) -> None:
         host, port = upstream.removeprefix("http://").split(":")
         self.upstream = (host, int(port))
         self.fail_first = fail_first
+        self.fail_matching = fail_matching
         self.cut_gets = cut_gets
         self.cut_after = cut_after
         self.served_503 = 0
@@ -344,7 +358,7 @@ class FlakyProxy:
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
         with self._lock:
-            fail = self.served_503 < self.fail_first
+            fail = self.served_503 < self.fail_first and self.fail_matching in request.path
             if fail:
                 self.served_503 += 1
             byte_range = request.headers.get("Range")
@@ -394,6 +408,18 @@ def test_retries_on_503_for_reads_and_writes(s3_server, s3_bucket) -> None:
         assert proxy.served_503 == 4
 
 
+def test_failed_part_fails_the_write_and_leaves_no_upload(s3_server, s3_bucket) -> None:
+    with FlakyProxy(s3_server.endpoint_url, fail_first=1000, fail_matching="partNumber=") as proxy:
+        storage = S3Storage(S3Config(endpoint_url=proxy.endpoint_url, region="us-east-1", max_attempts=2))
+        with pytest.raises(StorageError) as caught:
+            write_object(storage, f"s3://{s3_bucket}/never.out", 20 * MiB)
+        assert caught.value.code == "SlowDown"
+        assert proxy.served_503 >= 2
+    client = s3_server.client()
+    assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert client.list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
+
+
 def test_broken_body_resumes_from_offset(s3_server, s3_bucket) -> None:
     storage = S3Storage(s3_server.s3_config())
     uri = f"s3://{s3_bucket}/resumed.jsonl"
@@ -414,6 +440,21 @@ def test_storage_for_caches_one_s3_storage_per_config(s3_server) -> None:
     assert isinstance(first, S3Storage)
     assert storage_for("s3://c/d", s3_config=s3_server.s3_config()) is first
     assert storage_for("s3://c/d", s3_config=s3_server.s3_config(read_strategy="ranges")) is not first
+
+
+def test_storage_pickles_as_its_config(s3_server, s3_bucket, storage) -> None:
+    s3_server.client().put_object(Bucket=s3_bucket, Key="k", Body=b"v")
+    storage.stat(f"s3://{s3_bucket}/k")  # a live client, which is not pickled
+    copy = pickle.loads(pickle.dumps(storage))
+    assert copy.config == storage.config
+    assert copy.read_bytes(f"s3://{s3_bucket}/k") == b"v"
+
+
+def test_unknown_profile_is_a_storage_error(s3_bucket) -> None:
+    storage = S3Storage(S3Config(profile="no-such-profile-anywhere"))
+    with pytest.raises(StorageError) as caught:
+        storage.stat(f"s3://{s3_bucket}/k")
+    assert caught.value.code == "ProfileNotFound"
 
 
 def test_config_is_validated() -> None:

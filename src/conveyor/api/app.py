@@ -18,6 +18,7 @@ from starlette.routing import Mount, Route
 
 from conveyor.api.protocol import AwsJsonEndpoint, AwsRequest, aws_error, new_request_id
 from conveyor.api.sigv4 import verify_sigv4
+from conveyor.console import console_routes
 from conveyor.service import Service
 from conveyor.spec.errors import ConveyorError
 
@@ -70,6 +71,7 @@ def create_app(service: Service, *, credentials: Credentials | None, extra_route
         Route("/conveyor/v1/jobs/{name}/progress", _conveyor_route(service, credentials, progress), methods=["GET"]),
         Route("/conveyor/v1/jobs/{name}/logs", _conveyor_route(service, credentials, logs), methods=["GET"]),
         *(extra_routes or []),
+        *console_routes(service, credentials=credentials),  # /console, and GET / redirects there
         Mount("/", app=AwsJsonEndpoint(_taking_bodies(service.operations()), credentials=credentials)),  # type: ignore[arg-type]
     ]
     return Starlette(routes=routes)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import boto3
 import botocore.config
@@ -40,6 +40,7 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8765"
 ENDPOINT_ENV = "CONVEYOR_ENDPOINT"
 DEFAULT_REGION = "us-east-1"
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
+PAGE_SIZE = 100  # the largest MaxResults of ListTransformJobs and ListModels
 
 
 class NoKeysError(Exception):
@@ -129,6 +130,11 @@ class Connection:
         return body
 
 
+def job_route(name: str, view: str) -> str:
+    """The path of one of Conveyor's per-job routes: `progress` or `logs`."""
+    return f"/conveyor/v1/jobs/{quote(name, safe='')}/{view}"
+
+
 def _conveyor_key_file() -> Credentials:
     """The `[default]` keys (or the first complete section) of the server's key file."""
     path = Settings.from_environ().home / "credentials"
@@ -180,6 +186,9 @@ def command(name: str, action: Action) -> Callable[[argparse.Namespace], int]:
             return fail(name, _one_line(str(error)))
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # `conveyor logs JOB | head`: the reader has gone; so do we, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
 
     return handler
 
@@ -193,6 +202,17 @@ def _one_line(message: str) -> str:
     """The first line of a message: a signature error carries the canonical request after it."""
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     return lines[0] if lines else ""
+
+
+def first_items(call: Callable[..., dict[str, Any]], key: str, limit: int, **request: Any) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` items of a paginated List* operation, and whether more remain after them."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = call(**request, MaxResults=min(PAGE_SIZE, limit - len(items)))
+        items.extend(page[key])
+        request["NextToken"] = page.get("NextToken")
+        if not request["NextToken"] or len(items) >= limit:
+            return items, bool(request["NextToken"])
 
 
 # Output shared by the commands: tables, times, sizes.
@@ -223,8 +243,14 @@ def duration(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
-def megabytes(size: int | float | None) -> str:
-    return "-" if size is None else f"{size / (1 << 20):,.1f} MB"
+def size(count: int | float | None) -> str:
+    """Bytes for a person: `512 B`, `3.4 KB`, `1.2 MB`, `2.0 GB` (binary units, as MaxPayloadInMB)."""
+    if count is None:
+        return "-"
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{int(count)} B"
 
 
 def since(start: datetime | None, end: datetime | None = None) -> float | None:

@@ -16,7 +16,6 @@ from conveyor.cli.client import Connection, TERMINAL_STATUSES
 STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
 SORT_KEYS = ("CreationTime", "Name", "Status")
 SORT_ORDERS = ("Descending", "Ascending")
-PAGE_SIZE = 100  # ListTransformJobs' largest MaxResults
 
 EXAMPLES = """examples:
   conveyor jobs list --status InProgress
@@ -70,15 +69,7 @@ def _list(connection: Connection, args: argparse.Namespace) -> int:
         request["StatusEquals"] = args.status
     if args.name_contains:
         request["NameContains"] = args.name_contains
-    jobs: list[dict[str, Any]] = []
-    more = False
-    while len(jobs) < args.max:
-        page = connection.sagemaker.list_transform_jobs(**request, MaxResults=min(PAGE_SIZE, args.max - len(jobs)))
-        jobs.extend(page["TransformJobSummaries"])
-        request["NextToken"] = page.get("NextToken")
-        more = bool(request["NextToken"])
-        if not more:
-            break
+    jobs, more = client.first_items(connection.sagemaker.list_transform_jobs, "TransformJobSummaries", args.max, **request)
     if not jobs:
         print("No transform jobs" + (" match." if args.status or args.name_contains else "."), file=sys.stderr)
         return 0
@@ -111,7 +102,7 @@ def _describe(connection: Connection, args: argparse.Namespace) -> int:
     if args.json:
         print(client.json_text(job))
         return 0
-    progress = connection.get(f"/conveyor/v1/jobs/{args.name}/progress")
+    progress = connection.get(client.job_route(args.name, "progress"))
     for label, value in _job_fields(job, progress):
         print(f"{label + ':':<16}{value}")
     return 0
@@ -159,20 +150,24 @@ def _details(*parts: Any) -> str:
 
 
 def progress_summary(progress: dict[str, Any]) -> str:
-    """`3/10 objects (1 failed), 1,234 records, 1.2 of 5.0 MB, 2.3 MB/s, ETA 12s`."""
+    """`3/10 objects (1 failed), 1,234 records, 1.2 MB of 5.0 MB, 2.3 MB/s, ETA 12s`."""
     failed = progress.get("ObjectsFailed") or 0
     parts = [
         f"{(progress.get('ObjectsDone') or 0) + failed}/{progress.get('ObjectsTotal') or 0} objects" + (f" ({failed} failed)" if failed else ""),
         f"{progress.get('Records') or 0:,} records",
-        f"{(progress.get('BytesIn') or 0) / (1 << 20):,.1f} of {client.megabytes(progress.get('BytesTotal') or 0)}",
+        f"{client.size(progress.get('BytesIn') or 0)} of {client.size(progress.get('BytesTotal') or 0)}",
     ]
     rate = progress.get("MegabytesPerSecond")
     if rate is not None:
         parts.append(f"{rate:,.1f} MB/s")
-    if progress.get("TransformJobStatus") not in TERMINAL_STATUSES and progress.get("EtaSeconds") is not None:
+    elapsed = progress.get("ElapsedSeconds")
+    if progress.get("TransformJobStatus") in TERMINAL_STATUSES:
+        if elapsed is not None:
+            parts.append(f"in {client.duration(elapsed)}")
+    elif progress.get("EtaSeconds") is not None:
         parts.append(f"ETA {client.duration(progress['EtaSeconds'])}")
-    elif progress.get("ElapsedSeconds") is not None:
-        parts.append(f"in {client.duration(progress['ElapsedSeconds'])}")
+    elif elapsed is not None:
+        parts.append(f"{client.duration(elapsed)} elapsed")
     return ", ".join(parts)
 
 
@@ -208,11 +203,12 @@ def wait_for_job(
         console=console,
         disable=quiet,
     )
+    connection.sagemaker.describe_transform_job(TransformJobName=name)  # an unknown job fails before any bar
     deadline = None if timeout is None else time.monotonic() + timeout
+    progress = connection.get(client.job_route(name, "progress"))
     with bar:
         task = bar.add_task(name, total=None, summary="")
         while True:
-            progress = connection.get(f"/conveyor/v1/jobs/{name}/progress")
             total = progress.get("BytesTotal") or None
             bar.update(
                 task,
@@ -226,6 +222,7 @@ def wait_for_job(
                 bar.stop()
                 return client.fail(command, f"{name} is still {progress['TransformJobStatus']} after {timeout:g}s")
             time.sleep(interval)
+            progress = connection.get(client.job_route(name, "progress"))
     job = connection.sagemaker.describe_transform_job(TransformJobName=name)
     status = job["TransformJobStatus"]
     print(f"{status} {name}: {progress_summary(progress)}")

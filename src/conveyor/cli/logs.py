@@ -42,12 +42,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _logs(connection: Connection, args: argparse.Namespace) -> int:
+    connection.sagemaker.describe_transform_job(TransformJobName=args.job)  # SageMaker's error for a bad name
     reader = LogReader(connection, args.job)
     reader.drain()
     if not args.follow:
         return 0
     while True:
-        status = connection.get(f"/conveyor/v1/jobs/{args.job}/progress")["TransformJobStatus"]
+        status = connection.get(client.job_route(args.job, "progress"))["TransformJobStatus"]
         if status in TERMINAL_STATUSES:
             # The status is written before the job's closing line ("Completed."), so read once
             # more after a moment rather than stop one line short.
@@ -69,7 +70,7 @@ class LogReader:
     def drain(self) -> None:
         """Print every event the server has after `position`, page by page."""
         while True:
-            page = self.connection.get(f"/conveyor/v1/jobs/{self.job}/logs", after=self.position, limit=PAGE_SIZE)
+            page = self.connection.get(client.job_route(self.job, "logs"), after=self.position, limit=PAGE_SIZE)
             events = page.get("events") or []
             for event in events:
                 print(format_event(self.job, event))

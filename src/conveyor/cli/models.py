@@ -14,7 +14,6 @@ from conveyor.cli.job_request import UsageError
 DEFAULT_IMAGE = "conveyor:python"
 SORT_KEYS = ("CreationTime", "Name")
 SORT_ORDERS = ("Descending", "Ascending")
-PAGE_SIZE = 100  # ListModels' largest MaxResults
 
 EXAMPLES = f"""examples:
   conveyor models create my-model --model-data ./model            # a directory with code/inference.py
@@ -66,15 +65,7 @@ def _list(connection: Connection, args: argparse.Namespace) -> int:
     request: dict[str, Any] = {"SortBy": args.sort_by, "SortOrder": args.sort_order}
     if args.name_contains:
         request["NameContains"] = args.name_contains
-    models: list[dict[str, Any]] = []
-    more = False
-    while len(models) < args.max:
-        page = connection.sagemaker.list_models(**request, MaxResults=min(PAGE_SIZE, args.max - len(models)))
-        models.extend(page["Models"])
-        request["NextToken"] = page.get("NextToken")
-        more = bool(request["NextToken"])
-        if not more:
-            break
+    models, more = client.first_items(connection.sagemaker.list_models, "Models", args.max, **request)
     if not models:
         print("No models" + (" match." if args.name_contains else "."), file=sys.stderr)
         return 0

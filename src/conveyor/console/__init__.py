@@ -1,0 +1,52 @@
+"""The web console at `/console`: server-rendered pages (Jinja2), one hand-written script and
+one stylesheet, no front-end build step.
+
+Pages: batch transform jobs (list, create, clone, detail with live progress, log tail and
+output previews, stop) and models (list, create, detail, delete). Every page and every JSON
+route behind it needs a session (see `auth`); `--no-auth` opens the console directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from conveyor.console import job_form, jobs, login, models
+from conveyor.console.auth import SessionMiddleware, Sessions, console_secret
+from conveyor.console.context import Console
+from conveyor.console.templating import make_templates
+from conveyor.service import Service
+
+__all__ = ["console_routes"]
+
+HERE = Path(__file__).parent
+
+
+async def _to_console(request: Request) -> Response:
+    return RedirectResponse("/console/jobs", status_code=307)
+
+
+def console_routes(service: Service, *, credentials: Callable[[str], "str | None"] | None, secret_key: str | None = None) -> list[BaseRoute]:
+    """The console's Mount at `/console`, and a redirect to it for browsers that GET `/`
+    (the API is `POST /`, which the redirect leaves alone).
+
+    `credentials` is the API's key lookup (None under `--no-auth`); `secret_key` signs the
+    session cookies (default: one kept in `<home>/console-secret`).
+    """
+    sessions = Sessions(secret_key or console_secret(service.settings.home), credentials)
+    console = Console(service, make_templates(), sessions)
+    routes = [
+        *login.routes(console),
+        *job_form.routes(console),  # before jobs: `/jobs/create` is not a job's name
+        *jobs.routes(console),
+        *models.routes(console),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    mount = Mount("/console", routes=routes, name="console", middleware=[Middleware(SessionMiddleware, sessions=sessions)])
+    return [Route("/", _to_console, methods=["GET"]), mount]

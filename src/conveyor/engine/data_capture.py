@@ -37,7 +37,8 @@ def write_capture_manifests(
     """Write the input and the output manifest, each atomically; return their URIs.
 
     `output_path` (the job's S3OutputPath) is the prefix of an output manifest that lists no
-    objects, when every object failed. Raises `StorageError` when a manifest cannot be written.
+    objects, when every object failed (without it, the manifest's own folder). Raises
+    `StorageError` when a manifest cannot be written.
     """
     folder = capture_folder(started_at)
     destination = capture.destination_uri.rstrip("/")
@@ -74,10 +75,7 @@ def common_prefix(uris: Sequence[str]) -> str:
         if a != b:
             break
         length += 1
-    shared = first[:length]
-    if length == len(first) == len(last):  # all the same URI: keep a non-empty suffix
-        shared = shared[: shared.rstrip("/").rfind("/") + 1] if shared.endswith("/") else shared
-    return shared[: shared.rfind("/") + 1]
+    return first[: first.rfind("/", 0, length) + 1]
 
 
 def capture_failure(exc: StorageError) -> str:

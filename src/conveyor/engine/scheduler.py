@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from conveyor.engine.backend import Backend
+from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.job import plan_work_items, run_job
 from conveyor.engine.local import LocalBackend
 from conveyor.engine.store_link import StoreItemSource, StoreListener, job_stream, log
@@ -29,8 +30,8 @@ from conveyor.spec.errors import ConveyorError
 from conveyor.storage import storage_for
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
-from conveyor.store import COMPLETED, FAILED, STOPPED, STOPPING, Store, TransformJobRecord
-from conveyor.store.work_items import NewWorkItem
+from conveyor.store import ACTIVE, COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, Store, TransformJobRecord
+from conveyor.store.work_items import DONE, IN_FLIGHT, NewWorkItem
 
 logger = logging.getLogger("conveyor.scheduler")
 
@@ -121,11 +122,13 @@ class Scheduler:
         renew_at = 0.0
         while not self._closing.is_set():
             try:
+                due = time.monotonic() >= renew_at
+                if due:
+                    self._take_over_dead_owners()
                 self._tick()
-                now = time.monotonic()
-                if now >= renew_at:
+                if due:
                     self._renew()
-                    renew_at = now + RENEW_SECONDS
+                    renew_at = time.monotonic() + RENEW_SECONDS
             except Exception:  # the scheduler must outlive any one bad tick
                 logger.exception("scheduler tick failed")
             self._wake.wait(self._poll_seconds)
@@ -139,6 +142,7 @@ class Scheduler:
             if record is not None and record.status == STOPPING:
                 job.stop.set()
         free = max(self.settings.capacity - self.instances_in_use, 0)
+        queue_blocked = False
         for record in self.store.jobs.schedulable():
             if record.name in running:
                 continue
@@ -148,18 +152,37 @@ class Scheduler:
                 if self.store.jobs.claim(record.name, self.owner, LEASE_SECONDS):
                     self._finish_stopped(record.name, record.request)
                 continue
+            if queue_blocked:
+                continue  # only stops get past a job that waits for capacity
             instances = max(min(record.request["TransformResources"]["InstanceCount"], self.settings.capacity), 1)
             if instances > free:
-                break  # jobs wait their turn in creation order
+                queue_blocked = True  # jobs wait their turn in creation order
+                continue
             if not self.store.jobs.claim(record.name, self.owner, LEASE_SECONDS):
                 continue
             free -= instances
             self._launch(record, instances)
 
+    def _take_over_dead_owners(self) -> None:
+        """Free the active jobs whose owner was a scheduler on this host that has died, at once:
+        `schedulable()` only shows a job once its lease has run out."""
+        for status in ACTIVE:
+            token = None
+            while True:
+                page = self.store.jobs.list(status_equals=status, sort_order="Ascending", max_results=100, next_token=token)
+                for summary in page.items:
+                    record = self.store.jobs.get(summary.name)
+                    if record is not None and record.owner and record.owner != self.owner and owner_is_dead(record.owner):
+                        logger.info("taking over job %s from %s, which is no longer running", record.name, record.owner)
+                        self._take_over(record)
+                token = page.next_token
+                if not token:
+                    break
+
     def _take_over(self, record: TransformJobRecord) -> None:
         assert record.owner is not None
         self.store.jobs.release(record.name, record.owner)
-        for item in self.store.work_items.list(record.name, state="in_flight"):
+        for item in self.store.work_items.list(record.name, state=IN_FLIGHT):
             if item.owner == record.owner:
                 self.store.work_items.release(item.id, record.owner)
 
@@ -246,13 +269,35 @@ class Scheduler:
 
     def _finish_from_items(self, name: str) -> None:
         counts = self.store.work_items.counts(name)
+        capture_problem = self._capture(name) if counts.failed or counts.finished else None
         if counts.failed:
             failed = self.store.work_items.failed(name)
             noun = "object" if counts.total == 1 else "objects"
             reason = f"{counts.failed} of {counts.total} input {noun} failed. First: {failed[0].failure_reason}"
             self._finish(name, FAILED, reason)
+        elif capture_problem:
+            self._finish(name, FAILED, capture_problem)
         elif counts.finished:
             self._finish(name, COMPLETED, None)
+
+    def _capture(self, name: str) -> str | None:
+        """DataCaptureConfig: the job's input and output manifests; a FailureReason if they cannot be written."""
+        record = self.store.jobs.get(name)
+        if record is None or record.status != IN_PROGRESS:
+            return None
+        job = parse_transform_job(record.request)
+        if job.data_capture is None:
+            return None
+        items = self.store.work_items.list(name)
+        try:
+            write_capture_manifests(
+                job.data_capture, job_name=name, started_at=record.transform_start_time or datetime.now(timezone.utc),
+                inputs=[item.input_uri for item in items], outputs=[item.output_uri for item in items if item.state == DONE],
+                storage_for=storage_for, output_path=job.output.output_path,
+            )
+        except StorageError as exc:
+            return capture_failure(exc)
+        return None
 
     def _finish_stopped(self, name: str, request: dict) -> None:
         try:
@@ -268,8 +313,9 @@ class Scheduler:
             return
         if record.status == STOPPING and status == COMPLETED:
             status = STOPPED
-        self.store.jobs.transition(name, status, failure_reason=reason)
+        # The closing line goes first, so a client that sees the final status has the whole log.
         log(self.store, job_stream(name), name, f"{status}." + (f" FailureReason: {reason}" if reason else ""))
+        self.store.jobs.transition(name, status, failure_reason=reason)
 
     @staticmethod
     def _sweep(output_path: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import botocore.exceptions
 
 from conveyor.sdk.session import Session, resolve_session
-from conveyor.sdk.transformer import Transformer, absolute_location, base_name_from_image, is_uri, name_from_base
+from conveyor.sdk.transformer import Transformer, absolute_location, base_name_from_image, format_tags, is_uri, name_from_base
 
 logger = logging.getLogger("conveyor.sdk")
 
@@ -32,7 +32,7 @@ class Model:
         env: dict[str, str] | None = None,
         name: str | None = None,
         role: str | None = None,
-        tags: list[dict[str, str]] | None = None,
+        tags: dict[str, str] | list[dict[str, str]] | None = None,
         *,
         session: Any = None,
         endpoint_url: str | None = None,
@@ -67,7 +67,7 @@ class Model:
         if self.role is not None:
             request["ExecutionRoleArn"] = self.role
         if self.tags:
-            request["Tags"] = self.tags
+            request["Tags"] = format_tags(self.tags)
         return request
 
     def create(self) -> str:
@@ -111,7 +111,7 @@ class Model:
         env: dict[str, str] | None = None,
         max_concurrent_transforms: int | None = None,
         max_payload: int | None = None,
-        tags: list[dict[str, str]] | None = None,
+        tags: dict[str, str] | list[dict[str, str]] | None = None,
         volume_kms_key: str | None = None,
     ) -> Transformer:
         """Create the model if need be, and a Transformer for it on this model's session."""

@@ -84,7 +84,7 @@ class Transformer:
         accept: str | None = None,
         max_concurrent_transforms: int | None = None,
         max_payload: int | None = None,
-        tags: list[dict[str, str]] | None = None,
+        tags: dict[str, str] | list[dict[str, str]] | None = None,
         env: dict[str, str] | None = None,
         base_transform_job_name: str | None = None,
         sagemaker_session: Any = None,
@@ -192,7 +192,7 @@ class Transformer:
         _put(request, "MaxConcurrentTransforms", self.max_concurrent_transforms)
         _put(request, "MaxPayloadInMB", self.max_payload)
         _put(request, "Environment", self.env)
-        _put(request, "Tags", self.tags)
+        _put(request, "Tags", format_tags(self.tags))
         _put(request, "DataProcessing", data_processing or None)
         if experiment_config:
             request["ExperimentConfig"] = experiment_config
@@ -290,22 +290,19 @@ class TransformJob:
         """Poll until the job is Completed, Failed or Stopped, printing its log lines as they
         arrive with `logs`; raise `UnexpectedStatusException` naming the FailureReason if it
         failed. Returns the final DescribeTransformJob."""
-        if logs:
-            follower = LogFollower(self.session, self.job_name, lambda line: print(line, file=out or sys.stdout, flush=True))
+        emit = lambda line: print(line, file=out or sys.stdout, flush=True)  # noqa: E731
+        follower = LogFollower(self.session, self.job_name, emit) if logs else None
+        description = self.describe()
+        while description["TransformJobStatus"] not in TERMINAL_STATUSES:
+            if follower is not None:
+                follower.drain()
+            time.sleep(poll)
             description = self.describe()
-            while description["TransformJobStatus"] not in TERMINAL_STATUSES:
-                follower.drain(refresh_streams=True)
-                time.sleep(poll)
-                description = self.describe()
+        if follower is not None:
             # The job's last lines are written as it ends: read once more after a pause, as the SDK does.
-            follower.drain(refresh_streams=True)
+            follower.drain()
             time.sleep(min(poll, 0.5))
-            follower.drain(refresh_streams=True)
-        else:
-            description = self.describe()
-            while description["TransformJobStatus"] not in TERMINAL_STATUSES:
-                time.sleep(poll)
-                description = self.describe()
+            follower.drain()
         check_job_status(self.job_name, description)
         return description
 
@@ -335,10 +332,9 @@ class LogFollower:
                 return
             request["nextToken"] = page["nextToken"]
 
-    def drain(self, *, refresh_streams: bool = True) -> int:
-        """Emit every event logged since the last drain; returns how many."""
-        if refresh_streams:
-            self._refresh_streams()
+    def drain(self) -> int:
+        """Emit every event logged since the last drain (in streams new or known); returns how many."""
+        self._refresh_streams()
         events: list[tuple[int, int, str]] = []
         for index, stream in enumerate(sorted(self.tokens)):
             events.extend((event["timestamp"], index, event["message"]) for event in self._read(stream))
@@ -372,6 +368,13 @@ def check_job_status(job_name: str, description: dict[str, Any]) -> None:
             allowed_statuses=["Completed", "Stopped"],
             actual_status=status,
         )
+
+
+def format_tags(tags: dict[str, str] | list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+    """Tags as the API takes them; a `{key: value}` dict is accepted, as the SDK's `format_tags`."""
+    if isinstance(tags, dict):
+        return [{"Key": str(key), "Value": str(value)} for key, value in tags.items()]
+    return tags
 
 
 def _put(target: dict[str, Any], key: str, value: Any) -> None:

@@ -4,9 +4,13 @@ instance named `<job>/instance-N`, and `<job>/instance-N/data-log` for per-recor
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from conveyor.spec.errors import ConveyorError
+from botocore.model import Shape
+
+from conveyor.spec.errors import ConveyorError, FieldError, render_errors
+from conveyor.spec.shapes import member_path, validate
 from conveyor.store import InvalidToken, LogStream, Store
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
@@ -21,6 +25,30 @@ class LogsResourceNotFound(ConveyorError):
 class LogsInvalidParameter(ConveyorError):
     code = "InvalidParameterException"
     status = 400
+
+
+LARGEST_LONG = 2**63 - 1
+
+
+@lru_cache(maxsize=None)
+def _input_shape(operation: str) -> Shape:
+    import botocore.session
+
+    return botocore.session.get_session().get_service_model("logs").operation_model(operation).input_shape
+
+
+def _validated(operation: str, request: dict[str, Any]) -> None:
+    """Types, lengths, ranges and unknown members, checked against botocore's own CloudWatch Logs
+    model (as the SageMaker operations are against SageMaker's), so that no malformed value
+    reaches the store."""
+    errors = validate(request, _input_shape(operation), "")
+    errors += [
+        FieldError(member_path("", name), value, f"Member must have value less than or equal to {LARGEST_LONG}")
+        for name, value in request.items()
+        if isinstance(value, int) and not isinstance(value, bool) and value > LARGEST_LONG
+    ]
+    if errors:
+        raise LogsInvalidParameter(render_errors(errors))
 
 
 def _group(request: dict[str, Any]) -> None:
@@ -72,6 +100,7 @@ class LogOperations:
         return streams
 
     def describe_log_streams(self, request: dict[str, Any]) -> dict[str, Any]:
+        _validated("DescribeLogStreams", request)
         _group(request)
         limit = _limit(request, 50, 50)
         if request.get("orderBy") == "LastEventTime" and request.get("logStreamNamePrefix"):
@@ -91,6 +120,7 @@ class LogOperations:
         return response
 
     def get_log_events(self, request: dict[str, Any]) -> dict[str, Any]:
+        _validated("GetLogEvents", request)
         _group(request)
         stream = request.get("logStreamName")
         if not isinstance(stream, str) or not stream:
@@ -115,6 +145,7 @@ class LogOperations:
         }
 
     def filter_log_events(self, request: dict[str, Any]) -> dict[str, Any]:
+        _validated("FilterLogEvents", request)
         _group(request)
         names = request.get("logStreamNames")
         prefix = request.get("logStreamNamePrefix")
@@ -153,18 +184,12 @@ class LogOperations:
         return response
 
     def job_log(self, job_name: str, *, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
-        """Conveyor's own log route: every stream of one job merged in time order. `after` is
-        the `position` of the last event read, so a follower can poll for what is new."""
-        since = (0, 0)
-        if after:
-            timestamp, _, event_id = after.partition(":")
-            if not (timestamp.isdigit() and event_id.isdigit()):
-                raise LogsInvalidParameter(f"Invalid position {after!r}: expected the position of an event.")
-            since = (int(timestamp), int(event_id))
-        limit = min(max(limit, 1), MAX_EVENTS)
-        page = self.store.logs.filter(job_name=job_name, start_time_ms=since[0], limit=limit + 200)
-        events = [e for e in page.items if (e.timestamp, e.event_id) > since][:limit]
+        """Conveyor's own log route: every stream of one job in the order written. `after` is
+        the `position` returned by the previous call, so a follower can poll for what is new."""
+        if after and not after.isdigit():
+            raise LogsInvalidParameter(f"Invalid position {after!r}: use the position returned by the previous call.")
+        events = self.store.logs.since(job_name, int(after or 0), min(max(limit, 1), MAX_EVENTS))
         return {
             "events": [{"stream": e.stream_name, "timestamp": e.timestamp, "message": e.message} for e in events],
-            "position": f"{events[-1].timestamp}:{events[-1].event_id}" if events else after,
+            "position": str(events[-1].event_id) if events else (after or "0"),
         }

@@ -14,7 +14,7 @@ from conveyor.engine.job import plan_work_items
 from conveyor.settings import Settings
 from conveyor.spec import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.spec.errors import ResourceInUse, ResourceNotFound, ValidationException
-from conveyor.spec.shapes import validate_request
+from conveyor.spec.shapes import unique_tag_key_errors, validate_request
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
 from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Store
@@ -36,7 +36,10 @@ def _time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):  # out of datetime's range, or NaN
+            raise ValidationException(f"Value '{value}' is not a valid timestamp: use epoch seconds or ISO 8601.") from None
     try:
         return _time(float(value))
     except (TypeError, ValueError):
@@ -88,7 +91,7 @@ class SageMakerOperations:
                 max_results=request.get("MaxResults", 10),
                 next_token=request.get("NextToken"),
             )
-        except InvalidToken:
+        except (InvalidToken, OverflowError):  # OverflowError: a forged token's integer beyond SQLite's 64 bits
             raise ValidationException("Invalid pagination token: the NextToken is not one this listing issued.") from None
         response: dict[str, Any] = {"Models": [wire.model_summary(m) for m in page.items]}
         if page.next_token:
@@ -145,7 +148,7 @@ class SageMakerOperations:
                 max_results=request.get("MaxResults", 10),
                 next_token=request.get("NextToken"),
             )
-        except InvalidToken:
+        except (InvalidToken, OverflowError):  # OverflowError: a forged token's integer beyond SQLite's 64 bits
             raise ValidationException("Invalid pagination token: the NextToken is not one this listing issued.") from None
         response: dict[str, Any] = {"TransformJobSummaries": [wire.transform_job_summary(s) for s in page.items]}
         if page.next_token:
@@ -180,7 +183,9 @@ class SageMakerOperations:
             raise ResourceNotFound(f"Could not find resource {arn}.")
 
     def add_tags(self, request: dict[str, Any]) -> dict[str, Any]:
-        _validated("AddTags", request)
+        errors = validate_request("AddTags", request) + unique_tag_key_errors(request.get("Tags"), "tags")
+        if errors:
+            raise ValidationException(errors)
         self._resource(request["ResourceArn"])
         tags = _tags(request)
         self.store.tags.add(request["ResourceArn"], tags)

@@ -105,16 +105,33 @@ class S3Storage(Storage):
                     self._client = create_client(self.config)
         return self._client
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (into a worker process or a Ray actor) as its config; the client is rebuilt there."""
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])  # type: ignore[misc]
+
+    def _client_for(self, uri: str) -> Any:
+        try:
+            return self.client
+        except Exception as exc:  # a missing profile, a malformed config file, …
+            raise storage_error(uri, exc, action="setting up the S3 client") from None
+
     def list(self, prefix_uri: str) -> Iterator[ObjectInfo]:
         bucket, prefix = _bucket_and_key(prefix_uri, allow_empty_key=True)
-        found = [info for info in self._list_all(prefix_uri, bucket, prefix) if not info.key.endswith("/") and TEMP_MARKER not in info.key]
+        found = [
+            info
+            for info in self._list_all(prefix_uri, bucket, prefix)
+            if not info.key.endswith("/") and TEMP_MARKER not in info.key
+        ]
         found.sort(key=lambda info: info.key)
         return iter(found)
 
     def stat(self, uri: str) -> ObjectInfo:
         bucket, key = _bucket_and_key(uri)
         try:
-            response = self.client.head_object(Bucket=bucket, Key=key)
+            response = self._client_for(uri).head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
             raise self._not_found(uri, bucket, exc, action="stat") from None
         except Exception as exc:
@@ -124,7 +141,7 @@ class S3Storage(Storage):
     def open_read(self, uri: str) -> S3Reader:
         bucket, key = _bucket_and_key(uri)
         config = self.config
-        client = self.client
+        client = self._client_for(uri)
         try:
             if config.read_strategy == "ranges":
                 head = client.head_object(Bucket=bucket, Key=key)
@@ -159,28 +176,29 @@ class S3Storage(Storage):
     def open_write(self, uri: str, *, kms_key_id: str | None = None) -> ObjectWriter:
         bucket, key = _bucket_and_key(uri)
         extra_args = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else {}
+        client = self._client_for(uri)
         return S3Writer(
-            self.client,
+            client,
             uri,
             bucket,
             key,
             part_size=self.config.part_size,
             max_parts_in_flight=self.config.upload_concurrency,
             extra_args=extra_args,
-            checksum_algorithm="CRC32" if self.client.meta.config.request_checksum_calculation == "when_supported" else None,
+            checksum_algorithm="CRC32" if client.meta.config.request_checksum_calculation == "when_supported" else None,
         )
 
     def delete(self, uri: str) -> None:
         bucket, key = _bucket_and_key(uri)
         try:
-            self.client.delete_object(Bucket=bucket, Key=key)
+            self._client_for(uri).delete_object(Bucket=bucket, Key=key)
         except Exception as exc:
             raise storage_error(uri, exc, action="deleting") from None
 
     def sweep_temporaries(self, prefix_uri: str) -> int:
         """Abort pending multipart uploads and delete temporary objects under the prefix."""
         bucket, prefix = _bucket_and_key(prefix_uri, allow_empty_key=True)
-        client = self.client
+        client = self._client_for(prefix_uri)
         removed = 0
         try:
             for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
@@ -203,7 +221,7 @@ class S3Storage(Storage):
 
     def _list_all(self, prefix_uri: str, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for page in self._client_for(prefix_uri).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for entry in page.get("Contents", []):
                     key = entry["Key"]
                     yield ObjectInfo(uri=f"s3://{bucket}/{key}", key=key, size=int(entry["Size"]), etag=entry.get("ETag"))

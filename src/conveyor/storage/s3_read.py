@@ -178,7 +178,8 @@ def stream_chunks(
                     return  # every byte arrived; only the connection's end was lost
                 failures += 1
                 if failures > resume_attempts:
-                    raise storage_error(uri, exc, action=f"reading at byte {offset} after {resume_attempts} resumptions") from None
+                    action = f"reading at byte {offset} after {resume_attempts} resumptions"
+                    raise storage_error(uri, exc, action=action) from None
                 body.close()
                 time.sleep(backoff_seconds * 2 ** (failures - 1))
                 body = _reopen(uri, reopen, offset)["Body"]

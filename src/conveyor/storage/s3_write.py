@@ -62,9 +62,16 @@ class S3Writer(ObjectWriter):
     def write(self, data: bytes | memoryview) -> None:
         if self._state != "open":
             raise StorageError(self.uri, "InvalidState", f"write after the writer was {self._state}")
-        self._buffer += data
-        while len(self._buffer) >= self._next_part_size():
-            self._send_part(self._next_part_size())
+        if len(self._buffer) + len(data) < self._next_part_size():
+            self._buffer += data
+            return
+        remaining = memoryview(data).cast("B")  # a large write is cut into parts, never buffered whole
+        while remaining:
+            room = self._next_part_size() - len(self._buffer)
+            self._buffer += remaining[:room]
+            remaining = remaining[room:]
+            if len(self._buffer) >= self._next_part_size():
+                self._send_part(self._next_part_size())
 
     def commit(self) -> None:
         if self._state != "open":

@@ -1,0 +1,260 @@
+"""Console sessions: log in with the server's access key and secret, then a signed cookie.
+
+The cookie (HttpOnly, SameSite=Lax, path `/console`) holds the access key id, a per-session
+CSRF token and a fingerprint of the key's secret, signed with the console's secret key, so a
+rotated secret or a server switched from `--no-auth` to keys ends every old session. Every
+POST under `/console` must carry the session's CSRF token (form field `csrf_token` or header
+`X-CSRF-Token`); nothing but the login page and the static files answers without a session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qs, quote
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+Credentials = Callable[[str], "str | None"]
+
+COOKIE_NAME = "conveyor_console"
+SESSION_SECONDS = 12 * 3600
+MAX_FORM_BYTES = 1 << 20
+NO_AUTH_USER = "(no-auth)"
+SECRET_FILE = "console-secret"
+SCOPE_KEY = "conveyor.console.session"
+# Pages run only the console's own script; nothing frames them.
+SECURITY_HEADERS = (
+    ("content-security-policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+)
+
+
+@dataclass(frozen=True)
+class Session:
+    user: str | None  # the access key id once logged in; NO_AUTH_USER under --no-auth
+    csrf: str
+    fingerprint: str = ""
+    notices: tuple[tuple[str, str], ...] = ()  # (kind, text) shown once on the next page
+
+    @property
+    def signed_in(self) -> bool:
+        return self.user is not None
+
+
+def console_secret(home: Path) -> str:
+    """The key that signs console cookies, kept in `<home>/console-secret` (mode 0600) so that
+    sessions survive a restart. Created once, exclusively, so two servers agree on it."""
+    path = Path(home) / SECRET_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secrets.token_urlsafe(48) + "\n")
+    return path.read_text().strip()
+
+
+class Sessions:
+    """Signs, checks and issues sessions; knows whether authentication is on."""
+
+    def __init__(self, secret_key: str, credentials: Credentials | None) -> None:
+        self.credentials = credentials
+        self._secret = secret_key.encode()
+        self._serializer = URLSafeTimedSerializer(secret_key, salt="conveyor-console-session")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.credentials is not None
+
+    def new(self) -> Session:
+        """A fresh session: signed in at once under --no-auth, anonymous otherwise."""
+        user = None if self.auth_enabled else NO_AUTH_USER
+        return Session(user=user, csrf=secrets.token_urlsafe(32))
+
+    def load(self, cookie: str | None) -> Session | None:
+        if not cookie:
+            return None
+        try:
+            data = self._serializer.loads(cookie, max_age=SESSION_SECONDS)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("c"), str):
+            return None
+        notices = tuple((str(kind), str(text)) for kind, text in data.get("n") or ())
+        session = Session(user=data.get("u"), csrf=data["c"], fingerprint=data.get("f", ""), notices=notices)
+        if session.user is None:
+            return session
+        if not self.auth_enabled:
+            return session if session.user == NO_AUTH_USER else replace(session, user=None)
+        secret = self.credentials(session.user) if session.user != NO_AUTH_USER else None  # type: ignore[misc]
+        if secret is None or not hmac.compare_digest(self._fingerprint(session.user, secret), session.fingerprint):
+            return replace(session, user=None, fingerprint="")
+        return session
+
+    def dump(self, session: Session) -> str:
+        data: dict = {"u": session.user, "c": session.csrf, "f": session.fingerprint}
+        if session.notices:
+            data["n"] = [list(notice) for notice in session.notices]
+        return self._serializer.dumps(data)
+
+    def log_in(self, access_key_id: str, secret_access_key: str) -> Session | None:
+        """A signed-in session (with a new CSRF token) if the keys are the server's, else None."""
+        if not self.auth_enabled:
+            return self.new()
+        expected = self.credentials(access_key_id.strip()) if access_key_id.strip() else None  # type: ignore[misc]
+        if expected is None or not hmac.compare_digest(expected.encode(), secret_access_key.strip().encode()):
+            return None
+        user = access_key_id.strip()
+        return Session(user=user, csrf=secrets.token_urlsafe(32), fingerprint=self._fingerprint(user, expected))
+
+    def log_out(self) -> Session:
+        return Session(user=None if self.auth_enabled else NO_AUTH_USER, csrf=secrets.token_urlsafe(32))
+
+    def _fingerprint(self, user: str, secret: str) -> str:
+        return hmac.new(self._secret, f"{user}\0{secret}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def current_session(request: Request) -> Session:
+    return request.scope[SCOPE_KEY]
+
+
+def set_session(request: Request, session: Session) -> None:
+    """Replace the request's session; the middleware sends the new cookie with the response."""
+    request.scope[SCOPE_KEY] = session
+
+
+class SessionMiddleware:
+    """Guards every console route: loads or issues the session cookie, checks the CSRF token
+    of every POST, and sends visitors without a session to the login page (401 for JSON)."""
+
+    PUBLIC = ("/login", "/static/")
+
+    def __init__(self, app: ASGIApp, *, sessions: Sessions) -> None:
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        cookie = request.cookies.get(COOKIE_NAME)
+        session = self.sessions.load(cookie) or self.sessions.new()
+        scope[SCOPE_KEY] = session
+        path = _route_path(scope)
+        public = path == "/login" or path.startswith("/static/")
+
+        send_with_cookie = self._cookie_sender(scope, send, cookie)
+        if scope["method"] == "POST":
+            body = await _read_body(receive)
+            if body is None:
+                await _plain(send_with_cookie, 413, "The form is too large.")
+                return
+            if not _csrf_ok(request, body, session.csrf):
+                await _plain(send_with_cookie, 403, "The form's security token is missing or expired: reload the page and try again.")
+                return
+            receive = _replay(body, receive)
+        if not session.signed_in and not public:
+            if path.startswith("/api/"):
+                await _json(send_with_cookie, 401, {"error": "Not signed in"})
+            else:
+                target = scope.get("root_path", "") + "/login"
+                wanted = scope.get("root_path", "") + path
+                if scope.get("query_string"):
+                    wanted += "?" + scope["query_string"].decode("latin-1")
+                await _redirect(send_with_cookie, f"{target}?next={quote(wanted, safe='')}")
+            return
+        await self.app(scope, receive, send_with_cookie)
+
+    def _cookie_sender(self, scope: Scope, send: Send, incoming: str | None) -> Send:
+        async def sender(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, header in SECURITY_HEADERS:
+                    headers.setdefault(name, header)
+                value = self.sessions.dump(scope[SCOPE_KEY])
+                if value != incoming:
+                    secure = "; Secure" if scope.get("scheme") == "https" else ""
+                    headers.append(
+                        "set-cookie",
+                        f"{COOKIE_NAME}={value}; Path=/console; Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Lax{secure}",
+                    )
+            await send(message)
+
+        return sender
+
+
+def _route_path(scope: Scope) -> str:
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _csrf_ok(request: Request, body: bytes, expected: str) -> bool:
+    token = request.headers.get("x-csrf-token")
+    if token is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        token = (parse_qs(body.decode("utf-8", "replace")).get("csrf_token") or [None])[0]
+    return token is not None and hmac.compare_digest(token.encode(), expected.encode())
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, data: dict) -> None:
+    body = json.dumps(data).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303, "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,286 @@
+"""Batch transform jobs: the list (filters, sorting, pages, Actions), the detail page, Stop,
+and the JSON the pages poll to stay live (rows, progress, log tail, outputs, previews)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from conveyor.console.context import Console, flash
+from conveyor.console.outputs import OutputError, OutputListing, list_outputs, preview
+from conveyor.console.templating import TERMINAL_STATUSES, format_duration, format_size, format_time
+from conveyor.spec.errors import ConveyorError
+
+STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
+SORT_COLUMNS = {"name": "Name", "created": "CreationTime", "status": "Status"}
+PAGE_SIZES = (10, 25, 50, 100)
+LOG_PAGE = 500
+FINE_PROGRESS_BYTES = 256 << 20  # inputs this large show progress by bytes read
+
+
+def _percent(status: str, progress: dict[str, Any] | None) -> int:
+    """Objects done; for large inputs, bytes read (finer, but read ahead of the records sent,
+    so it is capped below 100 until the job completes)."""
+    if status == "Completed":
+        return 100
+    if not progress or not progress.get("ObjectsTotal"):
+        return 0
+    objects = int(100 * progress["ObjectsDone"] / progress["ObjectsTotal"])
+    if progress.get("BytesTotal", 0) >= FINE_PROGRESS_BYTES:
+        return max(objects, min(99, int(100 * progress["BytesIn"] / progress["BytesTotal"])))
+    return objects
+
+
+def _eta(status: str, eta: float | None, progress: dict[str, Any]) -> str:
+    """The server's ETA; none once the job has ended, nor while it says 0 with objects left."""
+    if eta is None or status in TERMINAL_STATUSES:
+        return "—"
+    if eta < 1 and progress.get("ObjectsDone", 0) < progress.get("ObjectsTotal", 0):
+        return "—"
+    return format_duration(eta)
+
+
+def _seconds(description: dict[str, Any]) -> float:
+    start = description.get("TransformStartTime") or description["CreationTime"]
+    end = description.get("TransformEndTime") or datetime.now(timezone.utc)
+    return (end - start).total_seconds()
+
+
+def job_state(console: Console, name: str) -> dict[str, Any]:
+    """One job as the list row, the detail page and their polling show it (all display-ready)."""
+    service = console.service
+    description = service.sagemaker.describe_transform_job({"TransformJobName": name})
+    try:
+        progress: dict[str, Any] | None = service.progress(name)
+    except ConveyorError:
+        progress = None
+    status = description["TransformJobStatus"]
+    progress = progress or {}
+    eta = progress.get("EtaSeconds")
+    rate = progress.get("MegabytesPerSecond")
+    return {
+        "name": name,
+        "status": status,
+        "terminal": status in TERMINAL_STATUSES,
+        "model": description["ModelName"],
+        "failure": description.get("FailureReason") or "",
+        "created": format_time(description["CreationTime"]),
+        "started": format_time(description.get("TransformStartTime")),
+        "ended": format_time(description.get("TransformEndTime")),
+        "duration": format_duration(_seconds(description)),
+        "percent": _percent(status, progress),
+        "objects_done": progress.get("ObjectsDone", 0),
+        "objects_total": progress.get("ObjectsTotal", 0),
+        "objects_failed": progress.get("ObjectsFailed", 0),
+        "objects_in_flight": progress.get("ObjectsInFlight", 0),
+        "records": progress.get("Records", 0),
+        "bytes_in": format_size(progress.get("BytesIn", 0)),
+        "bytes_total": format_size(progress.get("BytesTotal", 0)),
+        "bytes_out": format_size(progress.get("BytesOut", 0)),
+        "rate": "—" if rate is None else f"{rate:.2f} MB/s",
+        "eta": _eta(status, eta, progress),
+    }
+
+
+def _list_query(request: Request) -> dict[str, Any]:
+    params = request.query_params
+    sort = params.get("sort", "created")
+    size = int(params["size"]) if params.get("size", "").isdigit() and int(params["size"]) in PAGE_SIZES else PAGE_SIZES[0]
+    return {
+        "status": params.get("status", "") if params.get("status", "") in STATUSES else "",
+        "name": params.get("name", "").strip(),
+        "sort": sort if sort in SORT_COLUMNS else "created",
+        "order": "Ascending" if params.get("order") == "Ascending" else "Descending",
+        "size": size,
+        "token": params.get("token", ""),
+        "back": params.getlist("back"),
+    }
+
+
+def _link(query: dict[str, Any], **changes: Any) -> str:
+    merged = {**query, **changes}
+    pairs = [(key, merged[key]) for key in ("status", "name", "sort", "order", "size", "token") if merged.get(key)]
+    pairs += [("back", token) for token in merged.get("back") or []]
+    return "?" + urlencode(pairs)
+
+
+def list_page(console: Console, query: dict[str, Any]) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "SortBy": SORT_COLUMNS[query["sort"]],
+        "SortOrder": query["order"],
+        "MaxResults": query["size"],
+    }
+    if query["status"]:
+        request["StatusEquals"] = query["status"]
+    if query["name"]:
+        request["NameContains"] = query["name"]
+    if query["token"]:
+        request["NextToken"] = query["token"]
+    error = None
+    try:
+        response = console.service.sagemaker.list_transform_jobs(request)
+    except ConveyorError as exc:
+        response, error = {"TransformJobSummaries": []}, exc.message
+    rows = []
+    for summary in response["TransformJobSummaries"]:
+        try:
+            rows.append(job_state(console, summary["TransformJobName"]))
+        except ConveyorError:
+            continue
+    next_token = response.get("NextToken")
+    sort_links = {
+        column: _link(query, sort=column, token="", back=[], order="Ascending" if query["sort"] == column and query["order"] == "Descending" else "Descending")
+        for column in SORT_COLUMNS
+    }
+    back = query["back"]
+    return {
+        "rows": rows,
+        "query": query,
+        "statuses": STATUSES,
+        "page_sizes": PAGE_SIZES,
+        "error": error,
+        "page_number": len(back) + 1,
+        "next_link": _link(query, token=next_token, back=[*back, query["token"]]) if next_token else None,
+        "previous_link": _link(query, token=back[-1], back=back[:-1]) if back else None,
+        "sort_links": sort_links,
+    }
+
+
+def _model_exists(console: Console, name: str) -> bool:
+    try:
+        console.service.sagemaker.describe_model({"ModelName": name})
+        return True
+    except ConveyorError:
+        return False
+
+
+def _outputs_of(console: Console, description: dict[str, Any]) -> OutputListing | None:
+    output_path = (description.get("TransformOutput") or {}).get("S3OutputPath", "")
+    return list_outputs(output_path, console.service.settings) if output_path else None
+
+
+def job_outputs(console: Console, name: str) -> OutputListing | None:
+    return _outputs_of(console, console.service.sagemaker.describe_transform_job({"TransformJobName": name}))
+
+
+def detail_page(console: Console, name: str) -> dict[str, Any]:
+    service = console.service
+    description = service.sagemaker.describe_transform_job({"TransformJobName": name})
+    try:
+        tags = service.sagemaker.list_tags({"ResourceArn": description["TransformJobArn"]})["Tags"]
+    except ConveyorError:
+        tags = []
+    return {
+        "job": description,
+        "state": job_state(console, name),
+        "tags": tags,
+        "model_exists": _model_exists(console, description["ModelName"]),
+        "outputs": _outputs_of(console, description),
+    }
+
+
+def routes(console: Console) -> list[Route]:
+    async def jobs(request: Request) -> Response:
+        query = _list_query(request)
+        return console.render(request, "jobs.html", await console.call(list_page, console, query))
+
+    async def detail(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            context = await console.call(detail_page, console, name)
+        except ConveyorError as exc:
+            return console.render(request, "not_found.html", {"what": "Batch transform job", "message": exc.message}, 404)
+        return console.render(request, "job_detail.html", context)
+
+    async def stop_many(request: Request) -> Response:
+        form = await request.form()
+        names = [name for name in form.getlist("name") if isinstance(name, str) and name]
+        await console.call(_stop, console, request, names)
+        return console.redirect(request, "/jobs")
+
+    async def stop_one(request: Request) -> Response:
+        name = request.path_params["name"]
+        await console.call(_stop, console, request, [name])
+        return console.redirect(request, f"/jobs/{quote(name, safe='')}")
+
+    async def rows(request: Request) -> Response:
+        names = request.query_params.getlist("name")[:100]
+        found = []
+        for name in names:
+            try:
+                found.append(await console.call(job_state, console, name))
+            except ConveyorError:
+                continue
+        return JSONResponse({"jobs": found})
+
+    async def state(request: Request) -> Response:
+        try:
+            return JSONResponse(await console.call(job_state, console, request.path_params["name"]))
+        except ConveyorError as exc:
+            return JSONResponse({"error": exc.message}, status_code=404)
+
+    async def logs(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            await console.call(console.service.sagemaker.describe_transform_job, {"TransformJobName": name})
+            page = await console.call(lambda: console.service.logs.job_log(name, after=request.query_params.get("after") or None, limit=LOG_PAGE))
+        except ConveyorError as exc:
+            return JSONResponse({"error": exc.message}, status_code=404)
+        events = [
+            {
+                "time": datetime.fromtimestamp(event["timestamp"] / 1000, tz=timezone.utc).strftime("%H:%M:%S"),
+                "stream": event["stream"].split("/", 1)[-1],
+                "message": event["message"],
+            }
+            for event in page["events"]
+        ]
+        return JSONResponse({"events": events, "position": page["position"], "more": len(events) == LOG_PAGE})
+
+    async def outputs(request: Request) -> Response:
+        try:
+            listing = await console.call(job_outputs, console, request.path_params["name"])
+        except ConveyorError as exc:
+            return JSONResponse({"error": exc.message}, status_code=404)
+        if listing is None:
+            return JSONResponse({"objects": [], "truncated": False, "error": None})
+        objects = [{"name": item.name, "size": format_size(item.size)} for item in listing.objects]
+        return JSONResponse({"objects": objects, "truncated": listing.truncated, "error": listing.error})
+
+    async def output_preview(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            description = await console.call(console.service.sagemaker.describe_transform_job, {"TransformJobName": name})
+            output_path = description["TransformOutput"]["S3OutputPath"]
+            shown = await console.call(preview, output_path, request.query_params.get("object", ""), console.service.settings)
+        except (ConveyorError, OutputError) as exc:
+            return JSONResponse({"error": getattr(exc, "message", str(exc))}, status_code=404)
+        return JSONResponse(shown.as_json())
+
+    return [
+        Route("/jobs", jobs, methods=["GET"], name="jobs"),
+        Route("/jobs/stop", stop_many, methods=["POST"], name="jobs_stop"),
+        Route("/jobs/{name}", detail, methods=["GET"], name="job"),
+        Route("/jobs/{name}/stop", stop_one, methods=["POST"], name="job_stop"),
+        Route("/api/jobs", rows, methods=["GET"]),
+        Route("/api/jobs/{name}", state, methods=["GET"]),
+        Route("/api/jobs/{name}/logs", logs, methods=["GET"]),
+        Route("/api/jobs/{name}/outputs", outputs, methods=["GET"]),
+        Route("/api/jobs/{name}/preview", output_preview, methods=["GET"]),
+    ]
+
+
+def _stop(console: Console, request: Request, names: list[str]) -> None:
+    if not names:
+        flash(request, "error", "Choose a job to stop.")
+    for name in names:
+        try:
+            console.service.sagemaker.stop_transform_job({"TransformJobName": name})
+        except ConveyorError as exc:
+            flash(request, "error", f"Could not stop {name}: {exc.message}")
+        else:
+            flash(request, "success", f"Stopping batch transform job {name}.")

@@ -1,0 +1,52 @@
+"""Sign in with the server's access key id and secret access key (the keys boto3 signs with),
+and sign out. Under `--no-auth` the console opens directly and these pages step aside."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from conveyor.console.auth import current_session, set_session
+from conveyor.console.context import Console
+
+
+def _next_path(request: Request, wanted: str | None) -> str:
+    """Where to go after signing in: a console path only (never another site)."""
+    base = request.scope.get("root_path", "").rstrip("/")
+    if wanted and wanted.startswith(base + "/") and not wanted.startswith("//") and "\\" not in wanted:
+        return wanted
+    return base + "/jobs"
+
+
+def routes(console: Console) -> list[Route]:
+    async def login_page(request: Request) -> Response:
+        wanted = _next_path(request, request.query_params.get("next"))
+        if current_session(request).signed_in:
+            return RedirectResponse(wanted, status_code=303)
+        return console.render(request, "login.html", {"next": wanted, "access_key_id": "", "error": None})
+
+    async def log_in(request: Request) -> Response:
+        form = await request.form()
+        access_key_id = str(form.get("access_key_id") or "")
+        wanted = _next_path(request, str(form.get("next") or ""))
+        session = console.sessions.log_in(access_key_id, str(form.get("secret_access_key") or ""))
+        if session is None:
+            error = "The access key ID or secret access key is not correct: use the keys the server printed or keeps in its credentials file."
+            return console.render(request, "login.html", {"next": wanted, "access_key_id": access_key_id, "error": error}, 401)
+        set_session(request, session)
+        return RedirectResponse(wanted, status_code=303)
+
+    async def log_out(request: Request) -> Response:
+        set_session(request, console.sessions.log_out())
+        return console.redirect(request, "/login")
+
+    async def home(request: Request) -> Response:
+        return console.redirect(request, "/jobs")
+
+    return [
+        Route("/", home, methods=["GET"]),
+        Route("/login", login_page, methods=["GET"], name="login"),
+        Route("/login", log_in, methods=["POST"]),
+        Route("/logout", log_out, methods=["POST"], name="logout"),
+    ]

@@ -1,0 +1,99 @@
+"""A job's output objects as the console shows them: names relative to S3OutputPath, sizes,
+and a preview of the first lines of one object (read from the store, never trusted as HTML)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.settings import Settings
+from conveyor.spec.locations import normalize_location
+from conveyor.storage import Storage, StorageError, parse_uri, storage_for
+
+MAX_LISTED = 200
+PREVIEW_LINES = 20
+PREVIEW_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class OutputObject:
+    name: str  # relative to the job's S3OutputPath
+    size: int
+
+
+@dataclass(frozen=True)
+class OutputListing:
+    objects: list[OutputObject]
+    truncated: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    name: str
+    text: str
+    lines: int
+    truncated: bool
+    binary: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "text": self.text, "lines": self.lines, "truncated": self.truncated, "binary": self.binary}
+
+
+class OutputError(Exception):
+    """The object is not one of the job's outputs, or cannot be read."""
+
+
+def _prefix(output_path: str) -> str:
+    location = normalize_location(output_path)
+    return location if location.endswith("/") else location + "/"
+
+
+def _storage(uri: str, settings: Settings) -> Storage:
+    if parse_uri(uri)[0] == "s3":
+        from conveyor.storage.s3 import S3Config
+
+        return storage_for(uri, s3_config=S3Config(endpoint_url=settings.s3_endpoint_url, read_strategy=settings.s3_read_strategy))
+    return storage_for(uri)
+
+
+def list_outputs(output_path: str, settings: Settings, limit: int = MAX_LISTED) -> OutputListing:
+    prefix = _prefix(output_path)
+    root = parse_uri(prefix)[2]
+    objects: list[OutputObject] = []
+    try:
+        for info in _storage(prefix, settings).list(prefix):
+            if len(objects) == limit:
+                return OutputListing(objects, truncated=True)
+            objects.append(OutputObject(parse_uri(info.uri)[2][len(root):].lstrip("/"), info.size))
+    except (StorageError, ImportError) as exc:
+        return OutputListing(objects, error=str(exc))
+    return OutputListing(objects)
+
+
+def preview(output_path: str, name: str, settings: Settings, lines: int = PREVIEW_LINES) -> Preview:
+    """The first `lines` lines (at most PREVIEW_BYTES) of one output object under the job's
+    output path; a name that would leave the output path is refused."""
+    prefix = _prefix(output_path)
+    uri = prefix + name.lstrip("/")
+    scheme, bucket, key = parse_uri(uri)
+    base_scheme, base_bucket, base_key = parse_uri(prefix)
+    base = base_key.rstrip("/")
+    inside = key.startswith(base + "/") if base else bool(key)
+    if not name or (scheme, bucket) != (base_scheme, base_bucket) or not inside or any(part in ("..", ".") for part in name.split("/")):
+        raise OutputError(f"{name!r} is not an output of this job")
+    try:
+        with _storage(uri, settings).open_read(uri) as stream:
+            data = stream.read(PREVIEW_BYTES + 1)
+    except (StorageError, ImportError) as exc:
+        raise OutputError(str(exc)) from None
+    truncated = len(data) > PREVIEW_BYTES
+    data = data[:PREVIEW_BYTES]
+    binary = b"\x00" in data
+    if binary:
+        text = " ".join(f"{byte:02x}" for byte in data[:512])
+        return Preview(name, text, 0, truncated or len(data) > 512, True)
+    kept = data.splitlines(keepends=True)
+    if len(kept) > lines:
+        kept, truncated = kept[:lines], True
+    return Preview(name, b"".join(kept).decode("utf-8", "replace"), len(kept), truncated, False)

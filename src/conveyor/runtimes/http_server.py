@@ -1,0 +1,289 @@
+"""The HTTP runtime: a model server speaking SageMaker's container contract at a base URL.
+
+`GET /ping` until it answers 200 (2 s per probe, within a start-up limit), `GET
+/execution-parameters` once, then `POST /invocations` with the job's Content-Type and Accept
+(spec §6.2). Up to MaxConcurrentTransforms calls run at once, each on a kept-alive connection
+taken from a small pool: the standard library's `http.client`, because on 6 MB payloads and on
+small records alike it measured faster than httpx with the same pool (benchmarks/http_runtime.py).
+
+Where the server comes from is the business of subclasses (`process_server`, `docker_server`):
+they start it in `_launch`, say in `_exit_reason` when it died, and stop it in `_shutdown`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import time
+from collections import deque
+from typing import Literal
+from urllib.parse import urlsplit
+
+import orjson
+
+from conveyor.runtimes.base import ExecutionParameters, InvocationError, Runtime, RuntimeStartError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STARTUP_TIMEOUT_SECONDS = 600.0
+"""How long a server may take to answer /ping with 200 (SageMaker waits about 30 minutes)."""
+PING_TIMEOUT_SECONDS = 2.0  # per probe [DG]
+EXECUTION_PARAMETERS_TIMEOUT_SECONDS = 10.0
+MAX_BODY_SHOWN = 1024
+"""Bytes of a container's error body quoted in a failure reason and the job log."""
+_SEPARATE_BODY_BYTES = 64 << 10
+"""Bodies at least this large are sent after the headers instead of copied behind them."""
+_STRATEGIES: dict[str, Literal["MultiRecord", "SingleRecord"]] = {
+    "MULTI_RECORD": "MultiRecord",
+    "SINGLE_RECORD": "SingleRecord",
+    "MultiRecord": "MultiRecord",
+    "SingleRecord": "SingleRecord",
+}
+_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+class _Endpoint:
+    """Scheme, host, port and path prefix of a base URL, and connections to it."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RuntimeStartError(f"model server address {base_url!r} is not an http:// or https:// URL")
+        try:
+            port = parts.port
+        except ValueError:
+            raise RuntimeStartError(f"model server address {base_url!r} has an invalid port") from None
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = port or (443 if parts.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.url = f"{parts.scheme}://{parts.netloc}{self.prefix}"
+
+    def connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def get(self, path: str, timeout: float) -> tuple[int, bytes]:
+        """One GET on a fresh connection: (status, body). Raises OSError or HTTPException."""
+        connection = self.connection(timeout)
+        try:
+            connection.request("GET", self.prefix + path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+
+class HttpServerRuntime(Runtime):
+    """Calls a model server that is already running at `base_url` (Image `http://host:port`)."""
+
+    enforces_timeout = True
+
+    def __init__(self, base_url: str | None, *, startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS, name: str = "model server") -> None:
+        self.base_url = base_url
+        self.startup_timeout = startup_timeout
+        self.name = name
+        self._endpoint: _Endpoint | None = None
+        self._idle: deque[http.client.HTTPConnection] = deque()
+        self._parameters = ExecutionParameters()
+        self._closed = False
+
+    # hooks for servers this runtime starts itself ---------------------------------------------
+
+    def _launch(self) -> None:
+        """Start the server and set `base_url`; nothing to do for a server already running."""
+
+    def _exit_reason(self) -> str | None:
+        """Why the server can no longer answer (it exited), or None while it may."""
+        return None
+
+    def _shutdown(self) -> None:
+        """Stop the server this runtime started."""
+
+    # start -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._endpoint is not None:
+            return
+        try:
+            self._launch()
+            if self.base_url is None:
+                raise RuntimeStartError(f"{self.name} has no address")
+            endpoint = _Endpoint(self.base_url)
+            self._wait_until_healthy(endpoint)
+            self._parameters = self._read_execution_parameters(endpoint)
+            self._endpoint = endpoint
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_until_healthy(self, endpoint: _Endpoint) -> None:
+        """Probe /ping until it answers 200; fail with the last answer quoted."""
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
+        pause = 0.02
+        last_answer = "no answer yet"
+        while True:
+            exit_reason = self._exit_reason()
+            if exit_reason is not None:
+                raise RuntimeStartError(f"{self.name} stopped before it became healthy: {exit_reason}")
+            try:
+                status, body = endpoint.get("/ping", min(PING_TIMEOUT_SECONDS, max(deadline - time.monotonic(), 0.1)))
+            except TimeoutError:
+                last_answer = f"no answer within {PING_TIMEOUT_SECONDS:g} s"
+            except (OSError, http.client.HTTPException) as exc:
+                last_answer = _describe_error(exc)
+            else:
+                if status == 200:
+                    logger.info("%s at %s is healthy after %.1f s", self.name, endpoint.url, time.monotonic() - started)
+                    return
+                last_answer = f"HTTP {status}" + (f": {_quote(body)}" if body.strip() else "")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                exit_reason = self._exit_reason()
+                if exit_reason is not None:
+                    raise RuntimeStartError(f"{self.name} stopped before it became healthy: {exit_reason}")
+                raise RuntimeStartError(
+                    f"{self.name} at {endpoint.url} did not answer GET /ping with 200 within {self.startup_timeout:g} s "
+                    f"(the start-up limit); last answer: {last_answer}"
+                )
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 1.5, 1.0)
+
+    def _read_execution_parameters(self, endpoint: _Endpoint) -> ExecutionParameters:
+        """The container's wishes from GET /execution-parameters; none unless it answers 200."""
+        try:
+            status, body = endpoint.get("/execution-parameters", EXECUTION_PARAMETERS_TIMEOUT_SECONDS)
+        except (OSError, http.client.HTTPException) as exc:
+            logger.warning("%s: GET /execution-parameters failed (%s); using the job's values and the defaults", self.name, _describe_error(exc))
+            return ExecutionParameters()
+        if status != 200:
+            return ExecutionParameters()
+        return parse_execution_parameters(body, self.name)
+
+    def execution_parameters(self) -> ExecutionParameters:
+        return self._parameters
+
+    # invoke ----------------------------------------------------------------------------------
+
+    def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
+        return self.invoke_with_content_type(payload, content_type=content_type, accept=accept, timeout=timeout)[0]
+
+    def invoke_with_content_type(
+        self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float
+    ) -> tuple[bytes, str | None]:
+        """POST /invocations; the response body and its Content-Type (a pipeline passes it on)."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            raise RuntimeError(f"{type(self).__name__}.invoke() before start()")
+        headers = {"Content-Length": str(len(payload))}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if accept:
+            headers["Accept"] = accept
+        path = endpoint.prefix + "/invocations"
+        while True:
+            try:
+                connection = self._idle.pop()
+                reused = connection.sock is not None
+            except IndexError:
+                connection, reused = endpoint.connection(timeout), False
+            try:
+                status, body, response_type = _post(connection, path, headers, payload, timeout)
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                if reused and isinstance(exc, _STALE_CONNECTION):  # the server closed a kept-alive connection
+                    continue
+                raise self._invocation_error(exc, endpoint, timeout) from None
+            if self._closed:
+                connection.close()
+            else:
+                self._idle.append(connection)
+            if 200 <= status < 300:
+                return body, response_type
+            raise InvocationError(
+                _status_message(status, body, self.name),
+                retryable=status >= 500 or status == 429,
+                status=status,
+            )
+
+    def _invocation_error(self, exc: BaseException, endpoint: _Endpoint, timeout: float) -> InvocationError:
+        if isinstance(exc, TimeoutError):
+            return InvocationError(f"the {self.name} did not answer within InvocationsTimeoutInSeconds={timeout:g}", retryable=True)
+        reason = self._exit_reason()
+        detail = f" ({reason})" if reason else ""
+        return InvocationError(f"could not reach the {self.name} at {endpoint.url}: {_describe_error(exc)}{detail}", retryable=True)
+
+    # close -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._closed = True
+        self._endpoint = None
+        while self._idle:
+            self._idle.pop().close()
+        self._shutdown()
+
+
+def _post(
+    connection: http.client.HTTPConnection, path: str, headers: dict[str, str], payload: bytes, timeout: float
+) -> tuple[int, bytes, str | None]:
+    connection.timeout = timeout
+    if connection.sock is not None:
+        connection.sock.settimeout(timeout)
+    connection.putrequest("POST", path, skip_accept_encoding=True)
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    if len(payload) >= _SEPARATE_BODY_BYTES:
+        connection.endheaders()
+        connection.send(payload)
+    else:
+        connection.endheaders(payload)  # one segment for a small request
+    response = connection.getresponse()
+    body = response.read()
+    return response.status, body, response.getheader("Content-Type")
+
+
+def parse_execution_parameters(body: bytes, name: str = "model server") -> ExecutionParameters:
+    """`{"MaxConcurrentTransforms": 8, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}`,
+    each key optional; a malformed answer fails the start with the answer quoted."""
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RuntimeStartError(f"{name} answered GET /execution-parameters with something that is not JSON: {_quote(body)}") from None
+    if not isinstance(answer, dict):
+        raise RuntimeStartError(f"{name} answered GET /execution-parameters with {_quote(body)}; expected a JSON object")
+    problems = []
+    concurrency = answer.get("MaxConcurrentTransforms")
+    if concurrency is not None and not (type(concurrency) is int and concurrency >= 1):
+        problems.append(f"MaxConcurrentTransforms must be a positive integer, got {concurrency!r}")
+    payload = answer.get("MaxPayloadInMB")
+    if payload is not None and not (type(payload) is int and 0 <= payload <= 100):
+        problems.append(f"MaxPayloadInMB must be an integer from 0 to 100, got {payload!r}")
+    strategy = answer.get("BatchStrategy")
+    if strategy is not None and strategy not in _STRATEGIES:
+        problems.append(f"BatchStrategy must be MULTI_RECORD or SINGLE_RECORD, got {strategy!r}")
+    if problems:
+        raise RuntimeStartError(f"{name} answered GET /execution-parameters with {_quote(body)}: " + "; ".join(problems))
+    return ExecutionParameters(
+        max_concurrent_transforms=concurrency,
+        batch_strategy=_STRATEGIES[strategy] if strategy is not None else None,
+        max_payload_mb=payload,
+    )
+
+
+def _status_message(status: int, body: bytes, name: str) -> str:
+    """As SageMaker's data log words it: `ClientError: 400`, then the container's message."""
+    phrase = http.client.responses.get(status, "")
+    head = f"ClientError: {status}{' ' + phrase if phrase else ''} from the {name}"
+    return f"{head}. Message: {_quote(body)}" if body.strip() else f"{head} (empty body)"
+
+
+def _quote(body: bytes) -> str:
+    text = body[:MAX_BODY_SHOWN].decode("utf-8", errors="replace").strip()
+    return text + (f" … ({len(body):,} bytes in all)" if len(body) > MAX_BODY_SHOWN else "")
+
+
+def _describe_error(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,196 @@
+"""kill -9 the server in the middle of a job, start it again: the job carries on where it was.
+
+What a crash must not do: leave instance processes writing, process again an object whose output
+was already written, leave temporaries behind, or make the outputs differ from a run that was
+never interrupted.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tests.models import write_model
+from tests.server import ServerProcess, start_server, wait_for_status
+
+TEMP_MARKER = ".conveyor-tmp-"
+OBJECTS = [f"part-{index}.csv" for index in range(8)]
+SECONDS_PER_PAYLOAD = 0.5
+
+# Takes half a second per payload, and notes "<pid> <object>" in a marks file once it has
+# answered, so the test can count how many times each object was transformed, and by whom.
+MARKING_HANDLER = '''
+import os
+import time
+
+MARKS = {marks!r}
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    body = body if isinstance(body, bytes) else body.encode()
+    time.sleep({seconds})
+    with open(MARKS, "a") as marks:
+        marks.write(f"{{os.getpid()}} {{body.decode().split(',')[0]}}\\n")
+    return b"scored " + body
+'''
+
+
+def job_request(name: str, model: str, input_dir: Path, output_dir: Path) -> dict[str, Any]:
+    return {
+        "TransformJobName": name,
+        "ModelName": model,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"file://{input_dir}/"}},
+            "ContentType": "text/csv",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {"S3OutputPath": f"file://{output_dir}", "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 2},
+    }
+
+
+def outputs(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `directory` (temporaries included) with its size and mtime."""
+    if not directory.exists():
+        return {}
+    return {path.name: (path.stat().st_size, path.stat().st_mtime_ns) for path in directory.iterdir() if path.is_file()}
+
+
+def temporaries(directory: Path) -> list[str]:
+    return [name for name in outputs(directory) if TEMP_MARKER in name]
+
+
+def finished(directory: Path) -> list[str]:
+    return [name for name in outputs(directory) if name.endswith(".out")]
+
+
+def marks(path: Path) -> list[tuple[int, str]]:
+    if not path.exists():
+        return []
+    return [(int(pid), obj) for pid, obj in (line.split(" ", 1) for line in path.read_text().splitlines())]
+
+
+def test_kill_9_mid_job_then_resume(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index, name in enumerate(OBJECTS):
+        (inputs / name).write_text(f"{name},{index}\n{name},{index * 10}\n")
+    marks_file = tmp_path / "marks.txt"
+    model_dir = write_model(tmp_path, textwrap.dedent(MARKING_HANDLER.format(marks=str(marks_file), seconds=SECONDS_PER_PAYLOAD)))
+    crashed_out, clean_out = tmp_path / "out-crashed", tmp_path / "out-clean"
+
+    server = start_server(tmp_path / "home")
+    restarted: ServerProcess | None = None
+    try:
+        sm = server.client()
+        sm.create_model(ModelName="marking", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model_dir}"})
+        sm.create_transform_job(**job_request("crashes", "marking", inputs, crashed_out))
+
+        # Wait until some objects are written and others are half done, then kill -9.
+        deadline = time.monotonic() + 60
+        while not (len(finished(crashed_out)) >= 3 and temporaries(crashed_out)):
+            assert time.monotonic() < deadline, f"the job never got going: {outputs(crashed_out)}"
+            assert sm.describe_transform_job(TransformJobName="crashes")["TransformJobStatus"] == "InProgress"
+            time.sleep(0.02)
+        workers = psutil.Process(server.process.pid).children(recursive=True)
+        started = sm.describe_transform_job(TransformJobName="crashes")["TransformStartTime"]
+        server_pid = server.process.pid
+        server.kill()
+        killed_at = time.time()
+
+        # Its workers have exited with it, and nothing is written any more.
+        assert workers, "the job ran no instance processes"
+        gone, alive = psutil.wait_procs(workers, timeout=10)
+        assert alive == [], f"instance processes outlived the server: {alive}"
+        orphans = [p.info for p in psutil.process_iter(["pid", "ppid", "cmdline"]) if p.info["ppid"] == server_pid]
+        assert orphans == []
+        before = outputs(crashed_out)
+        marks_before = marks(marks_file)
+        time.sleep(3 * SECONDS_PER_PAYLOAD)
+        assert outputs(crashed_out) == before, "something still writes the job's output after the kill"
+        assert marks(marks_file) == marks_before, "something still calls the model after the kill"
+        done_before = sorted(name for name in before if name.endswith(".out"))
+        left_behind = [name for name in before if TEMP_MARKER in name]
+        assert 3 <= len(done_before) < len(OBJECTS)
+        assert left_behind, "the kill left no temporary to sweep"
+
+        # Start again: the job is taken over at once and finishes.
+        restarted = server.restart()
+        sm = restarted.client()
+        description = wait_for_status(sm, "crashes", timeout=60)
+        assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+        assert description["TransformStartTime"] == started  # a resumed job keeps its first start
+
+        after = outputs(crashed_out)
+        assert sorted(after) == sorted(f"{name}.out" for name in OBJECTS), after
+        for name in done_before:
+            assert after[name] == before[name], f"{name} was written again after the restart"
+        counts = Counter(obj for _, obj in marks(marks_file))
+        for name in done_before:
+            assert counts[name.removesuffix(".out")] == 1, f"{name} was transformed again: {counts}"  # one payload per object
+        pids_before = {pid for pid, _ in marks_before}
+        pids_after = {pid for pid, _ in marks(marks_file)[len(marks_before):]}
+        assert pids_after and not (pids_after & pids_before), "new instances did the rest"
+
+        logs = restarted.client("logs")
+        events = logs.get_log_events(logGroupName="/aws/sagemaker/TransformJobs", logStreamName="crashes/instance-1", startFromHead=True)["events"]
+        resuming = [e for e in events if e["message"].startswith("Resuming:")]
+        assert len(resuming) == 1, "\n".join([e["message"] for e in events] + [restarted.log()])
+        assert resuming[0]["message"] == (
+            f"Resuming: {len(done_before)} of {len(OBJECTS)} objects already done; {len(left_behind)} temporary files swept."
+        )
+        assert resuming[0]["timestamp"] / 1000 - killed_at < 10, "the dead server's job waited for its lease to expire"
+
+        # The same job, never interrupted, gives byte-identical outputs.
+        sm.create_transform_job(**job_request("uninterrupted", "marking", inputs, clean_out))
+        assert wait_for_status(sm, "uninterrupted", timeout=60)["TransformJobStatus"] == "Completed"
+        clean = outputs(clean_out)
+        assert sorted(clean) == sorted(after)
+        for name in clean:
+            assert (crashed_out / name).read_bytes() == (clean_out / name).read_bytes(), name
+        assert temporaries(crashed_out) == [] and temporaries(clean_out) == []
+        assert not [p for p in tmp_path.rglob(f"*{TEMP_MARKER}*")]
+    finally:
+        for process in (server, restarted):
+            if process is not None:
+                process.stop()
+
+
+def test_orphaned_job_with_no_progress_resumes_from_scratch(tmp_path: Path) -> None:
+    """A kill before any object is written: the restarted server runs the whole job once."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in OBJECTS[:3]:
+        (inputs / name).write_text(f"{name},1\n")
+    marks_file = tmp_path / "marks.txt"
+    model_dir = write_model(tmp_path, textwrap.dedent(MARKING_HANDLER.format(marks=str(marks_file), seconds=1.0)))
+    out = tmp_path / "out"
+    server = start_server(tmp_path / "home")
+    restarted: ServerProcess | None = None
+    try:
+        sm = server.client()
+        sm.create_model(ModelName="marking", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model_dir}"})
+        sm.create_transform_job(**job_request("early", "marking", inputs, out))
+        deadline = time.monotonic() + 60
+        while not temporaries(out):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        server.kill()
+        restarted = server.restart()
+        sm = restarted.client()
+        assert wait_for_status(sm, "early", timeout=60)["TransformJobStatus"] == "Completed"
+        assert sorted(finished(out)) == sorted(f"{name}.out" for name in OBJECTS[:3])
+        assert temporaries(out) == []
+        counts = Counter(obj for _, obj in marks(marks_file))
+        assert set(counts) == set(OBJECTS[:3])
+    finally:
+        for process in (server, restarted):
+            if process is not None:
+                process.stop()
