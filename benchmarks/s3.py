@@ -8,7 +8,7 @@ Uploads one generated line-delimited object, then measures, on the same object:
   identity        open_read + open_write of the same bytes to a new key (multipart upload),
                   i.e. the storage half of a transform whose model returns its input
 and prints MB/s for each, identity / boto3 GET (target ≥ 0.8), and identity / the store's
-ceiling for a read plus a write of the same bytes (1 / (1/GET + 1/upload)): moto is one Python
+ceiling for a read plus a write of the same bytes (1 / (1/GET + 1/best write)): moto is one Python
 process, so the bytes it takes in cost it about ten times what the bytes it sends do, and
 reading and writing share it. Each run is repeated and the best is kept. `--strategy ranges`
 adds the ranged-GET strategy (slow on moto, which copies the whole object for each ranged GET;
@@ -145,6 +145,7 @@ def main() -> None:
         del data
         for strategy in strategies:
             reader = S3Storage(S3Config(endpoint_url=endpoint_url, region=REGION, read_strategy=strategy))
+            reader.client  # noqa: B018 - built before the clock starts, as `storage` and `client` were
             output = f"s3://{bucket}/benchmark/output-{strategy}.csv.out"
             rows[f"open_read [{strategy}]"] = best_rate(lambda: storage_read(reader, uri), repeat)
             rows[f"identity [{strategy}]: open_read + open_write"] = best_rate(lambda: identity(reader, uri, output), repeat)
@@ -160,10 +161,10 @@ def main() -> None:
     for name, (rate, cpu_seconds) in rows.items():
         print(f"{name:<{width}}  {rate:>8.1f}  {cpu_seconds:>6.2f}")
     get_rate = rows["boto3 GET iter_chunks(1 MiB)"][0]
-    upload_rate = rows["boto3 upload_fileobj (s3transfer)"][0]
+    upload_rate = max(rows["boto3 upload_fileobj (s3transfer)"][0], rows["open_write"][0])
     ceiling = 1 / (1 / get_rate + 1 / upload_rate)
     print("\n(CPU s: this process, all threads; the store's own CPU is not counted)")
-    print(f"ceiling for a read plus a write of the same bytes here: 1 / (1/GET + 1/upload) = {ceiling:.1f} MB/s")
+    print(f"ceiling for a read plus a write of the same bytes here: 1 / (1/GET + 1/best write) = {ceiling:.1f} MB/s")
     for strategy in strategies:
         rate = rows[f"identity [{strategy}]: open_read + open_write"][0]
         met = "met" if rate / get_rate >= 0.8 else "not met"

@@ -72,6 +72,12 @@ def save_screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
 
 
 @pytest.fixture
+def screenshot() -> Any:
+    """`screenshot(page, name)` saves `test-output/console/<name>.png`."""
+    return save_screenshot
+
+
+@pytest.fixture
 def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """`new_page(storage_state=None)` opens a page in a fresh context; when the test ends,
     the last page opened is saved as `test-output/console/<test name>.png`."""

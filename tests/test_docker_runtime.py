@@ -39,9 +39,10 @@ def docker(*arguments: str, check: bool = True, timeout: float = 300) -> subproc
     return result
 
 
-def containers_of(job_name: str) -> list[str]:
-    """Every container, running or not, that Conveyor made for the job (`docker ps -a`)."""
-    return docker("ps", "--all", "--quiet", "--filter", f"label=conveyor.job={job_name}").stdout.split()
+def containers_of(model_name: str, *, running_only: bool = False) -> list[str]:
+    """Every container, running or not, that Conveyor made for the model (`docker ps -a`)."""
+    every = [] if running_only else ["--all"]
+    return docker("ps", *every, "--quiet", "--filter", f"label=conveyor.model={model_name}").stdout.split()
 
 
 @pytest.fixture(scope="session")
@@ -89,28 +90,28 @@ def test_byoc_image_built_and_run_as_sagemaker_runs_it(tmp_path: Path, byoc_imag
     assert "MaxConcurrentTransforms=2, MaxPayloadInMB=6, BatchStrategy=MULTI_RECORD" in result.stderr
     assert "Invoked with 6 records" in result.stderr  # the container's output reaches the job log
     assert "Could not parse record 1: 'not,a,flower,row' is not four numbers" in result.stderr
-    assert containers_of("iris-docker-job") == []  # removed when the job ended
+    assert containers_of("iris-docker") == []  # removed when the job ended
 
 
 def test_environment_and_model_mount_reach_the_container(tmp_path: Path, scripted_image: str) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("x\n")
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "prefix.txt").write_text("from /opt/ml/model: ")
+    (tmp_path / "model" / "prefix.txt").write_text("from-opt-ml-model:")
     request = write_model_request(
         tmp_path / "model.json", "env-docker", scripted_image, tmp_path / "model", MODE="env", MY_SHARED="model", MY_SECRET="s3cr3t value"
     )
     result = run_job(tmp_path, "env-docker-job", request, "--strategy", "SingleRecord", "--env", "MY_SHARED=job")
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "out" / "a.txt.out").read_text()
-    assert text.startswith("from /opt/ml/model: ")
-    assert json.loads(text.removeprefix("from /opt/ml/model: ")) == {
+    assert text.startswith("from-opt-ml-model:")
+    assert json.loads(text.removeprefix("from-opt-ml-model:")) == {
         "MY_SECRET": "s3cr3t value",
         "MY_SHARED": "job",
         "SAGEMAKER_BATCH": "true",
         "SAGEMAKER_BATCH_STRATEGY": "SINGLE_RECORD",
     }
-    assert containers_of("env-docker-job") == []
+    assert containers_of("env-docker") == []
 
 
 def test_a_container_that_exits_at_start_fails_the_job_with_its_output(tmp_path: Path, scripted_image: str) -> None:
@@ -120,18 +121,18 @@ def test_a_container_that_exits_at_start_fails_the_job_with_its_output(tmp_path:
     result = run_job(tmp_path, "broken-docker-job", request)
     assert result.returncode == 1
     assert "exited with code 3" in result.stderr and "weights.bin is missing" in result.stderr
-    assert containers_of("broken-docker-job") == []
+    assert containers_of("broken-docker") == []
 
 
 def test_an_image_that_does_not_exist_is_a_clear_error(tmp_path: Path, docker_engine: str) -> None:
-    runtime = DockerServerRuntime("conveyor-test-no-such-image:1", model_dir=None, environment={}, job_name="missing-image")
+    runtime = DockerServerRuntime("conveyor-test-no-such-image:1", model_dir=None, environment={}, model_name="missing-image")
     with pytest.raises(RuntimeStartError, match=r"cannot create a container from image conveyor-test-no-such-image:1: .+"):
         runtime.start()
     assert containers_of("missing-image") == []
 
 
 def test_a_never_healthy_container_fails_at_the_start_up_limit(scripted_image: str) -> None:
-    runtime = DockerServerRuntime(scripted_image, model_dir=None, environment={"NEVER_HEALTHY": "1"}, job_name="unhealthy", startup_timeout=3)
+    runtime = DockerServerRuntime(scripted_image, model_dir=None, environment={"NEVER_HEALTHY": "1"}, model_name="unhealthy", startup_timeout=3)
     with pytest.raises(RuntimeStartError, match=r"within 3 s \(the start-up limit\); last answer: HTTP 503: model is still loading"):
         runtime.start()
     assert containers_of("unhealthy") == []
@@ -141,16 +142,15 @@ def test_a_never_healthy_container_fails_at_the_start_up_limit(scripted_image: s
 def test_a_job_stopped_midway_leaves_no_container(tmp_path: Path, scripted_image: str, how: str) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("slow\n")
-    request = write_model_request(tmp_path / "model.json", "stuck-docker", scripted_image, SLEEP_ON="slow", SLEEP_SECONDS="120")
     name = f"stuck-docker-{how}"
+    request = write_model_request(tmp_path / "model.json", name, scripted_image, SLEEP_ON="slow", SLEEP_SECONDS="120")
     job = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "transform", "--name", name, "--model-request", str(request),
          "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--quiet"],
         env={**os.environ, "CONVEYOR_HOME": str(tmp_path / "home")}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        running = lambda: docker("ps", "--quiet", "--filter", f"label=conveyor.job={name}").stdout.split()  # noqa: E731
-        assert wait_until(lambda: bool(running()), timeout=60), "the container never started"
+        assert wait_until(lambda: bool(containers_of(name, running_only=True)), timeout=60), "the container never started"
         time.sleep(2.0)  # the request is in flight
         job.send_signal(signal.SIGINT if how == "interrupt" else signal.SIGKILL)
         job.wait(timeout=60)
@@ -175,7 +175,7 @@ def test_two_container_pipeline_of_images(tmp_path: Path, scripted_image: str) -
     assert (content_type, accept, body) == ("text/x-shouted", "text/csv", "ONE\n")
     # pipeline containers listen on SAGEMAKER_BIND_TO_PORT, as in SageMaker
     assert "[shout] serving on port 8080" in result.stderr and "[describe] serving on port 8081" in result.stderr
-    assert containers_of("pipeline-docker-job") == []
+    assert containers_of("pipeline-docker") == []
 
 
 # -- without a daemon, and the command line -----------------------------------------------------

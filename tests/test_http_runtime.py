@@ -40,7 +40,9 @@ from tests.test_transform_cli import conveyor
 # It listens on BIND_HOST (127.0.0.1) port SAGEMAKER_BIND_TO_PORT (8080), puts `prefix.txt` of
 # SM_MODEL_DIR (or /opt/ml/model) before each response, and prints one line per invocation.
 SCRIPTED_SERVER = r'''#!/usr/bin/env python3
-import http.server, json, os, sys, threading, time
+import http.server, json, os, signal, sys, threading, time
+
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # also as a container's process 1
 
 if os.environ.get("EXIT_AT_START"):
     print("cannot load the model: weights.bin is missing", file=sys.stderr, flush=True)

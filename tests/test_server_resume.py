@@ -123,6 +123,7 @@ def test_kill_9_mid_job_then_resume(tmp_path: Path) -> None:
 
         # Start again: the job is taken over at once and finishes.
         restarted = server.restart()
+        restarted_at = time.time()
         sm = restarted.client()
         description = wait_for_status(sm, "crashes", timeout=60)
         assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
@@ -142,11 +143,12 @@ def test_kill_9_mid_job_then_resume(tmp_path: Path) -> None:
         logs = restarted.client("logs")
         events = logs.get_log_events(logGroupName="/aws/sagemaker/TransformJobs", logStreamName="crashes/instance-1", startFromHead=True)["events"]
         resuming = [e for e in events if e["message"].startswith("Resuming:")]
-        assert len(resuming) == 1, "\n".join([e["message"] for e in events] + [restarted.log()])
+        assert len(resuming) == 1, [e["message"] for e in events]
         assert resuming[0]["message"] == (
             f"Resuming: {len(done_before)} of {len(OBJECTS)} objects already done; {len(left_behind)} temporary files swept."
         )
-        assert resuming[0]["timestamp"] / 1000 - killed_at < 10, "the dead server's job waited for its lease to expire"
+        # Taken over at once (its owner's process is gone), not when its 15-second lease runs out.
+        assert resuming[0]["timestamp"] / 1000 - restarted_at < 5, (resuming[0]["timestamp"] / 1000 - killed_at, "seconds after the kill")
 
         # The same job, never interrupted, gives byte-identical outputs.
         sm.create_transform_job(**job_request("uninterrupted", "marking", inputs, clean_out))

@@ -622,3 +622,32 @@ def test_data_processing_invalid_content_type_is_reported_once() -> None:
     request = csv_join_request(JoinSource="Input")
     request["TransformInput"]["ContentType"] = "t" * 257
     assert one_error(request).endswith("at 'transformInput.contentType' failed to satisfy constraint: Member must have length less than or equal to 256")
+
+
+def test_data_processing_refuses_binary_split_types() -> None:
+    request = with_changes(TransformInput__SplitType="RecordIO", TransformOutput__AssembleWith="None", DataProcessing={"InputFilter": "$[1:]"})
+    message = error_message(request)
+    assert "SplitType 'RecordIO' at 'transformInput.splitType' cannot be used with DataProcessing" in message
+
+
+def test_inference_ids_need_a_supported_output_type() -> None:
+    request = with_changes(
+        TransformOutput__Accept="application/x-npy",
+        DataCaptureConfig={"DestinationS3Uri": "s3://bucket/capture", "GenerateInferenceId": True},
+    )
+    message = error_message(request)
+    assert "GenerateInferenceId at 'dataCaptureConfig.generateInferenceId' needs an output of" in message
+    assert "'application/x-npy'" in message
+
+
+def test_inference_ids_on_csv_need_line_split() -> None:
+    request = with_changes(
+        TransformInput__SplitType="None",
+        DataCaptureConfig={"DestinationS3Uri": "s3://bucket/capture", "GenerateInferenceId": True},
+    )
+    assert "with text/csv output needs SplitType Line" in error_message(request)
+
+
+def test_inference_ids_on_csv_lines_are_accepted() -> None:
+    request = with_changes(DataCaptureConfig={"DestinationS3Uri": "s3://bucket/capture", "GenerateInferenceId": True})
+    assert parse_transform_job(request).data_capture.generate_inference_id is True

@@ -97,13 +97,13 @@ class Sessions:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):
             return None
-        notices = tuple((str(kind), str(text)) for kind, text in data.get("n") or ())
+        notices = tuple((str(notice[0]), str(notice[1])) for notice in data.get("n") or () if isinstance(notice, list) and len(notice) == 2)
         session = Session(user=data.get("u"), csrf=data["c"], fingerprint=data.get("f", ""), notices=notices)
-        if session.user is None:
-            return session
         if not self.auth_enabled:
-            return session if session.user == NO_AUTH_USER else replace(session, user=None)
-        secret = self.credentials(session.user) if session.user != NO_AUTH_USER else None  # type: ignore[misc]
+            return replace(session, user=NO_AUTH_USER, fingerprint="")
+        if not isinstance(session.user, str) or session.user == NO_AUTH_USER:
+            return replace(session, user=None, fingerprint="")
+        secret = self.credentials(session.user)  # type: ignore[misc]
         if secret is None or not hmac.compare_digest(self._fingerprint(session.user, secret), session.fingerprint):
             return replace(session, user=None, fingerprint="")
         return session
@@ -144,8 +144,6 @@ class SessionMiddleware:
     """Guards every console route: loads or issues the session cookie, checks the CSRF token
     of every POST, and sends visitors without a session to the login page (401 for JSON)."""
 
-    PUBLIC = ("/login", "/static/")
-
     def __init__(self, app: ASGIApp, *, sessions: Sessions) -> None:
         self.app = app
         self.sessions = sessions
@@ -154,12 +152,14 @@ class SessionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = _route_path(scope)
+        if path.startswith("/static/"):  # the stylesheet and the script: public, no session
+            await self.app(scope, receive, _with_headers(send))
+            return
         request = Request(scope)
         cookie = request.cookies.get(COOKIE_NAME)
         session = self.sessions.load(cookie) or self.sessions.new()
         scope[SCOPE_KEY] = session
-        path = _route_path(scope)
-        public = path == "/login" or path.startswith("/static/")
 
         send_with_cookie = self._cookie_sender(scope, send, cookie)
         if scope["method"] == "POST":
@@ -171,7 +171,7 @@ class SessionMiddleware:
                 await _plain(send_with_cookie, 403, "The form's security token is missing or expired: reload the page and try again.")
                 return
             receive = _replay(body, receive)
-        if not session.signed_in and not public:
+        if not session.signed_in and path != "/login":
             if path.startswith("/api/"):
                 await _json(send_with_cookie, 401, {"error": "Not signed in"})
             else:
@@ -184,21 +184,33 @@ class SessionMiddleware:
         await self.app(scope, receive, send_with_cookie)
 
     def _cookie_sender(self, scope: Scope, send: Send, incoming: str | None) -> Send:
+        """Adds the security headers, and the session cookie (re-signed, so it slides)."""
+
         async def sender(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, header in SECURITY_HEADERS:
-                    headers.setdefault(name, header)
                 value = self.sessions.dump(scope[SCOPE_KEY])
                 if value != incoming:
                     secure = "; Secure" if scope.get("scheme") == "https" else ""
+                    path = scope.get("root_path") or "/"
                     headers.append(
                         "set-cookie",
-                        f"{COOKIE_NAME}={value}; Path=/console; Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Lax{secure}",
+                        f"{COOKIE_NAME}={value}; Path={path}; Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Lax{secure}",
                     )
             await send(message)
 
-        return sender
+        return _with_headers(sender)
+
+
+def _with_headers(send: Send) -> Send:
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            for name, value in SECURITY_HEADERS:
+                headers.setdefault(name, value)
+        await send(message)
+
+    return sender
 
 
 def _route_path(scope: Scope) -> str:

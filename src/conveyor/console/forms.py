@@ -164,6 +164,8 @@ def _environment(form: Form, group: str) -> dict[str, str] | None:
 def job_request(form: Form) -> dict[str, Any]:
     """The CreateTransformJob request for a filled-in form (empty optional fields omitted)."""
     request = _request_from(form, JOB_FIELDS)
+    if request.get("DataProcessing") == {"JoinSource": "None"}:
+        del request["DataProcessing"]  # all defaults: no data processing asked for
     environment = _environment(form, "environment")
     if environment is not None:
         request["Environment"] = environment
@@ -218,7 +220,10 @@ def field_for(path: str, fields: Iterable[str]) -> str | None:
         if group in known and (path == group or path.startswith(group + ".")):
             return group
     candidates = [name for name in known if path.startswith(name + ".")]
-    return max(candidates, key=len) if candidates else None
+    if candidates:
+        return max(candidates, key=len)
+    inside = [name for name in known if name.startswith(path + ".")]  # a missing parent: its first field
+    return inside[0] if path and inside else None
 
 
 def place_errors(form: Form, error: ConveyorError, fields: Iterable[str]) -> None:

@@ -3,12 +3,16 @@ and sign out. Under `--no-auth` the console opens directly and these pages step 
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from conveyor.console.auth import current_session, set_session
 from conveyor.console.context import Console
+
+FAILED_SIGN_IN_DELAY_SECONDS = 0.5
 
 
 def _next_path(request: Request, wanted: str | None) -> str:
@@ -32,6 +36,7 @@ def routes(console: Console) -> list[Route]:
         wanted = _next_path(request, str(form.get("next") or ""))
         session = console.sessions.log_in(access_key_id, str(form.get("secret_access_key") or ""))
         if session is None:
+            await asyncio.sleep(FAILED_SIGN_IN_DELAY_SECONDS)  # slows guessing
             error = "The access key ID or secret access key is not correct: use the keys the server printed or keeps in its credentials file."
             return console.render(request, "login.html", {"next": wanted, "access_key_id": access_key_id, "error": error}, 401)
         set_session(request, session)

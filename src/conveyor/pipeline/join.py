@@ -89,6 +89,8 @@ class RecordProcessor:
         }
         response_type = media_type(accept if accept is not None else content_type)
         self._json_response = response_type == "application/json"
+        # Without an Accept, the model picks the response type (the toolkit defaults to JSON).
+        self._response_type_unknown = accept is None
         # None: not told; a request of one record is then taken as one record's whole response.
         self._one_record_per_request = None if split_type is None else (split_type != "Line" or batch_strategy == "SingleRecord")
 
@@ -126,6 +128,13 @@ class RecordProcessor:
                     raise DataError(_mismatch(source, len(elements), "array elements", record_count, first_record))
                 return [_dumps(element) for element in elements]
         lines = _lines(response)
+        if len(lines) != record_count and self._response_type_unknown and response.lstrip()[:1] == b"[":
+            try:
+                elements = _parse(response)
+            except ValueError:
+                elements = None
+            if isinstance(elements, list) and len(elements) == record_count:
+                return [_dumps(element) for element in elements]
         if len(lines) != record_count:
             raise DataError(_mismatch(source, len(lines), "lines", record_count, first_record))
         return lines

@@ -172,6 +172,9 @@ def _transform(
         payloads = pack_records(filtered, strategy=config.batch_strategy, max_payload_bytes=config.max_payload_bytes, source=source)
 
     line = config.assemble_with == "Line"
+    # Per-record output lines keep a line ending even under AssembleWith None, or the records of
+    # a Line-split object would run together.
+    record_end = b"\n" if line or config.split_type == "Line" else b""
     last_report = time.monotonic()
     for payload, response in invoke_in_order(payloads, lambda index, p: invoker(index, p.body), max_concurrent=config.max_concurrent):
         answered = [sent.popleft() for _ in range(payload.record_count)] if (filtering or per_record or preview) else []
@@ -180,8 +183,8 @@ def _transform(
             for offset, (output, (original, model_input)) in enumerate(zip(outputs, answered)):
                 number = payload.first_record + offset + 1
                 joined = processor.output_record(original.bare, output, record_number=number, source=source)
-                writer.write(joined + b"\n" if line else joined)
-                progress.bytes_out += len(joined) + line
+                writer.write(joined + record_end)
+                progress.bytes_out += len(joined) + len(record_end)
                 if preview:
                     preview.on_row(PreviewRow(number, model_input.bare, output, joined))
         else:

@@ -31,6 +31,7 @@ DAEMON_TIMEOUT_SECONDS = 20.0
 STOP_TIMEOUT_SECONDS = 3
 """Seconds `docker stop` waits after SIGTERM before SIGKILL when a job ends normally."""
 LABEL_JOB = "conveyor.job"
+LABEL_MODEL = "conveyor.model"
 GPU_INSTANCE = re.compile(r"^(ml\.(p\d|g\d)[\w-]*\.\w+|local_gpu)$")
 """Instance types with NVIDIA GPUs (ml.p3.2xlarge, ml.g5.xlarge, …)."""
 
@@ -40,7 +41,8 @@ def has_gpus(instance_type: str | None) -> bool:
 
 
 def container_name(job_name: str | None, instance: int | None) -> str:
-    """`conveyor-<job>-<instance>-<random>`, within Docker's name alphabet."""
+    """`conveyor-<job>-<instance>-<random>`, within Docker's name alphabet (the process id
+    stands in for an instance number not given)."""
     job = re.sub(r"[^a-zA-Z0-9_.-]+", "-", job_name or "job").strip("-.")[:80] or "job"
     return f"conveyor-{job}-{instance if instance is not None else os.getpid()}-{secrets.token_hex(3)}"
 
@@ -78,6 +80,7 @@ class DockerServerRuntime(HttpServerRuntime):
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
         name: str = "model container",
         job_name: str | None = None,
+        model_name: str | None = None,
         instance: int | None = None,
         instance_type: str | None = None,
         container_port: int = CONTAINER_PORT,
@@ -88,6 +91,7 @@ class DockerServerRuntime(HttpServerRuntime):
         self.model_dir = model_dir
         self.environment = dict(environment)
         self.job_name = job_name
+        self.model_name = model_name
         self.instance = instance
         self.instance_type = instance_type
         self.container_port = container_port
@@ -102,7 +106,7 @@ class DockerServerRuntime(HttpServerRuntime):
 
     def create_arguments(self, name: str) -> list[str]:
         """`docker create …` for this model (what SageMaker's `docker run <image> serve` means)."""
-        arguments = ["create", "--name", name, "--label", f"{LABEL_JOB}={self.job_name or ''}"]
+        arguments = ["create", "--name", name, "--label", f"{LABEL_JOB}={self.job_name or ''}", "--label", f"{LABEL_MODEL}={self.model_name or ''}"]
         arguments += ["--publish", f"127.0.0.1::{self.container_port}"]
         if self.model_dir is not None:
             arguments += ["--volume", f"{os.path.abspath(self.model_dir)}:{MODEL_MOUNT}:ro"]
@@ -117,7 +121,7 @@ class DockerServerRuntime(HttpServerRuntime):
 
     def _launch(self) -> None:
         check_daemon()
-        name = container_name(self.job_name, self.instance)
+        name = container_name(self.job_name or self.model_name, self.instance)
         self._guard = Guard(["run", "docker", "rm", "--force", name])  # before the container exists
         self.container = name
         environment = {**os.environ, **self.environment}

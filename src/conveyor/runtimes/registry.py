@@ -156,6 +156,7 @@ def _container_runtime(
         environment=environment,
         startup_timeout=startup_timeout,
         job_name=job_name,
+        model_name=model.name,
         instance=instance,
         instance_type=instance_type,
         container_port=port,

@@ -108,6 +108,7 @@ def parse_transform_job(request: dict[str, Any]) -> TransformJobSpec:
     errors.extend(_payload_errors(request))
     errors.extend(shapes.unique_tag_key_errors(request.get("Tags"), "tags"))
     errors.extend(_data_processing_errors(request))
+    errors.extend(_inference_id_errors(request))
     content_type, accept = _valid_or_none(_content_type(request)), _valid_or_none(_accept(request))
     input_filter = _parse_filter(request, "InputFilter", content_type, errors)
     output_filter = _parse_filter(request, "OutputFilter", accept or content_type, errors)
@@ -215,6 +216,12 @@ def _data_processing_errors(request: dict[str, Any]) -> list[FieldError]:
     assemble = _member(request, "TransformOutput.AssembleWith", "AssemblyType", "None")
     join = _member(request, "DataProcessing.JoinSource", "JoinSource") == "Input"
     errors = []
+    if split in ("RecordIO", "TFRecord"):
+        message = (
+            f"SplitType '{split}' at 'transformInput.splitType' cannot be used with DataProcessing (InputFilter, "
+            "OutputFilter or JoinSource Input): filters and joins work on CSV and JSON records, so SplitType must be Line or None"
+        )
+        errors.append(FieldError("transformInput.splitType", split, "Member must be one of [Line, None]", message=message))
     supported = ", ".join(DATA_PROCESSING_TYPES)
     for name, path, value in (("ContentType", "transformInput.contentType", content_type), ("Accept", "transformOutput.accept", accept)):
         if value not in (None, _INVALID) and jsonpath.media_type(value) not in DATA_PROCESSING_TYPES:
@@ -238,6 +245,30 @@ def _data_processing_errors(request: dict[str, Any]) -> list[FieldError]:
             message = f"{name} '{value}' at '{path}' must be Line when {source} is text/csv and DataProcessing is used"
             errors.append(FieldError(path, value, "Member must be Line", message=message))
     return errors
+
+
+def _inference_id_errors(request: dict[str, Any]) -> list[FieldError]:
+    """GenerateInferenceId adds columns or keys to each output record (spec §1.5), so the output
+    must be CSV, JSON or JSON Lines, and CSV output must come one record per line."""
+    capture = request.get("DataCaptureConfig")
+    if not isinstance(capture, dict) or capture.get("GenerateInferenceId") is not True:
+        return []
+    accept, content_type = _valid_or_none(_accept(request)), _valid_or_none(_content_type(request))
+    media = jsonpath.media_type(accept or content_type) if (accept or content_type) else None
+    path = "dataCaptureConfig.generateInferenceId"
+    supported = ", ".join(DATA_PROCESSING_TYPES)
+    if media not in DATA_PROCESSING_TYPES:
+        shown = accept or content_type
+        message = (
+            f"GenerateInferenceId at '{path}' needs an output of {supported}; the output type is "
+            f"{_shown(shown)} (Accept, or ContentType when Accept is not given)"
+        )
+        return [FieldError(path, True, f"Accept must be one of [{supported}]", message=message)]
+    split = _member(request, "TransformInput.SplitType", "SplitType", "None")
+    if media == "text/csv" and split not in (_INVALID, "Line"):
+        message = f"GenerateInferenceId at '{path}' with text/csv output needs SplitType Line, so that each CSV record gets its own id; SplitType is '{split}'"
+        return [FieldError(path, True, "SplitType must be Line", message=message)]
+    return []
 
 
 def _valid_or_none(value: Any) -> str | None:

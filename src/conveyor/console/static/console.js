@@ -191,7 +191,12 @@
     // Log tail: follows new lines, keeps the view at the bottom unless the reader scrolled up.
     const log = document.getElementById("log");
     let position = "";
-    async function readLog() {
+    let reading = null;
+    function readLog() { // one read at a time, so no line is shown twice
+      if (!reading) reading = readLogPages().finally(() => { reading = null; });
+      return reading;
+    }
+    async function readLogPages() {
       for (let pages = 0; pages < 20; pages++) {
         const data = await getJSON(path + "/logs" + (position ? "?after=" + encodeURIComponent(position) : ""));
         if (data.events.length) {
