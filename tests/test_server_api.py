@@ -419,6 +419,20 @@ def test_list_bad_filters(sm: Any, arguments: dict[str, Any], fragment: str) -> 
     assert fragment in message
 
 
+def test_max_results_below_one(conveyor_server: ServerProcess) -> None:
+    """botocore refuses MaxResults=0 itself; a client that does not validate gets SageMaker's answer."""
+    unchecked = conveyor_server.session().client(
+        "sagemaker", endpoint_url=conveyor_server.endpoint,
+        config=botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1}),
+    )
+    for call in (unchecked.list_transform_jobs, unchecked.list_models):
+        with pytest.raises(ClientError) as excinfo:
+            call(MaxResults=0)
+        code, message, _ = error_of(excinfo)
+        assert code == "ValidationException"
+        assert "Value '0' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 1" in message
+
+
 def test_list_two_bad_filters_in_one_message(sm: Any) -> None:
     with pytest.raises(ClientError) as excinfo:
         sm.list_transform_jobs(StatusEquals="Done", MaxResults=500)

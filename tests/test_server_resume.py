@@ -196,3 +196,41 @@ def test_orphaned_job_with_no_progress_resumes_from_scratch(tmp_path: Path) -> N
         for process in (server, restarted):
             if process is not None:
                 process.stop()
+
+
+def test_graceful_stop_mid_job_then_resume(tmp_path: Path) -> None:
+    """SIGTERM (a service restart) gives the job back; the next server finishes it."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index, name in enumerate(OBJECTS[:5]):
+        (inputs / name).write_text(f"{name},{index}\n")
+    marks_file = tmp_path / "marks.txt"
+    model_dir = write_model(tmp_path, textwrap.dedent(MARKING_HANDLER.format(marks=str(marks_file), seconds=SECONDS_PER_PAYLOAD)))
+    out = tmp_path / "out"
+    server = start_server(tmp_path / "home")
+    restarted: ServerProcess | None = None
+    try:
+        sm = server.client()
+        sm.create_model(ModelName="marking", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model_dir}"})
+        sm.create_transform_job(**job_request("restarted", "marking", inputs, out))
+        deadline = time.monotonic() + 60
+        while len(finished(out)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        workers = psutil.Process(server.process.pid).children(recursive=True)
+        server.stop()  # SIGTERM, then wait for it to exit
+        assert psutil.wait_procs(workers, timeout=10)[1] == []
+        done_before = {name: (out / name).stat().st_mtime_ns for name in finished(out)}
+        restarted = server.restart()
+        sm = restarted.client()
+        assert wait_for_status(sm, "restarted", timeout=60)["TransformJobStatus"] == "Completed"
+        assert sorted(finished(out)) == sorted(f"{name}.out" for name in OBJECTS[:5])
+        assert temporaries(out) == []
+        for name, mtime in done_before.items():
+            assert (out / name).stat().st_mtime_ns == mtime
+        counts = Counter(obj for _, obj in marks(marks_file))
+        assert all(counts[name.removesuffix(".out")] == 1 for name in done_before), counts
+    finally:
+        for process in (server, restarted):
+            if process is not None:
+                process.stop()

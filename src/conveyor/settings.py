@@ -8,7 +8,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from conveyor.storage.base import Storage
+    from conveyor.storage.s3 import S3Config
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,20 @@ class Settings:
             s3_read_strategy=env.get("CONVEYOR_S3_READ_STRATEGY", "stream"),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+
+    def s3_config(self) -> "S3Config | None":
+        """The S3 client settings chosen at the edge; None leaves everything to botocore's chain."""
+        if self.s3_endpoint_url is None and self.s3_read_strategy == "stream":
+            return None
+        from conveyor.storage.s3 import S3Config
+
+        return S3Config(endpoint_url=self.s3_endpoint_url, read_strategy=self.s3_read_strategy)
+
+    def storage_for(self, uri: str) -> "Storage":
+        """The store for a URI, with this configuration's S3 settings."""
+        from conveyor.storage import storage_for
+
+        return storage_for(uri, s3_config=self.s3_config())
 
     def arn(self, resource: str, name: str) -> str:
         return f"arn:aws:sagemaker:{self.region}:{self.account_id}:{resource}/{name}"

@@ -53,6 +53,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", metavar="PATH", help="a model directory or model.tar.gz holding code/inference.py")
     model.add_argument("--model-request", metavar="FILE", help="the CreateModel request as JSON")
+    parser.add_argument("--s3-endpoint", metavar="URL", help="endpoint of an S3-compatible store for s3:// locations (default: AWS_ENDPOINT_URL_S3, or AWS)")
 
 
 def _load_json(path: str, what: str) -> dict[str, Any]:

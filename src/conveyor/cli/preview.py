@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.records < 1:
         errors.print("conveyor preview: --records must be at least 1", markup=False)
         return 2
-    settings = Settings.from_environ()
+    settings = Settings.from_environ(s3_endpoint_url=args.s3_endpoint)
     try:
         job, model = job_and_model(args)
-        first = plan_work_items(job, region=settings.region)[0]
+        first = plan_work_items(job, settings)[0]
     except (UsageError, ConveyorError, InputError) as exc:
         errors.print(f"conveyor preview: {exc}", markup=False, highlight=False)
         return 2

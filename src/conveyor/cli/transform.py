@@ -22,7 +22,7 @@ from conveyor.settings import Settings
 from conveyor.spec.errors import ConveyorError
 from conveyor.spec.model import ModelSpec
 from conveyor.spec.transform_job import TransformJobSpec
-from conveyor.storage import StorageError, storage_for
+from conveyor.storage import StorageError
 from conveyor.storage.inputs import InputError
 
 EXAMPLES = """examples:
@@ -129,10 +129,10 @@ class _ConsoleListener(JobListener):
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
-    settings = Settings.from_environ()
+    settings = Settings.from_environ(s3_endpoint_url=args.s3_endpoint)
     try:
         job, model = job_and_model(args)
-        items = plan_work_items(job, region=settings.region)
+        items = plan_work_items(job, settings)
     except UsageError as exc:
         console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
         return 2
@@ -162,12 +162,14 @@ def _run_with_progress(
         console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)
         return 130
     if job.data_capture is not None and outcome.status in ("Completed", "Failed") and outcome.objects_done + outcome.objects_failed:
-        _capture(job, items, listener, outcome, started_at)
+        _capture(job, items, listener, outcome, started_at, settings)
     _summary(console, job, items, outcome, time.monotonic() - started, listener)
     return 0 if outcome.status == "Completed" else 1
 
 
-def _capture(job: TransformJobSpec, items: list[WorkItem], listener: _ConsoleListener, outcome: JobOutcome, started_at: datetime) -> None:
+def _capture(
+    job: TransformJobSpec, items: list[WorkItem], listener: _ConsoleListener, outcome: JobOutcome, started_at: datetime, settings: Settings
+) -> None:
     """DataCaptureConfig: manifests of the inputs and of the outputs written; a job whose
     manifests cannot be written fails."""
     assert job.data_capture is not None
@@ -175,7 +177,7 @@ def _capture(job: TransformJobSpec, items: list[WorkItem], listener: _ConsoleLis
         manifests = write_capture_manifests(
             job.data_capture, job_name=job.name, started_at=started_at, inputs=[item.input_uri for item in items],
             outputs=[item.output_uri for item in items if item.item_id in listener.completed],
-            storage_for=storage_for, output_path=job.output.output_path,
+            storage_for=settings.storage_for, output_path=job.output.output_path,
         )
     except StorageError as exc:
         outcome.status, outcome.failure_reason = "Failed", outcome.failure_reason or capture_failure(exc)

@@ -8,7 +8,7 @@ from typing import Any
 
 from conveyor.settings import Settings
 from conveyor.spec.locations import normalize_location
-from conveyor.storage import Storage, StorageError, parse_uri, storage_for
+from conveyor.storage import Storage, StorageError, parse_uri
 
 MAX_LISTED = 200
 PREVIEW_LINES = 20
@@ -50,11 +50,7 @@ def _prefix(output_path: str) -> str:
 
 
 def _storage(uri: str, settings: Settings) -> Storage:
-    if parse_uri(uri)[0] == "s3":
-        from conveyor.storage.s3 import S3Config
-
-        return storage_for(uri, s3_config=S3Config(endpoint_url=settings.s3_endpoint_url, read_strategy=settings.s3_read_strategy))
-    return storage_for(uri)
+    return settings.storage_for(uri)
 
 
 def list_outputs(output_path: str, settings: Settings, limit: int = MAX_LISTED) -> OutputListing:

@@ -10,7 +10,6 @@ import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
 
 from conveyor.engine.backend import Backend, ItemSource, JobListener, JobStartFailed, QueueSource
 from conveyor.engine.instance import InstanceSpec, ResolvedParameters
@@ -21,15 +20,14 @@ from conveyor.runtimes.environment import batch_environment
 from conveyor.settings import Settings
 from conveyor.spec.model import ModelSpec
 from conveyor.spec.transform_job import TransformJobSpec
-from conveyor.storage import storage_for
 from conveyor.storage.inputs import InputError, list_inputs, output_uri
 
 FAILURE_REASON_LIMIT = 1024
 
 
-def plan_work_items(job: TransformJobSpec, storage: Callable[[str], object] = storage_for, *, region: str = "us-east-1") -> list[WorkItem]:
+def plan_work_items(job: TransformJobSpec, settings: Settings) -> list[WorkItem]:
     """One work item per input object, in key order (raises InputError when there are none)."""
-    inputs = list_inputs(job.input.data_type, job.input.uri, storage, region=region)  # type: ignore[arg-type]
+    inputs = list_inputs(job.input.data_type, job.input.uri, settings.storage_for, region=settings.region)
     return [
         WorkItem(item_id=index, input_uri=obj.uri, output_uri=output_uri(job.output.output_path, obj.relative), size=obj.size)
         for index, obj in enumerate(inputs)
@@ -47,7 +45,7 @@ def instance_spec(job: TransformJobSpec, model: ModelSpec, settings: Settings, *
     model_dirs = []
     for container in model.containers:
         if container.model_data_url:
-            model_dirs.append(model_directory(container.model_data_url, cache_dir, storage_for))
+            model_dirs.append(model_directory(container.model_data_url, cache_dir, settings.storage_for))
     model_env: dict[str, str] = {}
     for container in model.containers:
         model_env.update(container.environment)
@@ -65,6 +63,7 @@ def instance_spec(job: TransformJobSpec, model: ModelSpec, settings: Settings, *
         environment=environment,
         start_time=start_time_text(started_at),
         retry_backoff_seconds=settings.retry_backoff_seconds,
+        s3_options={"s3_config": settings.s3_config()},
     )
 
 

@@ -27,7 +27,6 @@ from conveyor.engine.store_link import StoreItemSource, StoreListener, job_strea
 from conveyor.settings import Settings
 from conveyor.spec import parse_model, parse_transform_job
 from conveyor.spec.errors import ConveyorError
-from conveyor.storage import storage_for
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
 from conveyor.store import ACTIVE, COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, Store, TransformJobRecord
@@ -226,7 +225,7 @@ class Scheduler:
         record = self.store.jobs.mark_started(name)
         if self.store.work_items.counts(name).total == 0:
             try:
-                items = plan_work_items(job, region=self.settings.region)
+                items = plan_work_items(job, self.settings)
             except InputError as exc:
                 self._finish(name, FAILED, f"ClientError: {exc}")
                 return
@@ -293,7 +292,7 @@ class Scheduler:
             write_capture_manifests(
                 job.data_capture, job_name=name, started_at=record.transform_start_time or datetime.now(timezone.utc),
                 inputs=[item.input_uri for item in items], outputs=[item.output_uri for item in items if item.state == DONE],
-                storage_for=storage_for, output_path=job.output.output_path,
+                storage_for=self.settings.storage_for, output_path=job.output.output_path,
             )
         except StorageError as exc:
             return capture_failure(exc)
@@ -317,10 +316,9 @@ class Scheduler:
         log(self.store, job_stream(name), name, f"{status}." + (f" FailureReason: {reason}" if reason else ""))
         self.store.jobs.transition(name, status, failure_reason=reason)
 
-    @staticmethod
-    def _sweep(output_path: str) -> int:
+    def _sweep(self, output_path: str) -> int:
         try:
-            return storage_for(output_path).sweep_temporaries(output_path)
+            return self.settings.storage_for(output_path).sweep_temporaries(output_path)
         except StorageError:
             return 0
 

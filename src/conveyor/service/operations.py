@@ -116,7 +116,7 @@ class SageMakerOperations:
         if self.store.jobs.get(job.name) is not None:
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})")
         try:
-            items = plan_work_items(job, region=self.settings.region)
+            items = plan_work_items(job, self.settings)
         except InputError as exc:
             raise ValidationException(str(exc)) from None
         except StorageError as exc:
