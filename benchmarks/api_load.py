@@ -25,7 +25,6 @@ import multiprocessing
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -147,7 +146,7 @@ def signed(port: int, target: str, body: dict[str, Any]) -> bytes:
     url = f"http://127.0.0.1:{port}/"
     request = AWSRequest(method="POST", url=url, data=payload, headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target})
     SigV4Auth(botocore.credentials.Credentials(ACCESS_KEY, SECRET_KEY), "sagemaker", "us-east-1").add_auth(request)
-    head = [f"POST / HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(payload)}"]
+    head = ["POST / HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Length: {len(payload)}"]
     head += [f"{name}: {value}" for name, value in request.headers.items() if name.lower() not in ("host", "content-length")]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
 

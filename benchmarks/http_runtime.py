@@ -9,8 +9,9 @@ Two workloads, each with the same concurrency on both sides:
 "plain loop" is N threads, each with one kept-alive `http.client` connection, posting in a
 loop: the least a client can do. "Conveyor" is the HttpServerRuntime driven as a job drives
 it (`Invoker` + `invoke_in_order`: in-order results, retries, MaxConcurrentTransforms in
-flight). "httpx" is the same runtime path with httpx's pooled client in place of http.client,
-kept as the measurement behind the choice of client. "work item" runs a whole object
+flight). "http.client" and "httpx" are the same path with a pool of `http.client` connections
+or httpx's pooled client in place of the runtime's own connections: the measurement behind the
+choice of client. "work item" runs a whole object
 (Line split → 6 MB batches → invoke → assemble → local file). The target: Conveyor ≥ 80 % of
 the plain loop on both workloads, in the same run. Rounds alternate the clients; the best
 round of each counts.
@@ -122,6 +123,33 @@ class HttpxRuntime(HttpServerRuntime):
         super().close()
 
 
+class HttpClientRuntime(HttpServerRuntime):
+    """The runtime with pooled `http.client` connections in place of its own (for the comparison only)."""
+
+    def __init__(self, base_url: str, port: int) -> None:
+        super().__init__(base_url)
+        self._port = port
+        self._pool: list[HTTPConnection] = []
+
+    def invoke_with_content_type(self, payload, *, content_type, accept, timeout):  # noqa: ANN001, ANN201
+        try:
+            connection = self._pool.pop()
+        except IndexError:
+            connection = HTTPConnection("127.0.0.1", self._port, timeout=timeout)
+        connection.request("POST", "/invocations", body=payload, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        body = response.read()
+        self._pool.append(connection)
+        if response.status != 200:
+            raise InvocationError(f"status {response.status}", status=response.status)
+        return body, response.getheader("Content-Type")
+
+    def close(self) -> None:
+        for connection in self._pool:
+            connection.close()
+        super().close()
+
+
 def through_runtime(runtime: HttpServerRuntime, payloads: list[bytes], concurrency: int) -> float:
     """Seconds for the job's invocation path (Invoker + invoke_in_order) to post `payloads`."""
     invoker = Invoker(runtime, content_type="application/octet-stream", accept=None, timeout_seconds=600, max_retries=3)
@@ -178,6 +206,8 @@ def main() -> int:
     runtime.start()
     httpx_runtime = HttpxRuntime(f"http://127.0.0.1:{port}", args.concurrency)
     httpx_runtime.start()
+    http_client_runtime = HttpClientRuntime(f"http://127.0.0.1:{port}", port)
+    http_client_runtime.start()
     workdir = tempfile.TemporaryDirectory(prefix="conveyor-bench-")
     try:
         big = os.urandom(6 * MIB)
@@ -191,15 +221,18 @@ def main() -> int:
         large_runs = best_of(args.rounds, {
             "plain loop": lambda: plain_loop(port, large, c),
             "Conveyor": lambda: through_runtime(runtime, large, c),
+            "http.client": lambda: through_runtime(http_client_runtime, large, c),
             "httpx": lambda: through_runtime(httpx_runtime, large, c),
             "work item": lambda: work_item(runtime, source, c),
         })
         small_runs = best_of(args.rounds, {
             "plain loop": lambda: plain_loop(port, small, c),
             "Conveyor": lambda: through_runtime(runtime, small, c),
+            "http.client": lambda: through_runtime(http_client_runtime, small, c),
             "httpx": lambda: through_runtime(httpx_runtime, small, c),
         })
     finally:
+        http_client_runtime.close()
         httpx_runtime.close()
         runtime.close()
         server.kill()
@@ -208,7 +241,7 @@ def main() -> int:
 
     megabytes = len(large) * 6
     print(f"\nHTTP runtime vs a plain loop, {c} in flight, echo server on 127.0.0.1 (best of {args.rounds})\n")
-    print(f"{'workload':<34} {'client':<11} {'rate':>14} {'vs plain':>9}")
+    print(f"{'workload':<34} {'client':<12} {'rate':<18} {'vs plain':>9}")
     ok = True
     for title, runs, unit, amount in (
         (f"MultiRecord, {len(large)} × 6 MB", large_runs, "MB/s", megabytes),
@@ -217,7 +250,7 @@ def main() -> int:
         plain = amount / runs["plain loop"]
         for name, seconds in runs.items():
             rate = amount / seconds
-            print(f"{title:<34} {name:<11} {rate:>9,.0f} {unit:<4} {rate / plain:>8.0%}")
+            print(f"{title:<34} {name:<12} {rate:>7,.0f} {unit:<10} {rate / plain:>8.0%}")
             title = ""
         ratio = (amount / runs["Conveyor"]) / plain
         ok = ok and ratio >= TARGET

@@ -391,3 +391,99 @@ def test_execution_parameters_apply_below_the_job_values(tmp_path: Path, server)
     result = conveyor(*arguments, "--output", str(tmp_path / "out2"), "--max-concurrent", "2", "--strategy", "MultiRecord", home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     assert "MaxConcurrentTransforms=2, MaxPayloadInMB=2, BatchStrategy=MULTI_RECORD" in result.stderr
+
+
+# -- how responses may be framed ---------------------------------------------------------------
+
+
+class CannedServer:
+    """Answers GET /ping with 200, GET /execution-parameters with 404, and each POST with the
+    next of `answers` (raw bytes), closing the connection after an answer when asked."""
+
+    def __init__(self, answers: list[tuple[bytes, bool]]) -> None:
+        self.answers = list(answers)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
+
+    def _talk(self, connection: socket.socket) -> None:
+        reader = connection.makefile("rb")
+        with connection, reader:
+            while True:
+                request_line = reader.readline()
+                if not request_line:
+                    return
+                length = 0
+                while (line := reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                reader.read(length)
+                if request_line.startswith(b"GET /ping"):
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    continue
+                if request_line.startswith(b"GET"):
+                    connection.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    continue
+                answer, close = self.answers.pop(0)
+                connection.sendall(answer)
+                if close:
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_response_framings() -> None:
+    big = os.urandom(3 << 20)
+    chunked_big = b"".join(b"%x\r\n" % len(part) + part + b"\r\n" for part in (big[: 1 << 20], big[1 << 20 :])) + b"0\r\n\r\n"
+    canned = CannedServer([
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/csv\r\n\r\n4;ext=1\r\nab,c\r\n3\r\nd\r\n\r\n0\r\nX-Trailer: t\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n" + chunked_big, False),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter", False),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlast", True),
+        (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 11\r\n\r\nbusy, sorry", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", True),
+        (b"garbage\r\n\r\n", True),
+    ])
+    runtime = started(canned.url)
+
+    def call() -> tuple[bytes, str | None]:
+        return runtime.invoke_with_content_type(b"x", content_type="text/plain", accept=None, timeout=5)
+
+    try:
+        assert call() == (b"ab,cd\r\n", "text/csv")
+        assert call() == (big, None)
+        assert call() == (b"after", None)
+        assert call() == (b"", None)
+        assert call() == (b"until the end", "text/plain")
+        assert call() == (b"last", None)
+        with pytest.raises(InvocationError, match=r"ClientError: 503 Service Unavailable .* Message: busy, sorry") as caught:
+            call()
+        assert caught.value.retryable
+        with pytest.raises(InvocationError, match=r"could not reach the model server .*IncompleteRead"):
+            call()
+        with pytest.raises(InvocationError, match=r"could not reach the model server .*BadStatusLine"):
+            call()
+    finally:
+        runtime.close()
+        canned.close()
+
+
+def test_a_header_that_cannot_be_sent_is_refused(server) -> None:
+    runtime = started(server().url)
+    try:
+        with pytest.raises(InvocationError, match="cannot be sent as an HTTP header") as caught:
+            runtime.invoke(b"x", content_type="text/csv\r\nX-Injected: 1", accept=None, timeout=5)
+        assert not caught.value.retryable
+    finally:
+        runtime.close()

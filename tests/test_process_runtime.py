@@ -373,3 +373,12 @@ def test_pipeline_parameters_take_the_first_container_and_the_least_concurrency(
         assert (wishes.max_concurrent_transforms, wishes.max_payload_mb, wishes.batch_strategy) == (2, 3, None)
     finally:
         runtime.close()
+
+
+def test_the_model_requests_in_the_documentation_are_valid() -> None:
+    from conveyor.runtimes.registry import runtime_kind
+
+    text = (Path(__file__).parent.parent / "docs" / "containers.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
+    kinds = [[runtime_kind(container, None) for container in parse_model(json.loads(block)).containers] for block in blocks]
+    assert kinds == [["docker"], ["process"], ["docker", "process"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import re
 import uuid
 from collections.abc import Iterator
@@ -307,7 +308,10 @@ def test_streamed_body_is_not_pulled_past_the_limit() -> None:
         "query_string": b"",
         "headers": [(b"content-type", b"application/x-amz-json-1.1"), (b"x-amz-target", b"SageMaker.ListModels")],
     }
-    asyncio.run(APP(scope, receive, send))
+    # A thread of its own: a session-wide browser fixture may hold an event loop in this one.
+    runner = threading.Thread(target=lambda: asyncio.run(APP(scope, receive, send)))
+    runner.start()
+    runner.join()
     assert sent[0]["status"] == 413
     assert pulled == LIMIT // len(chunk) + 1
 

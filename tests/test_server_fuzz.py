@@ -27,7 +27,7 @@ from tests.models import BRACKET, write_model
 from tests.server import ServerProcess, start_server, wait_for_status
 
 ERROR_STATUSES = {400, 413, 415}
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
 MODEL = "fuzz-model"
 JOB = "fuzz-job"

@@ -26,6 +26,8 @@ class Settings:
     """First delay between invocation retries; doubles on each retry (decision 8)."""
     s3_endpoint_url: str | None = None
     s3_read_strategy: str = "stream"
+    container_startup_timeout_seconds: float = 600.0
+    """How long a model server may take to answer /ping with 200 before the job fails."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -38,6 +40,7 @@ class Settings:
             retry_backoff_seconds=float(env.get("CONVEYOR_RETRY_BACKOFF_SECONDS", "1.0")),
             s3_endpoint_url=env.get("CONVEYOR_S3_ENDPOINT") or None,
             s3_read_strategy=env.get("CONVEYOR_S3_READ_STRATEGY", "stream"),
+            container_startup_timeout_seconds=float(env.get("CONVEYOR_CONTAINER_STARTUP_TIMEOUT", "600")),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 

@@ -62,6 +62,8 @@ class InstanceSpec:
     join_source: str = "None"
     generate_inference_id_at: str | None = None
     s3_options: dict[str, object] = field(default_factory=dict)
+    instance_type: str = "local"
+    startup_timeout_seconds: float = 600.0
 
     @classmethod
     def for_job(
@@ -74,6 +76,7 @@ class InstanceSpec:
         start_time: str,
         retry_backoff_seconds: float,
         s3_options: dict[str, object] | None = None,
+        startup_timeout_seconds: float = 600.0,
     ) -> "InstanceSpec":
         processing = job.data_processing
         pipeline = PipelineConfig(
@@ -102,10 +105,21 @@ class InstanceSpec:
             join_source=processing.join_source,
             generate_inference_id_at=start_time if capture and capture.generate_inference_id else None,
             s3_options=s3_options or {},
+            instance_type=job.resources.instance_type,
+            startup_timeout_seconds=startup_timeout_seconds,
         )
 
-    def start(self) -> "Instance":
-        runtime = create_runtime(self.model, list(self.model_dirs), self.environment)
+    def start(self, instance: int = 0) -> "Instance":
+        """Load the model for instance number `instance` (0-based) of the job."""
+        runtime = create_runtime(
+            self.model,
+            list(self.model_dirs),
+            self.environment,
+            job_name=self.job_name,
+            instance=instance,
+            instance_type=self.instance_type,
+            startup_timeout=self.startup_timeout_seconds,
+        )
         runtime.start()
         try:
             wanted = runtime.execution_parameters()

@@ -64,6 +64,7 @@ def instance_spec(job: TransformJobSpec, model: ModelSpec, settings: Settings, *
         start_time=start_time_text(started_at),
         retry_backoff_seconds=settings.retry_backoff_seconds,
         s3_options={"s3_config": settings.s3_config()},
+        startup_timeout_seconds=settings.container_startup_timeout_seconds,
     )
 
 

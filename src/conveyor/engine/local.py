@@ -72,7 +72,7 @@ class LocalBackend(Backend):
     def _start(self, spec: InstanceSpec, index: int) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=messages.worker_main, args=(spec, child_end, os.getpid()), name=f"conveyor-instance-{index + 1}", daemon=True
+            target=messages.worker_main, args=(spec, child_end, os.getpid(), index), name=f"conveyor-instance-{index + 1}", daemon=True
         )
         process.start()
         child_end.close()

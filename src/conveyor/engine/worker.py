@@ -149,7 +149,7 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=check, name="parent-check", daemon=True).start()
 
 
-def worker_main(spec: InstanceSpec, connection: Connection, parent_pid: int) -> None:
+def worker_main(spec: InstanceSpec, connection: Connection, parent_pid: int, instance: int = 0) -> None:
     """Entry point of an instance process."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
@@ -157,14 +157,14 @@ def worker_main(spec: InstanceSpec, connection: Connection, parent_pid: int) -> 
     sys.stdout = _LineForwarder(messages, "stdout")
     sys.stderr = _LineForwarder(messages, "stderr")
     try:
-        instance = spec.start()
+        started = spec.start(instance)
     except RuntimeStartError as exc:
         messages.send(StartFailed(str(exc)))
         return
     except Exception as exc:  # any failure to load the model fails the job with its reason
         messages.send(StartFailed(_describe(exc)))
         return
-    messages.send(Ready(instance.resolved))
+    messages.send(Ready(started.resolved))
     watch = _Watch(messages)
     try:
         while True:
@@ -177,7 +177,7 @@ def worker_main(spec: InstanceSpec, connection: Connection, parent_pid: int) -> 
             assert isinstance(item, WorkItem)
             watch.item_id = item.item_id
             try:
-                progress = instance.process(
+                progress = started.process(
                     item,
                     lambda p: messages.send(Progress(p)),
                     watch=watch,
@@ -189,7 +189,7 @@ def worker_main(spec: InstanceSpec, connection: Connection, parent_pid: int) -> 
             except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
                 messages.send(Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id)))
     finally:
-        instance.close()
+        started.close()
 
 
 def _describe(exc: BaseException) -> str:

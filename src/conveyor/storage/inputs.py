@@ -32,7 +32,10 @@ def list_inputs(data_type: str, uri: str, storage_for: Callable[[str], Storage],
     if data_type == "ManifestFile":
         objects = _list_manifest(uri, storage_for)
     else:
-        objects = _list_prefix(uri, storage_for(uri))
+        try:
+            objects = _list_prefix(uri, storage_for(uri))
+        except StorageError as exc:
+            raise InputError(f"Could not list the input data source {uri}: {_problem(exc, 's3:ListBucket', region)}") from None
     if not objects:
         raise InputError(no_objects_message(uri, region))
     return objects
@@ -76,7 +79,7 @@ def _list_manifest(uri: str, storage_for: Callable[[str], Storage]) -> list[Inpu
     try:
         manifest = orjson.loads(storage_for(uri).read_bytes(uri))
     except StorageError as exc:
-        raise InputError(f"Could not read the manifest file {uri}: {exc.code}: {exc.detail}") from None
+        raise InputError(f"Could not read the manifest file {uri}: {_problem(exc, 's3:GetObject')}") from None
     except orjson.JSONDecodeError as exc:
         raise InputError(f"The manifest file {uri} is not valid JSON: {exc}") from None
     if (
@@ -99,6 +102,20 @@ def _list_manifest(uri: str, storage_for: Callable[[str], Storage]) -> list[Inpu
         try:
             info = storage_for(object_uri).stat(object_uri)
         except StorageError as exc:
-            raise InputError(f"The manifest file {uri} lists {object_uri}, which cannot be read: {exc.code}: {exc.detail}") from None
+            raise InputError(
+                f"The manifest file {uri} lists {object_uri}, which cannot be read: {_problem(exc, 's3:GetObject')}"
+            ) from None
         objects.append(InputObject(info.uri, suffix.lstrip("/"), info.size))
     return objects
+
+
+def _problem(exc: StorageError, permission: str, region: str | None = None) -> str:
+    """`<code>: <detail>`, with what to check for the errors a user can fix: a missing bucket
+    (named), a missing permission (named, with the bucket)."""
+    scheme, bucket, _ = parse_uri(exc.uri)
+    if scheme == "s3" and exc.code == "NoSuchBucket":
+        where = f" in the selected region ({region})" if region else ""
+        return f'NoSuchBucket: the bucket "{bucket}" does not exist{where}.'
+    if scheme == "s3" and exc.code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        return f'{exc.code}: {exc.detail}. Please ensure that the credentials in use have "{permission}" permissions on bucket "{bucket}".'
+    return f"{exc.code}: {exc.detail}"
