@@ -27,11 +27,7 @@ from tests.s3_server import S3Server
 from tests.server import ServerProcess, start_server
 from tests.test_s3_jobs import KMEANS_OUTPUT, KMEANS_ROWS, kmeans_tarball, put_model
 
-sagemaker = pytest.importorskip("sagemaker", minversion="2")
-import sagemaker.session  # noqa: E402
-import sagemaker.transformer  # noqa: E402
-
-import boto3  # noqa: E402
+import boto3
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 TELEMETRY_OPT_OUT = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
@@ -75,6 +71,14 @@ def _is_loopback(host: str) -> bool:
 
 
 _WATCH = _NetworkWatch()
+_WATCH.armed = True  # importing the SDK must not reach out either
+try:
+    sagemaker = pytest.importorskip("sagemaker", minversion="2")
+    import sagemaker.session  # noqa: E402
+    import sagemaker.transformer  # noqa: E402
+finally:
+    _WATCH.armed = False
+OUTBOUND_ON_IMPORT = list(_WATCH.outbound)
 
 
 @pytest.fixture
@@ -144,13 +148,13 @@ def sagemaker_session(server: ServerProcess, s3_server: S3Server, s3_bucket: str
 
 
 def test_seed_high_level_flow(
+    network_watch: _NetworkWatch,
     server: ServerProcess,
     sagemaker_session: Any,
     s3_bucket: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    network_watch: _NetworkWatch,
 ) -> None:
     bucket = s3_bucket
     s3 = boto3.client("s3")  # AWS_ENDPOINT_URL_S3: moto
@@ -217,16 +221,17 @@ def test_seed_high_level_flow(
     assert attached.latest_transform_job.job_name == job_name
     attached.wait(logs=False)
 
+    assert OUTBOUND_ON_IMPORT == []
     assert network_watch.outbound == []
 
 
 def test_the_network_watch_sees_a_lookup_and_a_connect(network_watch: _NetworkWatch) -> None:
-    """The guard above works. Nothing leaves the machine here: the name is reserved (`.invalid`)
-    and the connect is made on a closed socket (the audit event comes before the system call)."""
+    """The guard above works. Nothing leaves the machine here: the lookup is numeric-only (no DNS
+    query) and the connect is made on a closed socket; the audit events come before the calls."""
     import socket
 
     with pytest.raises(OSError):
-        socket.getaddrinfo("conveyor-test.invalid", 443)
+        socket.getaddrinfo("conveyor-test.invalid", 443, flags=socket.AI_NUMERICHOST)
     socket.getaddrinfo("127.0.0.1", 80)
     closed = socket.socket()
     closed.close()

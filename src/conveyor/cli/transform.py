@@ -54,8 +54,8 @@ class _Throughput(ProgressColumn):
         elapsed = max(time.monotonic() - listener.started, 1e-6)
         megabytes = listener.bytes_in() / (1 << 20)
         return Text(
-            f"{listener.objects_done + listener.objects_failed}/{listener.objects_total} objects  "
-            f"{listener.records():,} records  {megabytes / elapsed:,.1f} MB/s",
+            f"{listener.objects_done + listener.objects_failed}/{listener.objects_total} obj "
+            f"{listener.records():,} rec {megabytes / elapsed:,.1f} MB/s",
             style="cyan",
         )
 
@@ -163,7 +163,7 @@ def _run_with_progress(
         return 130
     if job.data_capture is not None and outcome.status in ("Completed", "Failed") and outcome.objects_done + outcome.objects_failed:
         _capture(job, items, listener, outcome, started_at, settings)
-    _summary(console, job, items, outcome, time.monotonic() - started, listener)
+    _summary(console, job, items, outcome, time.monotonic() - started)
     return 0 if outcome.status == "Completed" else 1
 
 
@@ -185,7 +185,7 @@ def _capture(
     listener._say(f"Data capture manifests: {', '.join(manifests)}")
 
 
-def _summary(console: Console, job: TransformJobSpec, items: list[WorkItem], outcome: JobOutcome, elapsed: float, listener: _ConsoleListener) -> None:
+def _summary(console: Console, job: TransformJobSpec, items: list[WorkItem], outcome: JobOutcome, elapsed: float) -> None:
     megabytes = sum(item.size for item in items) / (1 << 20)
     rate = megabytes / elapsed if elapsed > 0 else 0.0
     color = "green" if outcome.status == "Completed" else "red"

@@ -20,7 +20,7 @@ from conveyor.runtimes.environment import batch_environment
 from conveyor.settings import Settings
 from conveyor.spec.model import ModelSpec
 from conveyor.spec.transform_job import TransformJobSpec
-from conveyor.storage.inputs import InputError, list_inputs, output_uri
+from conveyor.storage.inputs import list_inputs, output_uri
 
 FAILURE_REASON_LIMIT = 1024
 
@@ -144,4 +144,3 @@ def _truncate(text: str) -> str:
     return text if len(text) <= FAILURE_REASON_LIMIT else text[: FAILURE_REASON_LIMIT - 1] + "…"
 
 
-__all__ = ["InputError", "JobOutcome", "plan_work_items", "run_job", "instance_spec"]
