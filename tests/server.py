@@ -51,7 +51,7 @@ class ServerProcess:
             "AWS_SHARED_CREDENTIALS_FILE": str(self.credentials_file),
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL_SAGEMAKER": self.endpoint,
-            "AWS_ENDPOINT_URL_LOGS": self.endpoint,
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self.endpoint,
             "AWS_ACCESS_KEY_ID": "",
             "AWS_SECRET_ACCESS_KEY": "",
         }

@@ -28,7 +28,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import conveyor
-from conveyor.sdk import RemoteSession
+from conveyor.sdk import LocalSession, RemoteSession
 from tests.s3_server import S3Server
 from tests.server import ServerProcess, start_server, wait_for_status
 
@@ -71,7 +71,8 @@ KMEANS_OUTPUT = [
 ]
 
 # Writes eight times what it reads (a large multipart output from a small input); sleeps long on
-# a payload holding "tail", so a job can be stopped while its output is half uploaded.
+# a payload holding "tail", so a job can be stopped while its output is half uploaded, and fails
+# on one holding "bad".
 EIGHTFOLD = '''
 import time
 
@@ -82,6 +83,8 @@ def transform_fn(model, body, content_type, accept):
     body = body if isinstance(body, bytes) else body.encode()
     if b"tail" in body:
         time.sleep(120)
+    if b"bad" in body:
+        raise ValueError("cannot score a bad record")
     return body * 8
 '''
 
@@ -346,7 +349,9 @@ def test_seed_low_level_flow_with_boto3(sm: Any, s3: Any, s3_bucket: str, tmp_pa
     assert kmeans_lines((tmp_path / "valid-result").read_bytes()) == KMEANS_OUTPUT
 
 
-def test_conveyor_transformer_on_s3(server: ServerProcess, sm: Any, s3: Any, s3_bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_conveyor_transformer_on_s3(
+    server: ServerProcess, sm: Any, s3: Any, s3_bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The seed's high-level flow through `conveyor.Transformer` (the SDK's interface), then attach."""
     bucket = s3_bucket
     model_name = put_model(sm, s3, bucket, kmeans_tarball())
@@ -378,6 +383,27 @@ def test_conveyor_transformer_on_s3(server: ServerProcess, sm: Any, s3: Any, s3_
     assert (attached.model_name, attached.instance_count, attached.instance_type) == (model_name, 1, "ml.c4.xlarge")
     assert attached.output_path == f"s3://{bucket}/kmeans_batch_example/output"
     assert attached.wait(logs=False)["TransformJobStatus"] == "Completed"
+
+
+def test_conveyor_transformer_in_process_on_s3(
+    s3_server: S3Server, s3: Any, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`conveyor.Model` / `Transformer` with no server: the S3 endpoint comes from CONVEYOR_S3_ENDPOINT."""
+    monkeypatch.setenv("CONVEYOR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CONVEYOR_CAPACITY", "1")
+    monkeypatch.setenv("CONVEYOR_S3_ENDPOINT", s3_server.endpoint_url)
+    s3.put_object(Bucket=s3_bucket, Key="models/kmeans.tar.gz", Body=kmeans_tarball())
+    s3.put_object(Bucket=s3_bucket, Key="input/valid-data.csv", Body=KMEANS_ROWS)
+    session = LocalSession()
+    try:
+        model = conveyor.Model(f"s3://{s3_bucket}/models/kmeans.tar.gz", name=unique("in-process"), session=session)
+        transformer = model.transformer(instance_count=1, instance_type="ml.c4.xlarge", output_path=f"s3://{s3_bucket}/output")
+        transformer.transform(f"s3://{s3_bucket}/input/valid-data.csv", content_type="text/csv", split_type="Line", logs=False)
+        assert transformer.describe()["TransformJobStatus"] == "Completed"
+    finally:
+        session.close()
+    assert kmeans_lines(s3.get_object(Bucket=s3_bucket, Key="output/valid-data.csv.out")["Body"].read()) == KMEANS_OUTPUT
+    assert len(list((tmp_path / "home" / "cache" / "models").glob("*/model.tar.gz"))) == 1
 
 
 # -- model data ---------------------------------------------------------------------------------
@@ -589,8 +615,30 @@ def test_stop_during_multipart_output_leaves_nothing(sm: Any, s3: Any, s3_bucket
         assert time.monotonic() < deadline, "no part of the output was uploaded"
         time.sleep(0.1)
 
+    assert keys_under(s3, s3_bucket, "out/") == []  # parts stored, but no object until it is whole
+
     sm.stop_transform_job(TransformJobName=name)
     assert wait_for_status(sm, name, timeout=60)["TransformJobStatus"] == "Stopped"
+    assert pending_uploads(s3, s3_bucket) == []
+    assert keys_under(s3, s3_bucket, "out/") == []
+
+
+def test_failed_object_aborts_its_multipart_upload(sm: Any, s3: Any, s3_bucket: str) -> None:
+    """The model fails on the last payload, after 24 MiB of output went up in parts: the upload
+    is aborted, so neither an object nor a pending upload is left."""
+    model_name = put_model(sm, s3, s3_bucket, model_tarball(EIGHTFOLD))
+    body = b"".join(b"%09d\n" % number for number in range(3 * MiB // 10)) + b"bad\n"
+    s3.put_object(Bucket=s3_bucket, Key="in/big.csv", Body=body)
+    name = unique("failed")
+    sm.create_transform_job(
+        **job_request(
+            name, model_name, f"s3://{s3_bucket}/in/", f"s3://{s3_bucket}/out", MaxPayloadInMB=1, BatchStrategy="MultiRecord",
+            ModelClientConfig={"InvocationsMaxRetries": 0},
+        )
+    )
+    description = wait_for_status(sm, name, timeout=120)
+    assert description["TransformJobStatus"] == "Failed"
+    assert "cannot score a bad record" in description["FailureReason"]
     assert pending_uploads(s3, s3_bucket) == []
     assert keys_under(s3, s3_bucket, "out/") == []
 
@@ -606,7 +654,8 @@ def test_503_for_a_while_is_retried(proxied: tuple[ServerProcess, S3Proxy], s3: 
     s3.put_object(Bucket=s3_bucket, Key="in/small.csv", Body=b"1,2\n")
     proxy.fail_attempts = 2
     name = unique("retried")
-    sm.create_transform_job(**job_request(name, model_name, f"s3://{s3_bucket}/in/", f"s3://{s3_bucket}/out", MaxPayloadInMB=1, BatchStrategy="MultiRecord"))
+    request = job_request(name, model_name, f"s3://{s3_bucket}/in/", f"s3://{s3_bucket}/out", MaxPayloadInMB=1, BatchStrategy="MultiRecord")
+    sm.create_transform_job(**request)
     completed(sm, name, timeout=240)
     proxy.fail_attempts = 0
     assert {"GET", "HEAD", "PUT", "POST"} <= set(proxy.served_503)  # list/get, stat, put/part, create/complete
@@ -640,7 +689,9 @@ def test_kms_key_on_every_output_object(sm: Any, s3: Any, s3_bucket: str) -> Non
     s3.put_object(Bucket=s3_bucket, Key="in/large.csv", Body=b"".join(b"%09d\n" % n for n in range(int(2.5 * MiB) // 10)))
     name = unique("kms")
     sm.create_transform_job(
-        **job_request(name, model_name, f"s3://{s3_bucket}/in/", f"s3://{s3_bucket}/out", KmsKeyId=KMS_KEY, MaxPayloadInMB=1, BatchStrategy="MultiRecord")
+        **job_request(
+            name, model_name, f"s3://{s3_bucket}/in/", f"s3://{s3_bucket}/out", KmsKeyId=KMS_KEY, MaxPayloadInMB=1, BatchStrategy="MultiRecord"
+        )
     )
     completed(sm, name)
     for key, multipart in (("out/small.csv.out", False), ("out/large.csv.out", True)):
@@ -714,7 +765,10 @@ def test_one_gigabyte_object_with_bounded_memory(sm: Any, server: ServerProcess,
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     completed(sm, name)
-    print(f"\n1 GiB object: {elapsed:.1f} s ({total / MiB / elapsed:.0f} MiB/s); peak RSS server {peak['server'] / MiB:.0f} MiB, instance {peak['instance'] / MiB:.0f} MiB")
+    print(
+        f"\n1 GiB object: {elapsed:.1f} s ({total / MiB / elapsed:.0f} MiB/s); "
+        f"peak RSS server {peak['server'] / MiB:.0f} MiB, instance {peak['instance'] / MiB:.0f} MiB"
+    )
     assert 0 < peak["instance"] < 400 * MiB
     assert peak["server"] < 400 * MiB
 

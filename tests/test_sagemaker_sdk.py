@@ -2,32 +2,34 @@
 
 The Developer Guide's high-level example (the seed): upload `valid-data.csv` with boto3, then
 `sagemaker.transformer.Transformer(...)`, `transform(...)`, `wait()` with its default
-`logs=True` (the SDK tails the job's log through CloudWatch Logs' API, which the server
-emulates; `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS` points the SDK's logs client at it), download `valid-data.csv.out`, and `Transformer.attach`. S3 is the session's
-`moto_server`; the model is a k-means handler in an s3:// `model.tar.gz`.
+`logs=True`, download `valid-data.csv.out`, and `Transformer.attach`. The SDK tails the job's
+log through CloudWatch Logs' API, which the server emulates (`AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`
+points the SDK's logs client at it). S3 is the session's `moto_server`; the model is a k-means
+handler in an s3:// `model.tar.gz`.
 
 Offline: the SDK's telemetry is opted out through its own config (`TelemetryOptOut`), every
 client's endpoint is on 127.0.0.1, and an audit hook records every socket connection and name
-lookup the test process makes while the SDK runs: none may leave 127.0.0.1.
+lookup this process makes while the SDK is imported and runs: none may leave 127.0.0.1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import boto3
 import pytest
 
 from tests.s3_server import S3Server
 from tests.server import ServerProcess, start_server
 from tests.test_s3_jobs import KMEANS_OUTPUT, KMEANS_ROWS, kmeans_tarball, put_model
-
-import boto3
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 TELEMETRY_OPT_OUT = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
@@ -70,12 +72,40 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+OFFLINE = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata lookups for keys or region
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # a service given no endpoint of its own: nowhere
+    "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+}
+"""The environment the SDK runs in. Importing it builds a default `Session` (jumpstart's
+constants), whose clients look for credentials; without keys in the environment botocore would
+ask the EC2 instance metadata service (169.254.169.254)."""
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 _WATCH = _NetworkWatch()
 _WATCH.armed = True  # importing the SDK must not reach out either
 try:
-    sagemaker = pytest.importorskip("sagemaker", minversion="2")
-    import sagemaker.session  # noqa: E402
-    import sagemaker.transformer  # noqa: E402
+    with _environment(OFFLINE):
+        sagemaker = pytest.importorskip("sagemaker", minversion="2")
+        import sagemaker.session  # noqa: E402
+        import sagemaker.transformer  # noqa: E402
 finally:
     _WATCH.armed = False
 OUTBOUND_ON_IMPORT = list(_WATCH.outbound)
@@ -131,8 +161,8 @@ def sagemaker_session(server: ServerProcess, s3_server: S3Server, s3_bucket: str
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", server.endpoint)  # botocore's name ("CloudWatch Logs")
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", server.endpoint)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # any other service: nowhere
-    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    for name in ("AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL", "SAGEMAKER_SUPPRESS_V2_WARNING"):
+        monkeypatch.setenv(name, OFFLINE[name])
     monkeypatch.setattr(sagemaker.session, "time", _FastClock())
     boto_session = server.session()
     return sagemaker.session.Session(
@@ -156,6 +186,10 @@ def test_seed_high_level_flow(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from sagemaker.config.config_schema import TELEMETRY_OPT_OUT_PATH
+    from sagemaker.utils import resolve_value_from_config
+
+    assert resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, default_value=False, sagemaker_session=sagemaker_session) is True
     bucket = s3_bucket
     s3 = boto3.client("s3")  # AWS_ENDPOINT_URL_S3: moto
     model_name = put_model(server.client(), s3, bucket, kmeans_tarball(), key="kmeans/model.tar.gz")

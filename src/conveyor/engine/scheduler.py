@@ -236,7 +236,8 @@ class Scheduler:
         if resumed:
             log(self.store, job_stream(name), name, f"Resuming: {counts.done} of {counts.total} objects already done; {swept} temporary files swept.")
         else:
-            log(self.store, job_stream(name), name, f"Starting: {counts.total} input objects.")
+            noun = "object" if counts.total == 1 else "objects"
+            log(self.store, job_stream(name), name, f"Starting: {counts.total} input {noun}.")
         if job.resources.instance_count > instances:
             log(
                 self.store, job_stream(name), name,
