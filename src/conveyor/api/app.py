@@ -50,29 +50,9 @@ def _conveyor_route(service: Service, credentials: Credentials | None, view: Cal
     return endpoint
 
 
-# Point reads and keyset pages: a few indexed SQLite reads that never wait for a writer (WAL), so
-# they run on the event loop. A hop to a worker thread and back would cost more than the call,
-# and under CPU contention each hop waits for the OS to schedule another thread.
-INLINE_TARGETS = frozenset({
-    "SageMaker.DescribeTransformJob", "SageMaker.ListTransformJobs", "SageMaker.DescribeModel",
-    "SageMaker.ListModels", "SageMaker.ListTags",
-})
-
-
-def _taking_bodies(operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> dict[str, Callable[[AwsRequest], Any]]:
-    """The service takes request bodies; the endpoint hands over whole parsed requests. Writes
-    (and log reads) run in the thread pool; the reads in INLINE_TARGETS on the event loop."""
-
-    def inline(operation: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[AwsRequest], Any]:
-        async def call(request: AwsRequest) -> dict[str, Any]:
-            return operation(request.body)
-
-        return call
-
-    return {
-        target: inline(operation) if target in INLINE_TARGETS else (lambda call, operation=operation: operation(call.body))
-        for target, operation in operations.items()
-    }
+def _taking_bodies(operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> dict[str, Callable[[AwsRequest], dict[str, Any]]]:
+    """The service takes request bodies; the endpoint hands over whole parsed requests."""
+    return {target: (lambda call, operation=operation: operation(call.body)) for target, operation in operations.items()}
 
 
 def create_app(service: Service, *, credentials: Credentials | None, extra_routes: list | None = None) -> Starlette:

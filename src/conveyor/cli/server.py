@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -36,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = {"capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint}
     if args.home:
-        overrides["home"] = os.path.abspath(os.path.expanduser(args.home))
+        overrides["home"] = Path(args.home).expanduser().resolve()
     settings = Settings.from_environ(**overrides)
     settings.home.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
