@@ -158,7 +158,8 @@ def make_model(directory: Path) -> tuple[Path, Path]:
     extracted = directory / "model"
     extracted.mkdir(parents=True, exist_ok=True)
     (extracted / "decision-tree-model.json").write_text(json.dumps(IRIS_TREE))
-    archive = directory / "model.tar.gz"
+    archive = directory / "model-data" / "model.tar.gz"  # alone: local mode extracts it beside itself and mounts that folder
+    archive.parent.mkdir(exist_ok=True)
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(extracted / "decision-tree-model.json", arcname="decision-tree-model.json")
     return archive, extracted

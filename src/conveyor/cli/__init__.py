@@ -1,32 +1,43 @@
-"""The `conveyor` command: one sub-command per task (`transform`, `preview`, `server`, `jobs`, …)."""
+"""The `conveyor` command: one sub-command per task (`transform`, `preview`, `server`, `jobs`, …).
+
+Only the module of the sub-command being run is imported, so `conveyor transform` does not pay
+for the server's or the AWS clients' imports before its job starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Sequence
 
-from conveyor.cli import jobs, logs, models, preview, server, transform
+COMMANDS = {
+    "transform": "conveyor.cli.transform",
+    "preview": "conveyor.cli.preview",
+    "server": "conveyor.cli.server",
+    "jobs": "conveyor.cli.jobs",
+    "models": "conveyor.cli.models",
+    "logs": "conveyor.cli.logs",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every sub-command, or for `only` that one."""
     parser = argparse.ArgumentParser(
         prog="conveyor",
         description="Run SageMaker-style batch transform jobs on this machine, or serve SageMaker's API for them.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    transform.register(commands)
-    preview.register(commands)
-    server.register(commands)
-    jobs.register(commands)
-    models.register(commands)
-    logs.register(commands)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = arguments[0] if arguments and arguments[0] in COMMANDS else None
+    args = build_parser(command).parse_args(arguments)
     return int(args.handler(args) or 0)
 
 
