@@ -31,29 +31,12 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conveyor.storage.s3 import S3Config, S3Storage  # noqa: E402
+from tests.numbered_lines import numbered_lines  # noqa: E402
 from tests.s3_server import CREDENTIALS, REGION, start_moto_server, stop_moto_server  # noqa: E402
 
 MB = 1_000_000
 MiB = 1 << 20
 READ_SIZE = MiB  # what the pipeline's iter_chunks asks for
-
-
-def generated_blocks(total: int, block_size: int = 8 * MiB):
-    """CSV-like lines, numbered so the data does not compress or repeat exactly."""
-    template = b"%012d,0.1234,5.6789,abcdefghij,0.0001,9.8765,klmnopqrst,42\n"
-    number = 0
-    produced = 0
-    while produced < total:
-        lines = []
-        size = 0
-        while size < block_size:
-            line = template % number
-            lines.append(line)
-            size += len(line)
-            number += 1
-        block = b"".join(lines)[: min(block_size, total - produced)]
-        produced += len(block)
-        yield block
 
 
 def storage_write(storage: S3Storage, uri: str, data: bytes) -> int:
@@ -134,7 +117,7 @@ def main() -> None:
         if server is not None:
             client.create_bucket(Bucket=bucket)
         uri = f"s3://{bucket}/benchmark/input.csv"
-        data = b"".join(generated_blocks(size))
+        data = b"".join(numbered_lines(size, 8 * MiB))
         storage_write(storage, uri, data)
 
         rows["boto3 GET iter_chunks(1 MiB)"] = best_rate(lambda: boto3_get(client, bucket, "benchmark/input.csv"), repeat)

@@ -27,20 +27,6 @@ def transform_fn(model, body, content_type, accept):
     return body.upper()
 '''
 
-# Sleeps past any short timeout for bodies containing "slow".
-SLOW_ON_SLOW = '''
-import time
-
-def model_fn(model_dir):
-    return None
-
-def transform_fn(model, body, content_type, accept):
-    body = body if isinstance(body, bytes) else body.encode()
-    if b"slow" in body:
-        time.sleep(30)
-    return body
-'''
-
 # Answers each single record after a random delay: order must still be kept.
 JITTER = '''
 import random
@@ -64,6 +50,40 @@ def transform_fn(model, body, content_type, accept):
     lines = (body.decode() if isinstance(body, bytes) else body).splitlines()
     return "".join(f"{len(line.split(','))}\\n" for line in lines).encode()
 '''
+
+
+def slow_on_slow(seconds: float) -> str:
+    """A handler that answers with its input, `seconds` late for bodies containing "slow"."""
+    return f'''
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    body = body if isinstance(body, bytes) else body.encode()
+    if b"slow" in body:
+        time.sleep({seconds!r})
+    return body
+'''
+
+
+def sleepy(seconds: float) -> str:
+    """A handler that answers each request with its input after `seconds`: a job that runs a while."""
+    return f'''
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    time.sleep({seconds!r})
+    return body
+'''
+
+
+# Sleeps past any short timeout for bodies containing "slow".
+SLOW_ON_SLOW = slow_on_slow(30)
 
 
 def write_model(root: Path, handler: str, name: str = "model") -> Path:

@@ -14,20 +14,11 @@ from pathlib import Path
 import pytest
 
 from conveyor.cli import main
-from tests.models import BRACKET, FAIL_ON_BAD, SLOW_ON_SLOW, write_model
+from tests.models import BRACKET, FAIL_ON_BAD, SLOW_ON_SLOW, sleepy, write_model
 from tests.server import ServerProcess, free_port, wait_for_status
 
 # Half a second per record: a job that runs long enough for `--follow` to see it running.
-SLEEPY = '''
-import time
-
-def model_fn(model_dir):
-    return None
-
-def transform_fn(model, body, content_type, accept):
-    time.sleep(0.5)
-    return body
-'''
+SLEEPY = sleepy(0.5)
 
 
 def conveyor(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:

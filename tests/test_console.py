@@ -21,22 +21,13 @@ from conveyor.console.forms import JOB_DEFAULTS, JOB_FIELDS, Form, job_request, 
 from conveyor.service import Service
 from conveyor.settings import Settings
 from conveyor.spec.errors import ConveyorError
-from tests.models import BRACKET, write_model
+from tests.models import BRACKET, sleepy, write_model
 from tests.server import ServerProcess, _read_keys, start_server, wait_for_status
 
 pytest_plugins = ["tests.browser"]  # the `browser`, `new_page` and `screenshot` fixtures
 
 # Answers each request after a pause: a job over a few hundred records runs for minutes.
-SLEEPY = """
-import time
-
-def model_fn(model_dir):
-    return None
-
-def transform_fn(model, body, content_type, accept):
-    time.sleep(0.25)
-    return body
-"""
+SLEEPY = sleepy(0.25)
 LIVE = 30_000  # ms: how long a live update may take to show
 
 

@@ -2,7 +2,7 @@
 
 A real `conveyor server` (its own process, CONVEYOR_HOME in tmp) is started with
 `--s3-endpoint` pointing at the session's `moto_server` on 127.0.0.1, or at a small HTTP proxy in
-front of it (`S3Proxy`) where a test counts requests or makes the store misbehave (503 for a
+front of it (`CountingProxy`) where a test counts requests or makes the store misbehave (503 for a
 while, 403 on listing). Clients are real boto3 clients; nothing is mocked in-process. Models are
 `model.tar.gz` archives in S3 holding `code/inference.py`.
 """
@@ -10,17 +10,15 @@ while, 403 on listing). Clients are real boto3 clients; nothing is mocked in-pro
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import json
 import tarfile
 import textwrap
-import threading
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -29,6 +27,9 @@ from botocore.exceptions import ClientError
 
 import conveyor
 from conveyor.sdk import LocalSession, RemoteSession
+from tests.models import slow_on_slow
+from tests.numbered_lines import numbered_lines
+from tests.s3_proxy import S3Proxy
 from tests.s3_server import S3Server
 from tests.server import ServerProcess, start_server, wait_for_status
 
@@ -89,18 +90,7 @@ def transform_fn(model, body, content_type, accept):
 '''
 
 # Answers with its input; sleeps a few seconds on a payload holding "slow".
-ECHO = '''
-import time
-
-def model_fn(model_dir):
-    return None
-
-def transform_fn(model, body, content_type, accept):
-    body = body if isinstance(body, bytes) else body.encode()
-    if b"slow" in body:
-        time.sleep(3)
-    return body
-'''
+ECHO = slow_on_slow(3)
 
 
 def model_tarball(handler: str, files: dict[str, bytes] | None = None) -> bytes:
@@ -176,8 +166,8 @@ def error_of(caught: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
 # -- a proxy in front of moto -------------------------------------------------------------------
 
 
-class S3Proxy:
-    """An HTTP proxy to the S3 server that counts requests and can misbehave on purpose.
+class CountingProxy(S3Proxy):
+    """Counts the requests it forwards, and can misbehave on purpose.
 
     `fail_attempts`: while > 0, each distinct request (method, path and query) gets that many
     `503 SlowDown` answers before it is let through, so every S3 call a job makes is retried.
@@ -185,47 +175,18 @@ class S3Proxy:
     """
 
     def __init__(self, upstream: str) -> None:
-        host, port = upstream.removeprefix("http://").split(":")
-        self.upstream = (host, int(port))
+        super().__init__(upstream)
         self.fail_attempts = 0
         self.deny: Callable[[str, str], bool] = lambda method, path: False
         self.requests: Counter[tuple[str, str]] = Counter()  # (method, path without query)
         self.served_503: Counter[str] = Counter()  # by method
         self._attempts: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                proxy._handle(self)
-
-            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.endpoint_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "S3Proxy":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def gets(self, key: str) -> int:
         """Whole-object GETs of `/<bucket>/<key>` (listings have a query, so are not counted)."""
         return sum(count for (method, path), count in self.requests.items() if method == "GET" and path.endswith("/" + key))
 
-    def _handle(self, request: BaseHTTPRequestHandler) -> None:
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b""
+    def handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
         path = request.path.partition("?")[0]
         with self._lock:
             self.requests[(request.command, path)] += 1
@@ -235,38 +196,10 @@ class S3Proxy:
             if fail:
                 self.served_503[request.command] += 1
         if fail:
-            return self._error(request, 503, "SlowDown", "Please reduce your request rate.")
+            return self.slow_down(request)
         if self.deny(request.command, request.path):
-            return self._error(request, 403, "AccessDenied", "Access Denied")
-        upstream = http.client.HTTPConnection(*self.upstream, timeout=120)
-        try:
-            headers = {name: value for name, value in request.headers.items() if name.lower() != "expect"}
-            upstream.request(request.command, request.path, body=body, headers=headers)
-            response = upstream.getresponse()
-            request.send_response(response.status)
-            for name, value in response.getheaders():
-                if name.lower() not in ("connection", "transfer-encoding", "server", "date"):
-                    request.send_header(name, value)
-            request.send_header("Connection", "close")
-            request.end_headers()
-            if request.command != "HEAD":
-                while chunk := response.read(MiB):
-                    request.wfile.write(chunk)
-        finally:
-            upstream.close()
-        request.close_connection = True
-
-    @staticmethod
-    def _error(request: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
-        payload = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/xml")
-        request.send_header("Content-Length", str(len(payload)) if request.command != "HEAD" else "0")
-        request.send_header("Connection", "close")
-        request.end_headers()
-        if request.command != "HEAD":
-            request.wfile.write(payload)
-        request.close_connection = True
+            return self.error(request, 403, "AccessDenied", "Access Denied")
+        self.forward(request, body)
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -281,9 +214,9 @@ def server(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture
-def proxied(s3_server: S3Server, tmp_path: Path) -> Iterator[tuple[ServerProcess, S3Proxy]]:
-    """A private conveyor server whose S3 traffic goes through an `S3Proxy` in front of moto."""
-    with S3Proxy(s3_server.endpoint_url) as proxy:
+def proxied(s3_server: S3Server, tmp_path: Path) -> Iterator[tuple[ServerProcess, CountingProxy]]:
+    """A private conveyor server whose S3 traffic goes through a `CountingProxy` in front of moto."""
+    with CountingProxy(s3_server.endpoint_url) as proxy:
         process = start_server(tmp_path / "home", "--s3-endpoint", proxy.endpoint_url)
         try:
             yield process, proxy
@@ -409,7 +342,7 @@ def test_conveyor_transformer_in_process_on_s3(
 # -- model data ---------------------------------------------------------------------------------
 
 
-def test_model_tarball_downloaded_once_and_cached_by_etag(proxied: tuple[ServerProcess, S3Proxy], s3: Any, s3_bucket: str) -> None:
+def test_model_tarball_downloaded_once_and_cached_by_etag(proxied: tuple[ServerProcess, CountingProxy], s3: Any, s3_bucket: str) -> None:
     server, proxy = proxied
     sm = server.client()
     bucket = s3_bucket
@@ -483,7 +416,7 @@ def test_empty_prefix_is_refused_with_sagemakers_message(sm: Any, s3: Any, s3_bu
         sm.describe_transform_job(TransformJobName=name)
 
 
-def test_access_denied_is_refused_at_create(proxied: tuple[ServerProcess, S3Proxy], s3: Any, s3_bucket: str) -> None:
+def test_access_denied_is_refused_at_create(proxied: tuple[ServerProcess, CountingProxy], s3: Any, s3_bucket: str) -> None:
     server, proxy = proxied
     sm = server.client()
     model_name = put_model(sm, s3, s3_bucket, kmeans_tarball())
@@ -643,7 +576,7 @@ def test_failed_object_aborts_its_multipart_upload(sm: Any, s3: Any, s3_bucket: 
     assert keys_under(s3, s3_bucket, "out/") == []
 
 
-def test_503_for_a_while_is_retried(proxied: tuple[ServerProcess, S3Proxy], s3: Any, s3_bucket: str) -> None:
+def test_503_for_a_while_is_retried(proxied: tuple[ServerProcess, CountingProxy], s3: Any, s3_bucket: str) -> None:
     """Every S3 request the job makes (listing, model download, reads, writes) is answered 503
     SlowDown twice before it goes through: the job still completes, with the right output."""
     server, proxy = proxied
@@ -743,7 +676,7 @@ def test_one_gigabyte_object_with_bounded_memory(sm: Any, server: ServerProcess,
     digest = hashlib.sha256()
     upload = s3.create_multipart_upload(Bucket=s3_bucket, Key="huge/input.csv")
     parts = []
-    for number, block in enumerate(generated_blocks(total, 64 * MiB), start=1):
+    for number, block in enumerate(numbered_lines(total, 64 * MiB), start=1):
         digest.update(block)
         part = s3.upload_part(Bucket=s3_bucket, Key="huge/input.csv", UploadId=upload["UploadId"], PartNumber=number, Body=block)
         parts.append({"PartNumber": number, "ETag": part["ETag"]})
@@ -780,25 +713,3 @@ def test_one_gigabyte_object_with_bounded_memory(sm: Any, server: ServerProcess,
         received.update(chunk)
     assert received.hexdigest() == digest.hexdigest()
     assert pending_uploads(s3, s3_bucket) == []
-
-
-def generated_blocks(total: int, block_size: int) -> Iterator[bytes]:
-    """`total` bytes of numbered CSV lines (ending with a whole line), `block_size` at a time."""
-    template = b"%012d,0.1234,5.6789,abcdefghij,0.0001,9.8765,klmnopqrst,42\n"
-    number = 0
-    produced = 0
-    pending = b""
-    while produced < total:
-        lines = [pending]
-        size = len(pending)
-        while size < block_size:
-            line = template % number
-            lines.append(line)
-            size += len(line)
-            number += 1
-        joined = b"".join(lines)
-        block, pending = joined[: min(block_size, total - produced)], joined[min(block_size, total - produced) :]
-        if produced + len(block) == total and not block.endswith(b"\n"):
-            block = block[:-1] + b"\n"
-        produced += len(block)
-        yield block

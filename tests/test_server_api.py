@@ -27,52 +27,18 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError, WaiterError
 
-from tests.models import BRACKET, write_model
+from tests.models import BRACKET, FAIL_ON_BAD, sleepy, slow_on_slow, write_model
 from tests.server import ServerProcess, start_server, wait_for_status
 
 TEMP_MARKER = ".conveyor-tmp-"
 ROLE = "arn:aws:iam::000000000000:role/conveyor-tests"
 TERMINAL = ("Completed", "Failed", "Stopped")
 
-# Text content types reach a handler decoded (as in the inference toolkit), so these take both.
-
-# Fails every attempt for a body containing "bad".
-REFUSES_BAD = '''
-def model_fn(model_dir):
-    return None
-
-def transform_fn(model, body, content_type, accept):
-    body = body if isinstance(body, bytes) else body.encode()
-    if b"bad" in body:
-        raise ValueError("cannot score a bad record")
-    return body
-'''
-
 # Hangs for a body containing "slow" (a stuck model), answers at once otherwise.
-HANGS_ON_SLOW = '''
-import time
-
-def model_fn(model_dir):
-    return None
-
-def transform_fn(model, body, content_type, accept):
-    body = body if isinstance(body, bytes) else body.encode()
-    if b"slow" in body:
-        time.sleep(60)
-    return body
-'''
+HANGS_ON_SLOW = slow_on_slow(60)
 
 # Sleeps a second per request: long enough to watch a job hold its instances.
-SLEEPY = '''
-import time
-
-def model_fn(model_dir):
-    return None
-
-def transform_fn(model, body, content_type, accept):
-    time.sleep(1.0)
-    return body
-'''
+SLEEPY = sleepy(1.0)
 
 
 # Helpers
@@ -273,7 +239,7 @@ def test_waiter_completed_or_stopped(sm: Any, tmp_path: Path) -> None:
     assert sm.describe_transform_job(TransformJobName=name)["TransformJobStatus"] == "Completed"
     assert (tmp_path / "out" / "a.csv.out").read_bytes() == b"<1\n>"
 
-    failing = create_model(sm, tmp_path, REFUSES_BAD)
+    failing = create_model(sm, tmp_path, FAIL_ON_BAD)
     failed = unique("waited-failing")
     sm.create_transform_job(**job_request(failed, failing, write_inputs(tmp_path / "bad", {"b.csv": "bad\n"}), f"file://{tmp_path}/out-bad"))
     with pytest.raises(WaiterError) as excinfo:
@@ -341,7 +307,7 @@ def test_list_filters_and_sorts(sm: Any, tmp_path: Path) -> None:
     """Every ListTransformJobs filter and sort, over jobs of three statuses created in two
     different seconds (boto3 sends request timestamps as whole epoch seconds)."""
     good = create_model(sm, tmp_path, BRACKET)
-    failing = create_model(sm, tmp_path, REFUSES_BAD)
+    failing = create_model(sm, tmp_path, FAIL_ON_BAD)
     inputs = write_inputs(tmp_path / "in", {"a.csv": "1\n"})
     bad_inputs = write_inputs(tmp_path / "bad", {"b.csv": "bad\n"})
     prefix = unique("filters")

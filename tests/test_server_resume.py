@@ -10,8 +10,9 @@ from __future__ import annotations
 import textwrap
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import psutil
 
@@ -77,20 +78,49 @@ def marks(path: Path) -> list[tuple[int, str]]:
     return [(int(pid), obj) for pid, obj in (line.split(" ", 1) for line in path.read_text().splitlines())]
 
 
+class Servers:
+    """The server a test started, then each one it restarted as; all are stopped at the end."""
+
+    def __init__(self, first: ServerProcess) -> None:
+        self.started = [first]
+
+    def restart(self) -> ServerProcess:
+        """A new server on the same home, once the last one was killed or stopped."""
+        self.started.append(self.started[-1].restart())
+        return self.started[-1]
+
+
+@contextmanager
+def marking_server(tmp_path: Path, marks_file: Path, seconds: float) -> Iterator[Servers]:
+    """A server (its home in `tmp_path`) holding the "marking" model, which notes into `marks_file`
+    and takes `seconds` per payload."""
+    model_dir = write_model(tmp_path, textwrap.dedent(MARKING_HANDLER.format(marks=str(marks_file), seconds=seconds)))
+    servers = Servers(start_server(tmp_path / "home"))
+    try:
+        servers.started[0].client().create_model(
+            ModelName="marking", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model_dir}"}
+        )
+        yield servers
+    finally:
+        for process in servers.started:
+            process.stop()
+
+
+def write_inputs(directory: Path, texts: dict[str, str]) -> Path:
+    directory.mkdir()
+    for name, text in texts.items():
+        (directory / name).write_text(text)
+    return directory
+
+
 def test_kill_9_mid_job_then_resume(tmp_path: Path) -> None:
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for index, name in enumerate(OBJECTS):
-        (inputs / name).write_text(f"{name},{index}\n{name},{index * 10}\n")
+    inputs = write_inputs(tmp_path / "in", {name: f"{name},{index}\n{name},{index * 10}\n" for index, name in enumerate(OBJECTS)})
     marks_file = tmp_path / "marks.txt"
-    model_dir = write_model(tmp_path, textwrap.dedent(MARKING_HANDLER.format(marks=str(marks_file), seconds=SECONDS_PER_PAYLOAD)))
     crashed_out, clean_out = tmp_path / "out-crashed", tmp_path / "out-clean"
 
-    server = start_server(tmp_path / "home")
-    restarted: ServerProcess | None = None
-    try:
+    with marking_server(tmp_path, marks_file, SECONDS_PER_PAYLOAD) as servers:
+        server = servers.started[0]
         sm = server.client()
-        sm.create_model(ModelName="marking", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model_dir}"})
         sm.create_transform_job(**job_request("crashes", "marking", inputs, crashed_out))
 
         # Wait until some objects are written and others are half done, then kill -9.
@@ -122,7 +152,7 @@ def test_kill_9_mid_job_then_resume(tmp_path: Path) -> None:
         assert left_behind, "the kill left no temporary to sweep"
 
         # Start again: the job is taken over at once and finishes.
-        restarted = server.restart()
+        restarted = servers.restart()
         restarted_at = time.time()
         sm = restarted.client()
         description = wait_for_status(sm, "crashes", timeout=60)
@@ -159,59 +189,39 @@ def test_kill_9_mid_job_then_resume(tmp_path: Path) -> None:
             assert (crashed_out / name).read_bytes() == (clean_out / name).read_bytes(), name
         assert temporaries(crashed_out) == [] and temporaries(clean_out) == []
         assert not [p for p in tmp_path.rglob(f"*{TEMP_MARKER}*")]
-    finally:
-        for process in (server, restarted):
-            if process is not None:
-                process.stop()
 
 
 def test_orphaned_job_with_no_progress_resumes_from_scratch(tmp_path: Path) -> None:
     """A kill before any object is written: the restarted server runs the whole job once."""
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for name in OBJECTS[:3]:
-        (inputs / name).write_text(f"{name},1\n")
+    inputs = write_inputs(tmp_path / "in", {name: f"{name},1\n" for name in OBJECTS[:3]})
     marks_file = tmp_path / "marks.txt"
-    model_dir = write_model(tmp_path, textwrap.dedent(MARKING_HANDLER.format(marks=str(marks_file), seconds=1.0)))
     out = tmp_path / "out"
-    server = start_server(tmp_path / "home")
-    restarted: ServerProcess | None = None
-    try:
+    with marking_server(tmp_path, marks_file, 1.0) as servers:
+        server = servers.started[0]
         sm = server.client()
-        sm.create_model(ModelName="marking", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model_dir}"})
         sm.create_transform_job(**job_request("early", "marking", inputs, out))
         deadline = time.monotonic() + 60
         while not temporaries(out):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         server.kill()
-        restarted = server.restart()
+        restarted = servers.restart()
         sm = restarted.client()
         assert wait_for_status(sm, "early", timeout=60)["TransformJobStatus"] == "Completed"
         assert sorted(finished(out)) == sorted(f"{name}.out" for name in OBJECTS[:3])
         assert temporaries(out) == []
         counts = Counter(obj for _, obj in marks(marks_file))
         assert set(counts) == set(OBJECTS[:3])
-    finally:
-        for process in (server, restarted):
-            if process is not None:
-                process.stop()
 
 
 def test_graceful_stop_mid_job_then_resume(tmp_path: Path) -> None:
     """SIGTERM (a service restart) gives the job back; the next server finishes it."""
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for index, name in enumerate(OBJECTS[:5]):
-        (inputs / name).write_text(f"{name},{index}\n")
+    inputs = write_inputs(tmp_path / "in", {name: f"{name},{index}\n" for index, name in enumerate(OBJECTS[:5])})
     marks_file = tmp_path / "marks.txt"
-    model_dir = write_model(tmp_path, textwrap.dedent(MARKING_HANDLER.format(marks=str(marks_file), seconds=SECONDS_PER_PAYLOAD)))
     out = tmp_path / "out"
-    server = start_server(tmp_path / "home")
-    restarted: ServerProcess | None = None
-    try:
+    with marking_server(tmp_path, marks_file, SECONDS_PER_PAYLOAD) as servers:
+        server = servers.started[0]
         sm = server.client()
-        sm.create_model(ModelName="marking", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model_dir}"})
         sm.create_transform_job(**job_request("restarted", "marking", inputs, out))
         deadline = time.monotonic() + 60
         while len(finished(out)) < 2:
@@ -221,7 +231,7 @@ def test_graceful_stop_mid_job_then_resume(tmp_path: Path) -> None:
         server.stop()  # SIGTERM, then wait for it to exit
         assert psutil.wait_procs(workers, timeout=10)[1] == []
         done_before = {name: (out / name).stat().st_mtime_ns for name in finished(out)}
-        restarted = server.restart()
+        restarted = servers.restart()
         sm = restarted.client()
         assert wait_for_status(sm, "restarted", timeout=60)["TransformJobStatus"] == "Completed"
         assert sorted(finished(out)) == sorted(f"{name}.out" for name in OBJECTS[:5])
@@ -230,7 +240,3 @@ def test_graceful_stop_mid_job_then_resume(tmp_path: Path) -> None:
             assert (out / name).stat().st_mtime_ns == mtime
         counts = Counter(obj for _, obj in marks(marks_file))
         assert all(counts[name.removesuffix(".out")] == 1 for name in done_before), counts
-    finally:
-        for process in (server, restarted):
-            if process is not None:
-                process.stop()

@@ -21,21 +21,7 @@ from conveyor.store import (
     NotFound,
     Store,
 )
-
-T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
-
-
-class Clock:
-    """A clock the test moves by hand (epoch seconds)."""
-
-    def __init__(self, moment: datetime = T0 + timedelta(hours=1)) -> None:
-        self.now = moment.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.clock import T0, Clock
 
 
 @pytest.fixture

@@ -10,19 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conveyor.store import AlreadyExists, NewWorkItem, NotFound, Store, WorkItemCounts
-
-T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = (T0 + timedelta(hours=1)).timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.clock import T0, Clock
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from conveyor.spec.errors import ResourceInUse, ResourceNotFound, ValidationExce
 from conveyor.spec.shapes import unique_tag_key_errors, validate_request
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
-from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Store
+from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Page, Store
 from conveyor.store.work_items import NewWorkItem
 from conveyor.service import wire
 
@@ -55,6 +55,31 @@ def _tags(request: dict[str, Any]) -> dict[str, str]:
     return {tag["Key"]: tag.get("Value", "") for tag in request.get("Tags") or []}
 
 
+def _listing(
+    request: dict[str, Any],
+    list_page: Callable[..., Page[Any]],
+    items_member: str,
+    summary: Callable[[Any], dict[str, Any]],
+    **filters: Any,
+) -> dict[str, Any]:
+    """A List* response: one page of `list_page(**filters)` in the request's sort, as
+    `items_member` summaries, and its NextToken; a token this listing did not issue is refused."""
+    try:
+        page = list_page(
+            **filters,
+            sort_by=request.get("SortBy", "CreationTime"),
+            sort_order=request.get("SortOrder", "Descending"),
+            max_results=request.get("MaxResults", 10),
+            next_token=request.get("NextToken"),
+        )
+    except (InvalidToken, OverflowError):  # OverflowError: a forged token's integer beyond SQLite's 64 bits
+        raise ValidationException("Invalid pagination token: the NextToken is not one this listing issued.") from None
+    response: dict[str, Any] = {items_member: [summary(item) for item in page.items]}
+    if page.next_token:
+        response["NextToken"] = page.next_token
+    return response
+
+
 class SageMakerOperations:
     def __init__(self, store: Store, settings: Settings, on_change: Callable[[], None] = lambda: None) -> None:
         self.store = store
@@ -81,22 +106,15 @@ class SageMakerOperations:
 
     def list_models(self, request: dict[str, Any]) -> dict[str, Any]:
         _validated("ListModels", request)
-        try:
-            page = self.store.models.list(
-                name_contains=request.get("NameContains"),
-                creation_time_after=_time(request.get("CreationTimeAfter")),
-                creation_time_before=_time(request.get("CreationTimeBefore")),
-                sort_by=request.get("SortBy", "CreationTime"),
-                sort_order=request.get("SortOrder", "Descending"),
-                max_results=request.get("MaxResults", 10),
-                next_token=request.get("NextToken"),
-            )
-        except (InvalidToken, OverflowError):  # OverflowError: a forged token's integer beyond SQLite's 64 bits
-            raise ValidationException("Invalid pagination token: the NextToken is not one this listing issued.") from None
-        response: dict[str, Any] = {"Models": [wire.model_summary(m) for m in page.items]}
-        if page.next_token:
-            response["NextToken"] = page.next_token
-        return response
+        return _listing(
+            request,
+            self.store.models.list,
+            "Models",
+            wire.model_summary,
+            name_contains=request.get("NameContains"),
+            creation_time_after=_time(request.get("CreationTimeAfter")),
+            creation_time_before=_time(request.get("CreationTimeBefore")),
+        )
 
     def delete_model(self, request: dict[str, Any]) -> dict[str, Any]:
         name = _validated("DeleteModel", request)["ModelName"]
@@ -135,25 +153,18 @@ class SageMakerOperations:
 
     def list_transform_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
         _validated("ListTransformJobs", request)
-        try:
-            page = self.store.jobs.list(
-                name_contains=request.get("NameContains"),
-                status_equals=request.get("StatusEquals"),
-                creation_time_after=_time(request.get("CreationTimeAfter")),
-                creation_time_before=_time(request.get("CreationTimeBefore")),
-                last_modified_time_after=_time(request.get("LastModifiedTimeAfter")),
-                last_modified_time_before=_time(request.get("LastModifiedTimeBefore")),
-                sort_by=request.get("SortBy", "CreationTime"),
-                sort_order=request.get("SortOrder", "Descending"),
-                max_results=request.get("MaxResults", 10),
-                next_token=request.get("NextToken"),
-            )
-        except (InvalidToken, OverflowError):  # OverflowError: a forged token's integer beyond SQLite's 64 bits
-            raise ValidationException("Invalid pagination token: the NextToken is not one this listing issued.") from None
-        response: dict[str, Any] = {"TransformJobSummaries": [wire.transform_job_summary(s) for s in page.items]}
-        if page.next_token:
-            response["NextToken"] = page.next_token
-        return response
+        return _listing(
+            request,
+            self.store.jobs.list,
+            "TransformJobSummaries",
+            wire.transform_job_summary,
+            name_contains=request.get("NameContains"),
+            status_equals=request.get("StatusEquals"),
+            creation_time_after=_time(request.get("CreationTimeAfter")),
+            creation_time_before=_time(request.get("CreationTimeBefore")),
+            last_modified_time_after=_time(request.get("LastModifiedTimeAfter")),
+            last_modified_time_before=_time(request.get("LastModifiedTimeBefore")),
+        )
 
     def stop_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
         name = _validated("StopTransformJob", request)["TransformJobName"]
