@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(workdir: Path) -> int:
+    workdir = workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     (workdir / "input").mkdir(parents=True)
 
