@@ -30,7 +30,7 @@ from conveyor.spec.errors import ConveyorError
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
 from conveyor.store import ACTIVE, COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, Store, TransformJobRecord
-from conveyor.store.work_items import DONE, IN_FLIGHT, NewWorkItem
+from conveyor.store.work_items import DONE, IN_FLIGHT, PENDING, NewWorkItem
 
 logger = logging.getLogger("conveyor.scheduler")
 
@@ -232,9 +232,12 @@ class Scheduler:
             self.store.work_items.add(name, [NewWorkItem(i.item_id, i.input_uri, i.output_uri, "", i.size) for i in items])
         self.store.work_items.reclaim_expired(name)
         swept = self._sweep(job.output.output_path)
+        adopted = self._adopt_written_outputs(name)
         counts = self.store.work_items.counts(name)
         if resumed:
             log(self.store, job_stream(name), name, f"Resuming: {counts.done} of {counts.total} objects already done; {swept} temporary files swept.")
+            if adopted:
+                log(self.store, job_stream(name), name, f"{adopted} of them were written just before the interruption; they are kept as they are.")
         else:
             noun = "object" if counts.total == 1 else "objects"
             log(self.store, job_stream(name), name, f"Starting: {counts.total} input {noun}.")
@@ -266,6 +269,23 @@ class Scheduler:
             self._finish(name, FAILED, outcome.failure_reason)
             return
         self._finish_from_items(name)
+
+    def _adopt_written_outputs(self, name: str) -> int:
+        """Items whose output was committed after their last claim but whose completion never
+        reached the store (a crash between the two) are done: their outputs are whole, since
+        outputs appear only on commit, and transforming them again would write them twice."""
+        adopted = 0
+        for item in self.store.work_items.list(name, state=PENDING):
+            if item.attempts == 0 or item.started_at is None:
+                continue
+            try:
+                info = self.settings.storage_for(item.output_uri).stat(item.output_uri)
+            except StorageError:
+                continue
+            # S3 reports whole seconds: allow one second before the claim.
+            if info.last_modified is not None and info.last_modified >= item.started_at.timestamp() - 1:
+                adopted += self.store.work_items.adopt_output(item.id, info.size)
+        return adopted
 
     def _finish_from_items(self, name: str) -> None:
         counts = self.store.work_items.counts(name)

@@ -32,6 +32,7 @@ class ObjectInfo:
     key: str  # the path or key inside its bucket/root, as used for naming outputs
     size: int
     etag: str | None = None
+    last_modified: float | None = None  # epoch seconds, as the store reports it
 
 
 class ObjectWriter(ABC):

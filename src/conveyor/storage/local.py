@@ -118,7 +118,9 @@ class LocalStorage(Storage):
     @staticmethod
     def _info(path: str) -> ObjectInfo:
         stat = os.stat(path)
-        return ObjectInfo(uri=file_uri(path), key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}")
+        return ObjectInfo(
+            uri=file_uri(path), key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}", last_modified=stat.st_mtime
+        )
 
 
 def _walk_files(root: str, *, include_temporaries: bool = False) -> Iterator[str]:

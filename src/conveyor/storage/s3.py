@@ -136,7 +136,11 @@ class S3Storage(Storage):
             raise self._not_found(uri, bucket, exc, action="stat") from None
         except Exception as exc:
             raise storage_error(uri, exc, action="stat") from None
-        return ObjectInfo(uri=uri, key=key, size=int(response["ContentLength"]), etag=response.get("ETag"))
+        modified = response.get("LastModified")
+        return ObjectInfo(
+            uri=uri, key=key, size=int(response["ContentLength"]), etag=response.get("ETag"),
+            last_modified=modified.timestamp() if modified else None,
+        )
 
     def open_read(self, uri: str) -> S3Reader:
         bucket, key = _bucket_and_key(uri)
