@@ -243,6 +243,33 @@ def test_one_large_write_is_cut_into_parts(s3_server, s3_bucket, storage) -> Non
     assert storage.read_bytes(f"s3://{s3_bucket}/one-write.out") == data
 
 
+def test_mixed_writes_make_exact_parts_and_a_reused_buffer_is_safe(s3_server, s3_bucket) -> None:
+    """Records, payload-sized writes, a write that spans parts and an empty one, some through a
+    memoryview of one bytearray the caller refills after each write: the object is what was
+    written, cut into parts of exactly `part_size`."""
+    storage = S3Storage(s3_server.s3_config(part_size=5 * MiB))
+    data = b"".join(numbered_lines(23 * MiB + 11))
+    sizes = [100, 70, 6 * MiB, 0, 65 * 1024 - 1, 3, 11 * MiB, 64 * 1024, 1]
+    reused = bytearray(max(sizes))
+    with storage.open_write(f"s3://{s3_bucket}/mixed.out") as writer:
+        position, turn = 0, 0
+        while position < len(data):
+            size = min(sizes[turn % len(sizes)], len(data) - position)
+            piece = data[position : position + size]
+            if turn % 2:
+                reused[:size] = piece
+                writer.write(memoryview(reused)[:size])
+                reused[:size] = b"x" * size  # the writer must have kept its own copy
+            else:
+                writer.write(piece)
+            position, turn = position + size, turn + 1
+    client = s3_server.client()
+    assert storage.read_bytes(f"s3://{s3_bucket}/mixed.out") == data
+    assert client.head_object(Bucket=s3_bucket, Key="mixed.out")["ETag"].strip('"').endswith("-5")
+    part_sizes = [client.head_object(Bucket=s3_bucket, Key="mixed.out", PartNumber=n)["ContentLength"] for n in range(1, 6)]
+    assert part_sizes == [5 * MiB] * 4 + [3 * MiB + 11]
+
+
 def test_abort_leaves_no_object_and_no_pending_upload(s3_server, s3_bucket, storage) -> None:
     client = s3_server.client()
     uri = f"s3://{s3_bucket}/out/aborted.out"

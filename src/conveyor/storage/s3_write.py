@@ -1,8 +1,9 @@
 """Writing one S3 object all-or-nothing: one PUT when small, a multipart upload when large.
 
-Bytes are buffered up to a part; the first full part starts a multipart upload and each part is
-uploaded on a small background pool while the caller goes on producing the next one. At most
-`max_parts_in_flight` parts are uploading at once, so memory stays at (that + 1) parts. The
+Written bytes are kept up to a part and joined once; the first full part starts a multipart
+upload and each part is uploaded on a small background pool while the caller goes on producing
+the next one. At most `max_parts_in_flight` parts are uploading at once, so memory stays at
+(that + 1) parts. The
 object appears only when CompleteMultipartUpload (or the one PutObject) succeeds; `abort()`
 aborts the multipart upload so no parts remain stored or billed.
 """
@@ -22,6 +23,9 @@ from conveyor.storage.s3_errors import error_code, storage_error
 logger = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000
+SMALL_WRITE = 64 * 1024
+"""Writes below this are copied into one shared buffer; larger ones are kept as they are until
+their part is joined, so each byte is copied once on its way to a part."""
 PART_GROWTH_INTERVAL = 2_000
 """The part size doubles every this many parts, so 10,000 parts reach ~1 TB at 16 MiB parts."""
 
@@ -46,7 +50,8 @@ class S3Writer(ObjectWriter):
         self._part_size = part_size
         self._extra_args = extra_args
         self._checksum_algorithm = checksum_algorithm
-        self._buffer = bytearray()
+        self._pending: list[bytes | memoryview] = []  # the next part's bytes, joined once when it is full
+        self._pending_size = 0
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
         self._slots = threading.BoundedSemaphore(max(1, max_parts_in_flight))
@@ -62,28 +67,34 @@ class S3Writer(ObjectWriter):
     def write(self, data: bytes | memoryview) -> None:
         if self._state != "open":
             raise StorageError(self.uri, "InvalidState", f"write after the writer was {self._state}")
-        if len(self._buffer) + len(data) < self._next_part_size():
-            self._buffer += data
+        size = memoryview(data).nbytes
+        if size < SMALL_WRITE and self._pending_size + size < self._next_part_size():
+            if not self._pending or type(self._pending[-1]) is not bytearray:
+                self._pending.append(bytearray())
+            self._pending[-1] += data  # type: ignore[operator] - small writes (a record each) share one buffer
+            self._pending_size += size
             return
-        remaining = memoryview(data).cast("B")  # a large write is cut into parts, never buffered whole
-        while remaining:
-            room = self._next_part_size() - len(self._buffer)
-            self._buffer += remaining[:room]
-            remaining = remaining[room:]
-            if len(self._buffer) >= self._next_part_size():
-                self._send_part(self._next_part_size())
+        piece = data if type(data) is bytes else bytes(data)  # kept until its part is sent: the caller may reuse its buffer
+        offset = 0
+        while size - offset >= (room := self._next_part_size() - self._pending_size):
+            self._pending.append(memoryview(piece)[offset : offset + room])  # a large write is cut into parts
+            self._pending_size += room
+            offset += room
+            self._send_part()
+        if offset < size:
+            self._pending.append(piece if offset == 0 else memoryview(piece)[offset:])
+            self._pending_size += size - offset
 
     def commit(self) -> None:
         if self._state != "open":
             raise StorageError(self.uri, "InvalidState", f"commit after the writer was {self._state}")
         try:
             if self._upload_id is None:
-                body = bytes(self._buffer)
-                self._buffer = bytearray()
+                body = self._take_pending()
                 self._client.put_object(Bucket=self._bucket, Key=self._key, Body=body, **self._extra_args)
             else:
-                if self._buffer:
-                    self._send_part(len(self._buffer))
+                if self._pending_size:
+                    self._send_part()
                 parts = [future.result() for future in self._parts]
                 self._client.complete_multipart_upload(
                     Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
@@ -98,7 +109,7 @@ class S3Writer(ObjectWriter):
         if self._state != "open":
             return
         self._state = "aborted"
-        self._buffer = bytearray()
+        self._take_pending()
         for future in self._parts:
             future.cancel()
         wait(self._parts)  # a part still uploading would otherwise outlive the abort
@@ -112,23 +123,23 @@ class S3Writer(ObjectWriter):
             except Exception as exc:  # the sweep on resume removes what is left
                 logger.warning("%s: could not abort multipart upload %s: %s", self.uri, self._upload_id, exc)
 
+    def _take_pending(self) -> bytes:
+        data = self._pending[0] if len(self._pending) == 1 and type(self._pending[0]) is bytes else b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        return data  # type: ignore[return-value]
+
     def _next_part_size(self) -> int:
         return self._part_size << (len(self._parts) // PART_GROWTH_INTERVAL)
 
-    def _send_part(self, size: int) -> None:
-        """Cut `size` bytes off the buffer and hand them to the pool, waiting for a free slot."""
+    def _send_part(self) -> None:
+        """Hand the pending bytes to the pool as the next part, waiting for a free slot."""
         self._raise_failed_part()
         if self._upload_id is None:
             self._start_upload()
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise StorageError(self.uri, "EntityTooLarge", f"the object needs more than {MAX_PARTS} parts")
-        if size == len(self._buffer):
-            data, self._buffer = bytes(self._buffer), bytearray()
-        else:
-            with memoryview(self._buffer) as view:
-                data = view[:size].tobytes()
-            del self._buffer[:size]
+        data = self._take_pending()
         self._slots.acquire()
         assert self._pool is not None
         future = self._pool.submit(self._upload_part, number, data)
