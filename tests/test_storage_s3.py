@@ -14,6 +14,7 @@ from typing import Iterator
 
 import pytest
 
+from conveyor.settings import Settings
 from conveyor.storage import storage_for
 from conveyor.storage.base import TEMP_MARKER, StorageError
 from conveyor.storage.s3 import S3Config, S3Storage
@@ -130,6 +131,29 @@ def test_explicit_endpoint_wins_over_environment(s3_server, s3_bucket, monkeypat
 
 
 # -- reading ------------------------------------------------------------------------------------
+
+
+def test_auto_read_strategy_is_ranges_on_aws_and_stream_elsewhere(s3_server, s3_bucket, monkeypatch) -> None:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    assert S3Storage(S3Config(region="us-east-1")).read_strategy == "ranges"
+    assert S3Storage(S3Config(region="cn-north-1")).read_strategy == "ranges"
+    assert S3Storage(S3Config(region="us-east-1", read_strategy="stream")).read_strategy == "stream"
+    local = S3Storage(s3_server.s3_config())
+    assert local.read_strategy == "stream"
+    assert S3Storage(s3_server.s3_config(read_strategy="ranges")).read_strategy == "ranges"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint_url)  # the SDK's own override counts too
+    assert S3Storage(S3Config(region="us-east-1")).read_strategy == "stream"
+
+    s3_server.client().put_object(Bucket=s3_bucket, Key="k", Body=b"v" * 100)
+    with local.open_read(f"s3://{s3_bucket}/k") as stream:
+        assert stream.read() == b"v" * 100
+
+
+def test_settings_choose_auto_unless_told() -> None:
+    assert Settings.from_environ({"CONVEYOR_HOME": "/tmp/x"}).s3_config() is None  # botocore's chain, `auto`
+    configured = Settings.from_environ({"CONVEYOR_HOME": "/tmp/x", "CONVEYOR_S3_READ_STRATEGY": "ranges"}).s3_config()
+    assert configured is not None and configured.read_strategy == "ranges"
 
 
 @pytest.mark.parametrize("strategy", ["stream", "ranges"])

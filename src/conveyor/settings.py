@@ -25,7 +25,7 @@ class Settings:
     retry_backoff_seconds: float = 1.0
     """First delay between invocation retries; doubles on each retry (decision 8)."""
     s3_endpoint_url: str | None = None
-    s3_read_strategy: str = "stream"
+    s3_read_strategy: str = "auto"
     container_startup_timeout_seconds: float = 600.0
     """How long a model server may take to answer /ping with 200 before the job fails."""
 
@@ -39,14 +39,14 @@ class Settings:
             capacity=int(env.get("CONVEYOR_CAPACITY") or os.cpu_count() or 1),
             retry_backoff_seconds=float(env.get("CONVEYOR_RETRY_BACKOFF_SECONDS", "1.0")),
             s3_endpoint_url=env.get("CONVEYOR_S3_ENDPOINT") or None,
-            s3_read_strategy=env.get("CONVEYOR_S3_READ_STRATEGY", "stream"),
+            s3_read_strategy=env.get("CONVEYOR_S3_READ_STRATEGY", "auto"),
             container_startup_timeout_seconds=float(env.get("CONVEYOR_CONTAINER_STARTUP_TIMEOUT", "600")),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 
     def s3_config(self) -> "S3Config | None":
         """The S3 client settings chosen at the edge; None leaves everything to botocore's chain."""
-        if self.s3_endpoint_url is None and self.s3_read_strategy == "stream":
+        if self.s3_endpoint_url is None and self.s3_read_strategy == "auto":
             return None
         from conveyor.storage.s3 import S3Config
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import botocore.session
 from botocore.config import Config
@@ -24,7 +25,8 @@ from conveyor.storage.s3_write import S3Writer
 from conveyor.storage.uri import parse_uri
 
 MiB = 1 << 20
-READ_STRATEGIES = ("stream", "ranges")
+READ_STRATEGIES = ("auto", "stream", "ranges")
+AWS_S3_HOSTS = (".amazonaws.com", ".amazonaws.com.cn")
 RETRY_MODES = ("legacy", "standard", "adaptive")
 CHECKSUM_SETTINGS = (None, "when_supported", "when_required")
 
@@ -36,8 +38,9 @@ class S3Config:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
-    read_strategy: str = "stream"
-    """`stream`: one streaming GET per object; `ranges`: `read_concurrency` ranged GETs of `part_size`."""
+    read_strategy: str = "auto"
+    """`stream`: one streaming GET per object; `ranges`: `read_concurrency` ranged GETs of `part_size`;
+    `auto`: `ranges` on AWS S3, whose single connection is slow, and `stream` on any other store."""
     part_size: int = 16 * MiB
     """Multipart upload part size, and the ranged-GET size of the `ranges` strategy."""
     read_chunk_size: int = 8 * MiB
@@ -112,6 +115,14 @@ class S3Storage(Storage):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["config"])  # type: ignore[misc]
 
+    @property
+    def read_strategy(self) -> str:
+        """The strategy `open_read` uses, with `auto` resolved from the endpoint the client talks to."""
+        if self.config.read_strategy != "auto":
+            return self.config.read_strategy
+        host = urlsplit(self.client.meta.endpoint_url).hostname or ""
+        return "ranges" if host.endswith(AWS_S3_HOSTS) else "stream"
+
     def _client_for(self, uri: str) -> Any:
         try:
             return self.client
@@ -147,7 +158,7 @@ class S3Storage(Storage):
         config = self.config
         client = self._client_for(uri)
         try:
-            if config.read_strategy == "ranges":
+            if self.read_strategy == "ranges":
                 head = client.head_object(Bucket=bucket, Key=key)
                 size, etag = int(head["ContentLength"]), head.get("ETag")
                 get_range = _range_getter(client, bucket, key, etag)
