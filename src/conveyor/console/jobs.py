@@ -24,8 +24,8 @@ FINE_PROGRESS_BYTES = 256 << 20  # inputs this large show progress by bytes read
 
 
 def _percent(status: str, progress: dict[str, Any] | None) -> int:
-    """Objects done; for large inputs, bytes read (finer, but read ahead of the records sent,
-    so it is capped below 100 until the job completes)."""
+    """Objects done; for large inputs, the bytes the answered payloads reach (finer; capped below
+    100 until the job completes, while the last outputs are committed)."""
     if status == "Completed":
         return 100
     if not progress or not progress.get("ObjectsTotal"):

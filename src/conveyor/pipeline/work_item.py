@@ -176,7 +176,12 @@ def _transform(
     # a Line-split object would run together.
     record_end = b"\n" if line or config.split_type == "Line" else b""
     last_report = time.monotonic()
-    for payload, response in invoke_in_order(payloads, lambda index, p: invoker(index, p.body), max_concurrent=config.max_concurrent):
+    # Each payload carries the read position at which it was cut, and progress counts input only
+    # as far as answered payloads reach: the payloads in flight and the bytes read ahead for the
+    # next ones do not count until their answers are written.
+    cut = ((payload, counted.bytes_read) for payload in payloads)
+    answers = invoke_in_order(cut, lambda index, p: invoker(index, p[0].body), max_concurrent=config.max_concurrent)
+    for (payload, read_when_cut), response in answers:
         answered = [sent.popleft() for _ in range(payload.record_count)] if (filtering or per_record or preview) else []
         if per_record:
             outputs = processor.split_response(response, record_count=payload.record_count, first_record=payload.first_record, source=source)
@@ -197,9 +202,9 @@ def _transform(
                 _preview_rows(preview, processor, payload, response, answered, source)
         progress.records += payload.record_count
         progress.payloads += 1
+        progress.bytes_in = read_when_cut
         now = time.monotonic()
         if now - last_report >= PROGRESS_INTERVAL_SECONDS:
-            progress.bytes_in = counted.bytes_read
             progress.retries = invoker.retries
             on_progress(progress)
             last_report = now
