@@ -125,6 +125,19 @@ def test_describe_log_streams_lists_the_jobs_streams(conveyor_server: ServerProc
     assert all(stream.startswith(f"{name}/") for stream in streams)
 
 
+def test_describe_log_streams_without_a_prefix_lists_every_jobs_streams(
+    conveyor_server: ServerProcess, finished_job: dict[str, Any]
+) -> None:
+    name = finished_job["name"]
+    everything = aws_json(conveyor_server, "logs", "describe-log-streams", "--log-group-name", LOG_GROUP)  # the CLI pages
+    names = [stream["logStreamName"] for stream in everything["logStreams"]]
+    assert f"{name}/instance-1" in names and names == sorted(names)
+    by_job_prefix = aws_json(
+        conveyor_server, "logs", "describe-log-streams", "--log-group-name", LOG_GROUP, "--log-stream-name-prefix", name[:-2]
+    )
+    assert f"{name}/instance-1" in [stream["logStreamName"] for stream in by_job_prefix["logStreams"]]
+
+
 def test_get_log_events_prints_the_jobs_log(conveyor_server: ServerProcess, finished_job: dict[str, Any]) -> None:
     name = finished_job["name"]
     result = aws(

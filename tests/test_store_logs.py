@@ -24,15 +24,29 @@ def test_streams_list_their_first_and_last_event_times(store):
     store.logs.append_many("job", "job/instance-1", [(1000, "first"), (3000, "third")])
     store.logs.append("job", "job/instance-1/data-log", 1500, "MaxConcurrentTransforms=1")
     store.logs.append("other", "other/instance-1", 100, "elsewhere")
-    streams = store.logs.streams("job")
+    streams = store.logs.streams("job/")
     assert [stream.name for stream in streams] == ["job/instance-1", "job/instance-1/data-log"]
     instance = streams[0]
     assert (instance.first_event_time, instance.last_event_time) == (1000, 3000)
     assert instance.creation_time == instance.last_ingestion_time == NOW_MS
     assert instance.stored_bytes == len("second") + len("first") + len("third")
-    data_logs = store.logs.streams("job", prefix="job/instance-1/")
+    data_logs = store.logs.streams("job/instance-1/")
     assert [stream.name for stream in data_logs] == ["job/instance-1/data-log"]
     assert store.logs.append_many("job", "job/instance-1", []) == 0
+
+
+def test_a_stream_prefix_spans_jobs_and_no_prefix_lists_every_stream(store):
+    for number in range(150):
+        store.logs.append(f"nightly-{number:03d}", f"nightly-{number:03d}/instance-1", 1000, "started")
+    store.logs.append("nightly", "nightly/instance-1", 1000, "started")
+    store.logs.append("nightlz", "nightlz/instance-1", 1000, "started")  # just past the prefix's range
+    store.logs.append("other", "other/instance-1", 1000, "started")
+    nightly = [stream.name for stream in store.logs.streams("nightly")]
+    assert nightly == ["nightly-000/instance-1", *(f"nightly-{n:03d}/instance-1" for n in range(1, 150)), "nightly/instance-1"]
+    assert [stream.name for stream in store.logs.streams("nightly-14")] == [f"nightly-14{n}/instance-1" for n in range(10)]
+    assert len(store.logs.streams()) == 153
+    assert store.logs.streams("nightly/instance-1") == store.logs.streams("nightly/")
+    assert store.logs.streams("zzz") == []
 
 
 def test_a_stream_reads_in_time_order_forward_with_tokens(store):

@@ -87,25 +87,13 @@ class LogOperations:
         self.region = region
         self.account_id = account_id
 
-    def _streams(self, prefix: str | None) -> list[LogStream]:
-        prefix = prefix or ""
-        job_name = prefix.split("/", 1)[0]
-        if "/" in prefix:
-            return self.store.logs.streams(job_name, prefix)
-        jobs = self.store.jobs.list(name_contains=job_name or None, max_results=100).items if job_name else []
-        streams: list[LogStream] = []
-        for summary in jobs:
-            if summary.name.startswith(job_name):
-                streams.extend(self.store.logs.streams(summary.name, prefix))
-        return streams
-
     def describe_log_streams(self, request: dict[str, Any]) -> dict[str, Any]:
         _validated("DescribeLogStreams", request)
         _group(request)
         limit = _limit(request, 50, 50)
         if request.get("orderBy") == "LastEventTime" and request.get("logStreamNamePrefix"):
             raise LogsInvalidParameter("Cannot order by LastEventTime with a logStreamNamePrefix.")
-        streams = self._streams(request.get("logStreamNamePrefix"))
+        streams = self.store.logs.streams(request.get("logStreamNamePrefix") or "")
         if request.get("orderBy") == "LastEventTime":
             streams.sort(key=lambda s: s.last_event_time)
         else:
@@ -125,7 +113,7 @@ class LogOperations:
         stream = request.get("logStreamName")
         if not isinstance(stream, str) or not stream:
             raise LogsInvalidParameter("1 validation error detected: Value null at 'logStreamName' failed to satisfy constraint: Member must not be null")
-        if not any(s.name == stream for s in self.store.logs.streams(stream.split("/", 1)[0], stream)):
+        if not any(s.name == stream for s in self.store.logs.streams(stream)):
             raise LogsResourceNotFound("The specified log stream does not exist.")
         try:
             page = self.store.logs.read(

@@ -8,6 +8,7 @@ Events are ordered by (timestamp, id): by time, ties in the order they were appe
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -91,15 +92,20 @@ class Logs:
             )
         return len(events)
 
-    def streams(self, job_name: str, prefix: str | None = None) -> list[LogStream]:
-        """The job's streams by name, with first/last event times (DescribeLogStreams)."""
+    def streams(self, prefix: str = "") -> list[LogStream]:
+        """The streams whose names start with `prefix` (all of them for ""), by name, with their
+        first and last event times (DescribeLogStreams). A range of the primary key, so a prefix
+        costs what it matches, whichever jobs it spans."""
         sql = (
             "SELECT stream_name, job_name, creation_time, first_event_time, last_event_time,"
-            " last_ingestion_time, stored_bytes FROM log_streams WHERE job_name = ?"
+            " last_ingestion_time, stored_bytes FROM log_streams"
         )
-        parameters: list[object] = [job_name]
-        if prefix:
-            sql += " AND SUBSTR(stream_name, 1, ?) = ?"
+        parameters: list[object] = []
+        if prefix and ord(prefix[-1]) < sys.maxunicode:
+            sql += " WHERE stream_name >= ? AND stream_name < ?"
+            parameters += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
+        elif prefix:
+            sql += " WHERE SUBSTR(stream_name, 1, ?) = ?"
             parameters += [len(prefix), prefix]
         rows = self._database.execute(sql + " ORDER BY stream_name", parameters).fetchall()
         return [LogStream(*row) for row in rows]
