@@ -431,6 +431,30 @@ def test_storage_pickles_as_its_config(s3_server, s3_bucket, storage) -> None:
     assert copy.read_bytes(f"s3://{s3_bucket}/k") == b"v"
 
 
+def test_credentials_region_and_endpoint_come_from_a_profile(s3_server, s3_bucket, tmp_path, monkeypatch) -> None:
+    """The shared config and credentials files, as every AWS SDK reads them: a named profile
+    (by `S3Config.profile` or `AWS_PROFILE`) gives the keys, the region and the endpoint."""
+    s3_server.client().put_object(Bucket=s3_bucket, Key="k", Body=b"from a profile")
+    (tmp_path / "credentials").write_text("[batch]\naws_access_key_id = profilekey\naws_secret_access_key = profilesecret\n")
+    (tmp_path / "config").write_text(f"[profile batch]\nregion = us-east-1\nendpoint_url = {s3_server.endpoint_url}\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to find either
+    uri = f"s3://{s3_bucket}/k"
+
+    with pytest.raises(StorageError) as caught:  # no keys anywhere but in the profile
+        S3Storage(S3Config(max_attempts=1, endpoint_url=s3_server.endpoint_url)).read_bytes(uri)
+    assert caught.value.code == "NoCredentialsError"
+    named = S3Storage(S3Config(profile="batch"))
+    assert named.read_bytes(uri) == b"from a profile"
+    assert named.client.meta.region_name == "us-east-1"
+    assert named.read_strategy == "stream"  # the profile's endpoint is not AWS
+    monkeypatch.setenv("AWS_PROFILE", "batch")
+    assert S3Storage(S3Config()).read_bytes(uri) == b"from a profile"
+
+
 def test_unknown_profile_is_a_storage_error(s3_bucket) -> None:
     storage = S3Storage(S3Config(profile="no-such-profile-anywhere"))
     with pytest.raises(StorageError) as caught:
