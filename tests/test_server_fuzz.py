@@ -324,6 +324,23 @@ def test_edge_values_never_fail_the_server(fuzzed: tuple[Caller, dict[str, dict[
     check()
 
 
+def test_null_for_any_member_means_absent(fuzzed: tuple[Caller, dict[str, dict[str, Any]], ServerProcess]) -> None:
+    """Every member of every read-only request set to JSON null, one at a time: the answer is the
+    one given when the member is left out (a refusal when it is required), never a 500."""
+    caller, bases, _ = fuzzed
+    for target in sorted(READ_ONLY):
+        for path in paths(bases[target]):
+            with_null = caller.call(target, encode(replaced(bases[target], path, None)))
+            assert_well_formed(with_null, allow_success=True)
+            without = copy.deepcopy(bases[target])
+            holder = lookup(without, path[:-1]) if len(path) > 1 else without
+            del holder[path[-1]]
+            left_out = caller.call(target, encode(without))
+            assert with_null.status_code == left_out.status_code, (target, path, with_null.text, left_out.text)
+            if with_null.status_code == 200:
+                assert with_null.json() == left_out.json(), (target, path)
+
+
 def test_forged_next_tokens(fuzzed: tuple[Caller, dict[str, dict[str, Any]], ServerProcess]) -> None:
     """NextTokens are opaque but decoded by the server: forged ones must be refused, not crash it."""
     import base64

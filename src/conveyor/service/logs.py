@@ -10,7 +10,7 @@ from typing import Any
 from botocore.model import Shape
 
 from conveyor.spec.errors import ConveyorError, FieldError, render_errors
-from conveyor.spec.shapes import member_path, validate
+from conveyor.spec.shapes import member_path, validate, without_nulls
 from conveyor.store import InvalidToken, LogStream, Store
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
@@ -37,10 +37,10 @@ def _input_shape(operation: str) -> Shape:
     return botocore.session.get_session().get_service_model("logs").operation_model(operation).input_shape
 
 
-def _validated(operation: str, request: dict[str, Any]) -> None:
+def _validated(operation: str, request: dict[str, Any]) -> dict[str, Any]:
     """Types, lengths, ranges and unknown members, checked against botocore's own CloudWatch Logs
     model (as the SageMaker operations are against SageMaker's), so that no malformed value
-    reaches the store."""
+    reaches the store; returned with its null members dropped."""
     errors = validate(request, _input_shape(operation), "")
     errors += [
         FieldError(member_path("", name), value, f"Member must have value less than or equal to {LARGEST_LONG}")
@@ -49,6 +49,7 @@ def _validated(operation: str, request: dict[str, Any]) -> None:
     ]
     if errors:
         raise LogsInvalidParameter(render_errors(errors))
+    return without_nulls(request, _input_shape(operation))
 
 
 def _group(request: dict[str, Any]) -> None:
@@ -88,7 +89,7 @@ class LogOperations:
         self.account_id = account_id
 
     def describe_log_streams(self, request: dict[str, Any]) -> dict[str, Any]:
-        _validated("DescribeLogStreams", request)
+        request = _validated("DescribeLogStreams", request)
         _group(request)
         limit = _limit(request, 50, 50)
         if request.get("orderBy") == "LastEventTime" and request.get("logStreamNamePrefix"):
@@ -108,7 +109,7 @@ class LogOperations:
         return response
 
     def get_log_events(self, request: dict[str, Any]) -> dict[str, Any]:
-        _validated("GetLogEvents", request)
+        request = _validated("GetLogEvents", request)
         _group(request)
         stream = request.get("logStreamName")
         if not isinstance(stream, str) or not stream:
@@ -133,7 +134,7 @@ class LogOperations:
         }
 
     def filter_log_events(self, request: dict[str, Any]) -> dict[str, Any]:
-        _validated("FilterLogEvents", request)
+        request = _validated("FilterLogEvents", request)
         _group(request)
         names = request.get("logStreamNames")
         prefix = request.get("logStreamNamePrefix")

@@ -14,7 +14,7 @@ from conveyor.engine.job import plan_work_items
 from conveyor.settings import Settings
 from conveyor.spec import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.spec.errors import ResourceInUse, ResourceNotFound, ValidationException
-from conveyor.spec.shapes import unique_tag_key_errors, validate_request
+from conveyor.spec.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
 from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Page, Store
@@ -23,10 +23,11 @@ from conveyor.service import wire
 
 
 def _validated(operation: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The request, checked against the operation's shape, with its null members dropped."""
     errors = validate_request(operation, request)
     if errors:
         raise ValidationException(errors)
-    return request
+    return without_nulls(request, input_shape(operation))
 
 
 def _time(value: Any) -> datetime | None:
@@ -105,7 +106,7 @@ class SageMakerOperations:
         return wire.describe_model(record)
 
     def list_models(self, request: dict[str, Any]) -> dict[str, Any]:
-        _validated("ListModels", request)
+        request = _validated("ListModels", request)
         return _listing(
             request,
             self.store.models.list,
@@ -152,7 +153,7 @@ class SageMakerOperations:
         return wire.describe_transform_job(self._job(name))
 
     def list_transform_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
-        _validated("ListTransformJobs", request)
+        request = _validated("ListTransformJobs", request)
         return _listing(
             request,
             self.store.jobs.list,
@@ -197,19 +198,20 @@ class SageMakerOperations:
         errors = validate_request("AddTags", request) + unique_tag_key_errors(request.get("Tags"), "tags")
         if errors:
             raise ValidationException(errors)
+        request = without_nulls(request, input_shape("AddTags"))
         self._resource(request["ResourceArn"])
         tags = _tags(request)
         self.store.tags.add(request["ResourceArn"], tags)
         return {"Tags": [{"Key": key, "Value": value} for key, value in tags.items()]}
 
     def list_tags(self, request: dict[str, Any]) -> dict[str, Any]:
-        _validated("ListTags", request)
+        request = _validated("ListTags", request)
         self._resource(request["ResourceArn"])
         tags = self.store.tags.list(request["ResourceArn"])
         return {"Tags": [{"Key": key, "Value": value} for key, value in tags.items()]}
 
     def delete_tags(self, request: dict[str, Any]) -> dict[str, Any]:
-        _validated("DeleteTags", request)
+        request = _validated("DeleteTags", request)
         self._resource(request["ResourceArn"])
         self.store.tags.delete(request["ResourceArn"], request["TagKeys"])
         return {}

@@ -163,6 +163,20 @@ def validate(value: Any, shape: Shape, path: str, *, checks: Mapping[str, Check]
     return errors
 
 
+def without_nulls(value: Any, shape: Shape) -> Any:
+    """A valid `value` with its null structure members dropped, at any depth: what a handler
+    reads with `.get(name, default)` then sees the default, as SageMaker treats null as absent."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        members = shape.members  # type: ignore[attr-defined]
+        return {name: without_nulls(item, members[name]) for name, item in value.items() if item is not None}
+    if kind == "list" and isinstance(value, list):
+        return [without_nulls(item, shape.member) for item in value]  # type: ignore[attr-defined]
+    if kind == "map" and isinstance(value, dict):
+        return {key: without_nulls(item, shape.value) for key, item in value.items()}  # type: ignore[attr-defined]
+    return value
+
+
 def _validate(value: Any, shape: Shape, path: str, errors: list[FieldError], checks: Mapping[str, Check]) -> None:
     if not _has_type(value, shape.type_name):
         errors.append(FieldError(path, value, f"Member must be {_TYPE_NAMES.get(shape.type_name, shape.type_name)}"))
