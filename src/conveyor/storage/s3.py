@@ -88,9 +88,16 @@ def create_client(config: S3Config) -> Any:
     if config.checksums:
         options["request_checksum_calculation"] = config.checksums
         options["response_checksum_validation"] = config.checksums
-    return session.create_client(
-        "s3", region_name=config.region, endpoint_url=config.endpoint_url, config=Config(**options)
-    )
+    client = session.create_client("s3", region_name=config.region, endpoint_url=config.endpoint_url, config=Config(**options))
+    client.meta.events.register("before-parameter-build", _no_checksum_for_ranges)  # after botocore's own handler
+    return client
+
+
+def _no_checksum_for_ranges(params: dict[str, Any], model: Any, **_: Any) -> None:
+    """A ranged GET is not checksum-validated: S3 sends no checksum for a range, and stores that
+    send the whole object's (rclone, gofakes3) would fail every ranged read with a mismatch."""
+    if model.name == "GetObject" and "Range" in params:
+        params.pop("ChecksumMode", None)
 
 
 class S3Storage(Storage):
@@ -161,7 +168,7 @@ class S3Storage(Storage):
             if self.read_strategy == "ranges":
                 head = client.head_object(Bucket=bucket, Key=key)
                 size, etag = int(head["ContentLength"]), head.get("ETag")
-                get_range = _range_getter(client, bucket, key, etag)
+                get_range = _range_getter(uri, client, bucket, key, etag)
                 chunks = ranged_chunks(
                     uri,
                     size,
@@ -173,7 +180,7 @@ class S3Storage(Storage):
             else:
                 response = client.get_object(Bucket=bucket, Key=key)
                 size, etag = int(response["ContentLength"]), response.get("ETag")
-                get_range = _range_getter(client, bucket, key, etag)
+                get_range = _range_getter(uri, client, bucket, key, etag)
                 chunks = stream_chunks(
                     uri,
                     response,
@@ -264,11 +271,16 @@ def _bucket_and_key(uri: str, *, allow_empty_key: bool = False) -> tuple[str, st
     return bucket, key
 
 
-def _range_getter(client: Any, bucket: str, key: str, etag: str | None) -> Any:
-    """GET of one byte range, pinned to the ETag first seen so a replaced object is noticed."""
+def _range_getter(uri: str, client: Any, bucket: str, key: str, etag: str | None) -> Any:
+    """GET of one byte range, pinned to the ETag first seen so a replaced object is noticed: by
+    `If-Match`, and by the answer's own ETag for stores that ignore `If-Match` (rclone, gofakes3)."""
     condition = {"IfMatch": etag} if etag else {}
 
     def get(byte_range: str) -> dict[str, Any]:
-        return client.get_object(Bucket=bucket, Key=key, Range=byte_range, **condition)
+        response = client.get_object(Bucket=bucket, Key=key, Range=byte_range, **condition)
+        if etag and response.get("ETag", etag) != etag:
+            response["Body"].close()
+            raise StorageError(uri, "PreconditionFailed", "the object was replaced while it was being read")
+        return response
 
     return get

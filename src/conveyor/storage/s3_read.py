@@ -260,6 +260,6 @@ def _vanished(uri: str, exc: ClientError) -> StorageError:
     code = error_code(exc)
     if code == "NoSuchKey":
         return StorageError(uri, code, "the object vanished while it was being read")
-    if code == "PreconditionFailed":
-        return StorageError(uri, code, "the object was replaced while it was being read")
+    if code in ("PreconditionFailed", "InvalidRange"):  # a range within the size first seen: the object shrank
+        return StorageError(uri, "PreconditionFailed", "the object was replaced while it was being read")
     return storage_error(uri, exc, action="reading")
