@@ -3,9 +3,8 @@
 Written bytes are kept up to a part and joined once; the first full part starts a multipart
 upload and each part is uploaded on a small background pool while the caller goes on producing
 the next one. At most `max_parts_in_flight` parts are uploading at once, so memory stays at
-(that + 1) parts. The
-object appears only when CompleteMultipartUpload (or the one PutObject) succeeds; `abort()`
-aborts the multipart upload so no parts remain stored or billed.
+(that + 1) parts. The object appears only when CompleteMultipartUpload (or the one PutObject)
+succeeds; `abort()` aborts the multipart upload so no parts remain stored or billed.
 """
 
 from __future__ import annotations
