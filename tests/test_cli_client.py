@@ -166,7 +166,6 @@ def test_jobs_stop_then_stop_wait(env: dict[str, str], conveyor_server: ServerPr
 
 def test_logs_prints_time_stream_and_message(env: dict[str, str], jobs: dict[str, str], conveyor_server: ServerProcess) -> None:
     wait_for_status(conveyor_server.client(), jobs["done"])
-    time.sleep(0.2)  # the closing line is written just after the status
     result = conveyor("logs", jobs["done"], env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

@@ -12,8 +12,6 @@ from conveyor.cli import client
 from conveyor.cli.client import Connection, TERMINAL_STATUSES
 
 PAGE_SIZE = 1000
-SETTLE_SECONDS = 0.5
-"""After a job ends, how long --follow waits for its last lines before reading them."""
 
 EXAMPLES = """examples:
   conveyor logs my-job
@@ -49,14 +47,12 @@ def _logs(connection: Connection, args: argparse.Namespace) -> int:
         return 0
     while True:
         status = connection.get(client.job_route(args.job, "progress"))["TransformJobStatus"]
+        # The scheduler writes the closing line ("Completed.") before the final status, so one
+        # more read after seeing that status gets the whole log.
+        reader.drain()
         if status in TERMINAL_STATUSES:
-            # The status is written before the job's closing line ("Completed."), so read once
-            # more after a moment rather than stop one line short.
-            time.sleep(min(SETTLE_SECONDS, args.interval))
-            reader.drain()
             return 0
         time.sleep(args.interval)
-        reader.drain()
 
 
 class LogReader:

@@ -299,10 +299,7 @@ class TransformJob:
             time.sleep(poll)
             description = self.describe()
         if follower is not None:
-            # The job's last lines are written as it ends: read once more after a pause, as the SDK does.
-            follower.drain()
-            time.sleep(min(poll, 0.5))
-            follower.drain()
+            follower.drain()  # the closing line is written before the final status, so this gets it
         check_job_status(self.job_name, description)
         return description
 
