@@ -9,6 +9,7 @@ to them over HTTP with dummy credentials, exactly as they would to S3. Register 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -160,23 +161,30 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture(scope="session")
-def s3_environment() -> Iterator[None]:
-    """Dummy keys and no real profile or endpoint, for the whole session, restored at its end."""
-    saved = {name: os.environ.get(name) for name in _ENVIRONMENT}
-    for name, value in _ENVIRONMENT.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
+@contextlib.contextmanager
+def patched_environment(values: dict[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, unset) these variables, and restore what was there before on exit."""
+    saved = {name: os.environ.get(name) for name in values}
+
+    def apply(settings: dict[str, str | None]) -> None:
+        for name, value in settings.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(saved)
+
+
+@pytest.fixture(scope="session")
+def s3_environment() -> Iterator[None]:
+    """Dummy keys and no real profile or endpoint, for the whole session, restored at its end."""
+    with patched_environment(_ENVIRONMENT):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -14,10 +14,8 @@ lookup this process makes while the SDK is imported and runs: none may leave 127
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
-import os
 import sys
 import threading
 import time
@@ -27,7 +25,7 @@ from typing import Any, Iterator
 import boto3
 import pytest
 
-from tests.s3_server import S3Server
+from tests.s3_server import S3Server, patched_environment
 from tests.server import ServerProcess, start_server
 from tests.test_s3_jobs import KMEANS_OUTPUT, KMEANS_ROWS, kmeans_tarball, put_model
 
@@ -85,24 +83,10 @@ constants), whose clients look for credentials; without keys in the environment 
 ask the EC2 instance metadata service (169.254.169.254)."""
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 _WATCH = _NetworkWatch()
 _WATCH.armed = True  # importing the SDK must not reach out either
 try:
-    with _environment(OFFLINE):
+    with patched_environment(OFFLINE):
         sagemaker = pytest.importorskip("sagemaker", minversion="2")
         import sagemaker.session  # noqa: E402
         import sagemaker.transformer  # noqa: E402
