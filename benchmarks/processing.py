@@ -18,8 +18,8 @@ from typing import Callable
 import orjson
 
 from conveyor.pipeline.join import RecordProcessor
-from conveyor.spec.jsonpath import parse_filter
-from conveyor.spec.transform_job import DataProcessing
+from conveyor.sagemaker.jsonpath import parse_filter
+from conveyor.sagemaker.transform_job import DataProcessing
 
 CSV_TARGET = 150_000
 JSONL_TARGET = 100_000

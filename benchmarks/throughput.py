@@ -62,8 +62,8 @@ def transform_fn(model, body, content_type, accept):
 
 HAND_LOOP = '''
 import importlib.util, sys, time
-spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
-handler = importlib.util.module_from_spec(spec); spec.loader.exec_module(handler)
+module_spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
+handler = importlib.util.module_from_spec(module_spec); module_spec.loader.exec_module(handler)
 model = handler.model_fn(None)
 limit = int(sys.argv[4])
 with open(sys.argv[2], "rb") as source, open(sys.argv[3], "wb") as target:

@@ -18,9 +18,9 @@ from playwright.sync_api import expect
 
 from conveyor.console.auth import Sessions
 from conveyor.console.forms import JOB_DEFAULTS, JOB_FIELDS, Form, job_request, place_errors
+from conveyor.errors import ConveyorError
 from conveyor.service import Service
 from conveyor.settings import Settings
-from conveyor.spec.errors import ConveyorError
 from tests.models import BRACKET, sleepy, write_model
 from tests.server import ServerProcess, _read_keys, start_server, wait_for_status
 

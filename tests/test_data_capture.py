@@ -1,4 +1,4 @@
-"""Data capture manifests (DataCaptureConfig, spec §1.5): where they go, what they list, and that
+"""Data capture manifests (DataCaptureConfig; docs/data-processing.md): where they go, what they list, and that
 they are manifests Conveyor itself reads back as a job's input."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.engine.data_capture import capture_folder, common_prefix, manifest_bytes, write_capture_manifests
-from conveyor.spec.transform_job import DataCaptureConfig
+from conveyor.sagemaker.transform_job import DataCaptureConfig
 from conveyor.storage import StorageError, storage_for
 from conveyor.storage.base import TEMP_MARKER
 from conveyor.storage.inputs import list_inputs

@@ -1,4 +1,4 @@
-"""End-to-end data processing (spec §5, §1.5; decisions 2–4, 17, 18): `conveyor transform` run as
+"""End-to-end data processing (docs/data-processing.md; docs/semantics.md, decisions 2–4, 17, 18): `conveyor transform` run as
 a user runs it, with InputFilter, JoinSource, OutputFilter and GenerateInferenceId, checked
 byte for byte.
 
@@ -99,7 +99,7 @@ def output(tmp_path: Path, name: str) -> bytes:
     return (tmp_path / "out" / f"{name}.out").read_bytes()
 
 
-# -- the four worked examples of spec §5.4, on a breast-cancer-like CSV --------------------------
+# -- the four worked examples of SageMaker's guide (docs/data-processing.md), on a breast-cancer-like CSV --------------------------
 
 
 def cancer_rows(count: int) -> list[list[str]]:
@@ -351,7 +351,7 @@ def test_csv_fields_keep_their_bytes_through_a_join(tmp_path: Path, output_filte
     assert output(tmp_path, "people.csv") == expected
 
 
-# -- GenerateInferenceId and data capture (spec §1.5, decision 17) ------------------------------
+# -- GenerateInferenceId and data capture (decision 17) ------------------------------
 
 
 def _start_window() -> datetime:

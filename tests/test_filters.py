@@ -6,7 +6,7 @@ import pytest
 
 from conveyor.pipeline.csv_fields import MalformedRow, split_row
 from conveyor.pipeline.filters import FilterError, compile_csv, compile_json
-from conveyor.spec.jsonpath import JsonPath, parse_filter
+from conveyor.sagemaker.jsonpath import JsonPath, parse_filter
 
 
 def csv_select(expression: str, row: bytes) -> bytes:

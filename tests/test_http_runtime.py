@@ -22,7 +22,7 @@ import pytest
 from conveyor.runtimes.base import ExecutionParameters, InvocationError, RuntimeStartError
 from conveyor.runtimes.http_server import HttpServerRuntime
 from conveyor.runtimes.registry import create_runtime
-from conveyor.spec.model import parse_model
+from conveyor.sagemaker.model import parse_model
 from tests.test_transform_cli import conveyor
 
 # A model server speaking the container contract, its behaviour chosen by environment variables:

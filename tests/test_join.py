@@ -1,4 +1,4 @@
-"""RecordProcessor: the record-level data processing of spec §5 and §1.5, with exact bytes."""
+"""RecordProcessor: the record-level data processing of docs/data-processing.md, with exact bytes."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from conveyor.pipeline.join import InferenceIdConfig, RecordProcessor
 from conveyor.pipeline.split import DataError
-from conveyor.spec.jsonpath import parse_filter
-from conveyor.spec.transform_job import DataProcessing
+from conveyor.sagemaker.jsonpath import parse_filter
+from conveyor.sagemaker.transform_job import DataProcessing
 
 CSV = "text/csv"
 JSONL = "application/jsonlines"
@@ -55,7 +55,7 @@ def predict_csv(sent: list[bytes]) -> bytes:
     return b"".join(b"%d\n" % len(record.split(b",")) for record in sent)
 
 
-# -- the worked examples of spec §5.4, on a CSV with an id first -------------------------------
+# -- the worked examples of SageMaker's guide, on a CSV with an id first -------------------------------
 
 ROWS = [b'1001,"7",1.50,x', b'1002,"8",2.25,"y,z"']
 

@@ -1,12 +1,12 @@
-"""The filter grammar (spec §5.1, decisions 2 and 3): what parses, into what, and how a bad
+"""The filter grammar (docs/data-processing.md; docs/semantics.md, decisions 2 and 3): what parses, into what, and how a bad
 filter is refused at create time."""
 
 from __future__ import annotations
 
 import pytest
 
-from conveyor.spec.errors import ValidationException
-from conveyor.spec.jsonpath import Index, JsonPath, Name, Names, Select, Slice, Wildcard, parse_filter
+from conveyor.errors import ValidationException
+from conveyor.sagemaker.jsonpath import Index, JsonPath, Name, Names, Select, Slice, Wildcard, parse_filter
 
 CSV = "text/csv"
 JSONL = "application/jsonlines"

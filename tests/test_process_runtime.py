@@ -23,7 +23,7 @@ from conveyor.runtimes.base import RuntimeStartError
 from conveyor.runtimes.pipeline import SerialPipelineRuntime
 from conveyor.runtimes.process_server import ProcessServerRuntime
 from conveyor.runtimes.registry import container_environment, create_runtime
-from conveyor.spec.model import parse_model
+from conveyor.sagemaker.model import parse_model
 from tests.models import BRACKET, write_model
 from tests.test_http_runtime import write_model_request, write_server
 from tests.test_transform_cli import conveyor
@@ -377,9 +377,10 @@ def test_pipeline_parameters_take_the_first_container_and_the_least_concurrency(
 
 
 def test_the_model_requests_in_the_documentation_are_valid() -> None:
-    from conveyor.runtimes.registry import runtime_kind
+    from conveyor.runtimes.registry import RuntimeTarget, kind_for
 
     text = (Path(__file__).parent.parent / "docs" / "containers.md").read_text()
     blocks = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
-    kinds = [[runtime_kind(container, None) for container in parse_model(json.loads(block)).containers] for block in blocks]
+    targets = [RuntimeTarget.for_model(parse_model(json.loads(block)), [], {}) for block in blocks]
+    kinds = [[kind_for(stage).name for stage in target.stages()] for target in targets]
     assert kinds == [["docker"], ["process"], ["docker", "process"]]

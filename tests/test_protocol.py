@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -23,13 +23,12 @@ from botocore.exceptions import ClientError
 from conveyor.api.protocol import (
     AwsJsonEndpoint,
     AwsRequest,
-    SerializationException,
     aws_error,
     aws_response,
     from_epoch,
     to_epoch,
 )
-from conveyor.spec.errors import FieldError, ValidationException
+from conveyor.errors import FieldError, SerializationException, ValidationException
 from tests.live_server import serve
 
 ACCESS_KEY = "AKIAPROTOCOLTEST0000"

@@ -98,7 +98,7 @@ def keys(server: ServerProcess) -> tuple[str, str]:
 
 
 def sign_by_hand(access_key: str, secret: str, host: str, target: str, body: bytes, when: datetime) -> dict[str, str]:
-    """SigV4 headers for an AWS JSON 1.1 call signed at `when`, computed as the spec (§7.4) says."""
+    """SigV4 headers for an AWS JSON 1.1 call signed at `when`, computed as botocore computes them."""
     amz_date = when.strftime("%Y%m%dT%H%M%SZ")
     date = amz_date[:8]
     headers = {

@@ -23,16 +23,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conveyor.api.sigv4 import (
-    SIGNATURE_MISMATCH,
+from conveyor.api.sigv4 import SIGNATURE_MISMATCH, canonical_query, canonical_uri, verify_sigv4
+from conveyor.errors import (
     AuthError,
     IncompleteSignatureException,
     InvalidSignatureException,
     MissingAuthenticationTokenException,
     UnrecognizedClientException,
-    canonical_query,
-    canonical_uri,
-    verify_sigv4,
 )
 from tests.live_server import serve
 

@@ -137,7 +137,7 @@ def test_line_empty_object_and_only_empty_lines():
 
 
 def reference_lines(data: bytes) -> list[Record]:
-    """Conveyor decision 5, written the obvious way over the whole object at once."""
+    """docs/semantics.md decision 5, written the obvious way over the whole object at once."""
     pieces = data.split(b"\n")
     if pieces[-1] == b"":
         pieces.pop()

@@ -23,7 +23,7 @@ class Settings:
     capacity: int = 1
     """Instances that may run at once on this machine (the scheduler's bound)."""
     retry_backoff_seconds: float = 1.0
-    """First delay between invocation retries; doubles on each retry (decision 8)."""
+    """First delay between invocation retries; doubles on each retry (docs/semantics.md, decision 8)."""
     s3_endpoint_url: str | None = None
     s3_read_strategy: str = "auto"
     container_startup_timeout_seconds: float = 600.0

@@ -19,8 +19,8 @@ from starlette.routing import Mount, Route
 from conveyor.api.protocol import AwsJsonEndpoint, AwsRequest, aws_error, new_request_id
 from conveyor.api.sigv4 import verify_sigv4
 from conveyor.console import console_routes
+from conveyor.errors import ConveyorError
 from conveyor.service import Service
-from conveyor.spec.errors import ConveyorError
 
 Credentials = Callable[[str], "str | None"]
 

@@ -24,8 +24,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from conveyor.api.sigv4 import AuthError, verify_sigv4
-from conveyor.spec.errors import ConveyorError
+from conveyor.api.sigv4 import verify_sigv4
+from conveyor.errors import (
+    AuthError,
+    ConveyorError,
+    InternalFailure,
+    RequestEntityTooLargeException,
+    SerializationException,
+    UnknownOperationException,
+    UnsupportedMediaTypeException,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,39 +44,6 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 TARGET_PREFIXES: Mapping[str, str] = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
 """`X-Amz-Target` prefix → the SigV4 signing name its clients use (botocore service metadata)."""
-
-
-class SerializationException(ConveyorError):
-    """The body is not a JSON object (or a value in it has the wrong type)."""
-
-    code = "SerializationException"
-    status = 400
-
-
-class UnknownOperationException(ConveyorError):
-    code = "UnknownOperationException"
-    status = 400
-
-
-class UnsupportedMediaTypeException(ConveyorError):
-    code = "UnsupportedMediaTypeException"
-    status = 415
-
-
-class RequestEntityTooLargeException(ConveyorError):
-    code = "RequestEntityTooLargeException"
-    status = 413
-
-
-class InternalFailure(ConveyorError):
-    code = "InternalFailure"
-    status = 500
-
-    def __init__(
-        self,
-        message: str = "The request processing has failed because of an unknown error, exception or failure.",
-    ) -> None:
-        super().__init__(message)
 
 
 def new_request_id() -> str:

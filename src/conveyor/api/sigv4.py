@@ -19,48 +19,18 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
-from conveyor.spec.errors import ConveyorError
+from conveyor.errors import (
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 TERMINATOR = "aws4_request"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 DEFAULT_SERVICES = ("sagemaker", "logs")
-
-
-class AuthError(ConveyorError):
-    """The request could not be authenticated; nothing of the operation ran."""
-
-    status = 400
-
-
-class MissingAuthenticationTokenException(AuthError):
-    # AWS Common Errors list MissingAuthenticationToken as 403; JSON services name it with the
-    # `Exception` suffix (`com.amazon.coral.service#MissingAuthenticationTokenException`).
-    code = "MissingAuthenticationTokenException"
-    status = 403
-
-    def __init__(self, message: str = "Request is missing Authentication Token") -> None:
-        super().__init__(message)
-
-
-class IncompleteSignatureException(AuthError):
-    """The Authorization header or the date is malformed, so no signature can be computed."""
-
-    code = "IncompleteSignatureException"
-
-
-class UnrecognizedClientException(AuthError):
-    code = "UnrecognizedClientException"
-
-    def __init__(self, message: str = "The security token included in the request is invalid.") -> None:
-        super().__init__(message)
-
-
-class InvalidSignatureException(AuthError):
-    """The signature is well formed but wrong, stale, or scoped to another service."""
-
-    code = "InvalidSignatureException"
 
 
 SIGNATURE_MISMATCH = (

@@ -1,7 +1,7 @@
 """Turning `conveyor transform` flags (or `--request FILE`) into SageMaker's request shapes.
 
 Flags are named after the CreateTransformJob fields; they build the same JSON a boto3 caller
-sends, so one validation path (`conveyor.spec`) checks both.
+sends, so one validation path (`conveyor.sagemaker`) checks both.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from conveyor.spec import check_model_for_batch, parse_model, parse_transform_job
-from conveyor.spec.model import ModelSpec
-from conveyor.spec.transform_job import TransformJobSpec
+from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
+from conveyor.sagemaker.model import ModelSpec
+from conveyor.sagemaker.transform_job import TransformJobSpec
 
 
 class UsageError(Exception):

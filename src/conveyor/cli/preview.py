@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
-from conveyor.engine.job import instance_spec, plan_work_items
+from conveyor.engine.job import instance_config, plan_work_items
+from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import Preview, PreviewRow, WorkItemFailed
 from conveyor.runtimes.base import RuntimeStartError
 from conveyor.settings import Settings
-from conveyor.spec.errors import ConveyorError
 from conveyor.storage.inputs import InputError
 from conveyor.storage.local import file_uri
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="conveyor-preview-") as scratch:
         item = replace(first, output_uri=file_uri(str(Path(scratch) / "preview.out")))
         try:
-            instance = instance_spec(job, model, settings, started_at=datetime.now(timezone.utc)).start()
+            instance = instance_config(job, model, settings, started_at=datetime.now(timezone.utc)).start()
         except (RuntimeStartError, ConveyorError) as exc:
             errors.print(f"conveyor preview: the model did not start: {exc}", markup=False, highlight=False)
             return 1

@@ -17,11 +17,11 @@ from conveyor.engine.backend import JobListener
 from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.instance import ResolvedParameters
 from conveyor.engine.job import JobOutcome, plan_work_items, run_job
+from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
+from conveyor.sagemaker.model import ModelSpec
+from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
-from conveyor.spec.errors import ConveyorError
-from conveyor.spec.model import ModelSpec
-from conveyor.spec.transform_job import TransformJobSpec
 from conveyor.storage import StorageError
 from conveyor.storage.inputs import InputError
 

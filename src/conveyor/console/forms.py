@@ -14,7 +14,7 @@ from typing import Any, Iterable, Literal
 
 from starlette.datastructures import FormData
 
-from conveyor.spec.errors import ConveyorError, ResourceInUse, ValidationException
+from conveyor.errors import ConveyorError, ResourceInUse, ValidationException
 
 Kind = Literal["text", "integer", "boolean"]
 _INTEGER = re.compile(r"[+-]?\d+")

@@ -11,9 +11,9 @@ from starlette.routing import Route
 
 from conveyor.console.context import Console, flash
 from conveyor.console.forms import JOB_DEFAULTS, JOB_FIELDS, Form, job_form_from, job_request, place_errors, read_form
-from conveyor.spec import shapes
-from conveyor.spec.errors import ConveyorError
-from conveyor.spec.transform_job import LOCAL_INSTANCE_TYPE
+from conveyor.errors import ConveyorError
+from conveyor.sagemaker import shapes
+from conveyor.sagemaker.transform_job import LOCAL_INSTANCE_TYPE
 
 MAX_MODELS = 1000
 NAME_LIMIT = 63

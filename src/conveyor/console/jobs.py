@@ -14,7 +14,7 @@ from starlette.routing import Route
 from conveyor.console.context import Console, flash
 from conveyor.console.outputs import OutputError, OutputListing, list_outputs, preview
 from conveyor.console.templating import TERMINAL_STATUSES, format_duration, format_size, format_time
-from conveyor.spec.errors import ConveyorError
+from conveyor.errors import ConveyorError
 
 STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
 SORT_COLUMNS = {"name": "Name", "created": "CreationTime", "status": "Status"}

@@ -12,7 +12,7 @@ from starlette.routing import Route
 from conveyor.console.context import Console, flash
 from conveyor.console.forms import MODEL_FIELDS, PYTHON_IMAGE, Form, model_request, place_errors, read_form
 from conveyor.console.templating import format_time
-from conveyor.spec.errors import ConveyorError
+from conveyor.errors import ConveyorError
 
 PAGE_SIZE = 25
 RELATED_JOBS = 100

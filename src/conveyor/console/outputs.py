@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.sagemaker.locations import normalize_location
 from conveyor.settings import Settings
-from conveyor.spec.locations import normalize_location
 from conveyor.storage import Storage, StorageError, parse_uri
 
 MAX_LISTED = 200

@@ -1,6 +1,6 @@
 """The seam between a job and where its instances run (local processes today, Ray actors next).
 
-A backend starts `instance_count` instances from an `InstanceSpec`, feeds them work items from
+A backend starts `instance_count` instances from an `InstanceConfig`, feeds them work items from
 an `ItemSource`, and reports what happens to a `JobListener`. It returns when every item is
 done or failed, or when `stop` is set.
 """
@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from typing import Iterable, Protocol
 
-from conveyor.engine.instance import InstanceSpec, ResolvedParameters
+from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 
 
@@ -62,7 +62,7 @@ class Backend(ABC):
     @abstractmethod
     def run(
         self,
-        spec: InstanceSpec,
+        config: InstanceConfig,
         instance_count: int,
         items: ItemSource,
         listener: JobListener,

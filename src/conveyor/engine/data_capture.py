@@ -1,4 +1,4 @@
-"""Data capture for batch transform (DataCaptureConfig, spec §1.5): manifests of what a job read
+"""Data capture for batch transform (DataCaptureConfig; docs/data-processing.md, "Capture manifests"): manifests of what a job read
 and what it wrote, for Model Monitor and for anyone auditing a job.
 
 When a job ends Completed or Failed after processing its objects, two manifests are written,
@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import orjson
 
-from conveyor.spec.transform_job import DataCaptureConfig
+from conveyor.sagemaker.transform_job import DataCaptureConfig
 from conveyor.storage.base import Storage, StorageError
 
 MANIFEST_SUFFIX = ".manifest"

@@ -1,7 +1,7 @@
 """What one instance needs to run a job's work items: picklable, so it crosses into a worker
 process or a Ray actor as it is.
 
-`InstanceSpec.start()` loads the model and resolves the execution parameters (job value →
+`InstanceConfig.start()` loads the model and resolves the execution parameters (job value →
 the runtime's `/execution-parameters` → defaults, as SageMaker does); the returned `Instance`
 then transforms work items one at a time.
 """
@@ -16,9 +16,9 @@ from conveyor.pipeline.join import InferenceIdConfig
 from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, Preview, WorkItem, process_work_item
 from conveyor.runtimes.base import Runtime
 from conveyor.runtimes.registry import create_runtime
-from conveyor.spec.jsonpath import parse_filter
-from conveyor.spec.model import ModelSpec
-from conveyor.spec.transform_job import DataProcessing, TransformJobSpec
+from conveyor.sagemaker.jsonpath import parse_filter
+from conveyor.sagemaker.model import ModelSpec
+from conveyor.sagemaker.transform_job import DataProcessing, TransformJobSpec
 from conveyor.storage import storage_for
 
 DEFAULT_MAX_CONCURRENT_TRANSFORMS = 1
@@ -48,7 +48,7 @@ class ResolvedParameters:
 
 
 @dataclass(frozen=True)
-class InstanceSpec:
+class InstanceConfig:
     job_name: str
     model: ModelSpec
     model_dirs: tuple[str, ...]  # one prepared model directory per container
@@ -77,7 +77,7 @@ class InstanceSpec:
         retry_backoff_seconds: float,
         s3_options: dict[str, object] | None = None,
         startup_timeout_seconds: float = 600.0,
-    ) -> "InstanceSpec":
+    ) -> "InstanceConfig":
         processing = job.data_processing
         pipeline = PipelineConfig(
             split_type=job.input.split_type,

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from conveyor.engine.backend import Backend, ItemSource, JobListener, JobStartFailed, QueueSource
-from conveyor.engine.instance import InstanceSpec, ResolvedParameters
+from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.engine.local import LocalBackend
 from conveyor.engine.model_data import ModelDataError, model_directory
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.runtimes.environment import batch_environment
+from conveyor.sagemaker.model import ModelSpec
+from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
-from conveyor.spec.model import ModelSpec
-from conveyor.spec.transform_job import TransformJobSpec
 from conveyor.storage.inputs import list_inputs, output_uri
 
 FAILURE_REASON_LIMIT = 1024
@@ -39,7 +39,7 @@ def start_time_text(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def instance_spec(job: TransformJobSpec, model: ModelSpec, settings: Settings, *, started_at: datetime) -> InstanceSpec:
+def instance_config(job: TransformJobSpec, model: ModelSpec, settings: Settings, *, started_at: datetime) -> InstanceConfig:
     """Everything an instance needs, with the model artifacts fetched and unpacked."""
     cache_dir = os.path.join(settings.home, "cache", "models")
     model_dirs = []
@@ -56,7 +56,7 @@ def instance_spec(job: TransformJobSpec, model: ModelSpec, settings: Settings, *
         batch_strategy=job.batch_strategy,
         max_payload_mb=job.max_payload_mb,
     )
-    return InstanceSpec.for_job(
+    return InstanceConfig.for_job(
         job,
         model,
         model_dirs=tuple(model_dirs),
@@ -125,9 +125,9 @@ def run_job(
     tally = _Tally(outcome, listener or JobListener())
     source = QueueSource(items) if isinstance(items, list) else items
     try:
-        spec = instance_spec(job, model, settings, started_at=started_at or datetime.now(timezone.utc))
+        config = instance_config(job, model, settings, started_at=started_at or datetime.now(timezone.utc))
         count = instance_count or max(min(job.resources.instance_count, settings.capacity), 1)
-        (backend or LocalBackend()).run(spec, count, source, tally, stop)
+        (backend or LocalBackend()).run(config, count, source, tally, stop)
     except (JobStartFailed, ModelDataError) as exc:
         return JobOutcome(status="Failed", failure_reason=_truncate(f"ClientError: {exc}"), resolved=outcome.resolved)
     if stop.is_set():

@@ -16,7 +16,7 @@ from multiprocessing.process import BaseProcess
 
 from conveyor.engine import worker as messages
 from conveyor.engine.backend import Backend, ItemSource, JobListener, JobStartFailed
-from conveyor.engine.instance import InstanceSpec
+from conveyor.engine.instance import InstanceConfig
 from conveyor.pipeline.work_item import WorkItem
 
 MAX_CRASHES_PER_ITEM = 3
@@ -35,7 +35,7 @@ class _Worker:
 
 @dataclass
 class _Run:
-    spec: InstanceSpec
+    config: InstanceConfig
     items: ItemSource
     listener: JobListener
     workers: list[_Worker] = field(default_factory=list)
@@ -48,10 +48,10 @@ class LocalBackend(Backend):
     def __init__(self, start_method: str = "spawn") -> None:
         self._context = multiprocessing.get_context(start_method)
 
-    def run(self, spec: InstanceSpec, instance_count: int, items: ItemSource, listener: JobListener, stop: threading.Event) -> None:
-        run = _Run(spec, items, listener)
+    def run(self, config: InstanceConfig, instance_count: int, items: ItemSource, listener: JobListener, stop: threading.Event) -> None:
+        run = _Run(config, items, listener)
         try:
-            run.workers = [self._start(spec, index) for index in range(instance_count)]
+            run.workers = [self._start(config, index) for index in range(instance_count)]
             while not stop.is_set():
                 self._dispatch(run)
                 busy = [w for w in run.workers if not w.closed and (w.item is not None or not w.ready)]
@@ -69,10 +69,10 @@ class LocalBackend(Backend):
         finally:
             self._shutdown(run.workers, graceful=not stop.is_set())
 
-    def _start(self, spec: InstanceSpec, index: int) -> _Worker:
+    def _start(self, config: InstanceConfig, index: int) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=messages.worker_main, args=(spec, child_end, os.getpid(), index), name=f"conveyor-instance-{index + 1}", daemon=True
+            target=messages.worker_main, args=(config, child_end, os.getpid(), index), name=f"conveyor-instance-{index + 1}", daemon=True
         )
         process.start()
         child_end.close()
@@ -150,7 +150,7 @@ class LocalBackend(Backend):
             if item is not None:
                 run.items.give_back(item)
                 run.exhausted = False
-        replacement = self._start(run.spec, worker.index)
+        replacement = self._start(run.config, worker.index)
         run.workers[run.workers.index(worker)] = replacement
 
     @staticmethod

@@ -24,9 +24,9 @@ from conveyor.engine.data_capture import capture_failure, write_capture_manifest
 from conveyor.engine.job import plan_work_items, run_job
 from conveyor.engine.local import LocalBackend
 from conveyor.engine.store_link import StoreItemSource, StoreListener, job_stream, log
+from conveyor.errors import ConveyorError
+from conveyor.sagemaker import parse_model, parse_transform_job
 from conveyor.settings import Settings
-from conveyor.spec import parse_model, parse_transform_job
-from conveyor.spec.errors import ConveyorError
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
 from conveyor.store import ACTIVE, COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, Store, TransformJobRecord

@@ -4,7 +4,7 @@ It loads the model once, reports the resolved execution parameters, then transfo
 items its parent sends, one at a time, reporting progress over its pipe. It dies with its
 parent (PR_SET_PDEATHSIG, plus a parent check), so a killed server leaves no worker writing.
 An invocation past its timeout that the runtime cannot stop (a Python handler stuck in a
-thread) makes the process report it and exit; the parent starts a fresh one (decision 19).
+thread) makes the process report it and exit; the parent starts a fresh one (docs/semantics.md, decision 19).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from conveyor.engine.instance import InstanceSpec, ResolvedParameters
+from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.pipeline.work_item import ItemProgress, WorkItem, WorkItemFailed
 from conveyor.runtimes.base import RuntimeStartError
 
@@ -80,7 +80,7 @@ class _Messages:
 
 
 class _Watch:
-    """Tracks in-flight invocations; one past its timeout ends the process (decision 19)."""
+    """Tracks in-flight invocations; one past its timeout ends the process (docs/semantics.md, decision 19)."""
 
     def __init__(self, messages: _Messages) -> None:
         self._messages = messages
@@ -149,7 +149,7 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=check, name="parent-check", daemon=True).start()
 
 
-def worker_main(spec: InstanceSpec, connection: Connection, parent_pid: int, instance: int = 0) -> None:
+def worker_main(config: InstanceConfig, connection: Connection, parent_pid: int, instance: int = 0) -> None:
     """Entry point of an instance process."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
@@ -157,7 +157,7 @@ def worker_main(spec: InstanceSpec, connection: Connection, parent_pid: int, ins
     sys.stdout = _LineForwarder(messages, "stdout")
     sys.stderr = _LineForwarder(messages, "stderr")
     try:
-        started = spec.start(instance)
+        started = config.start(instance)
     except RuntimeStartError as exc:
         messages.send(StartFailed(str(exc)))
         return

@@ -1,4 +1,4 @@
-"""RFC 4180 fields of one CSV row, as the bytes they were written with (Conveyor decision 18).
+"""RFC 4180 fields of one CSV row, as the bytes they were written with (docs/semantics.md, decision 18).
 
 Filters and joins on `text/csv` move fields around without reading them: `"7"` stays `"7"`,
 `1.50` stays `1.50`, and `b",".join(split_row(row)) == row` for every well-formed row. A row

@@ -1,4 +1,4 @@
-"""Applying a parsed filter (`conveyor.spec.jsonpath`) to one record.
+"""Applying a parsed filter (`conveyor.sagemaker.jsonpath`) to one record.
 
 A path is compiled once per job into a plan of closures, so the per-record cost is the selection
 itself. CSV rows are lists of field bytes (`csv_fields.split_row`); JSON records are values parsed
@@ -10,7 +10,7 @@ by orjson. Selection follows Jayway JsonPath, which SageMaker's documentation li
   written; a key the record lacks is left out, as Jayway does;
 - later steps apply to each selected value.
 
-Indexes outside the record are an error (spec §5); slices, whose ends include the element named,
+Indexes outside the record are an error (docs/data-processing.md); slices, whose ends include the element named,
 take what the record has, as Python slices do.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any, Callable, Sequence
 
-from conveyor.spec.jsonpath import Index, JsonPath, Name, Names, Select, Slice, Step, Wildcard
+from conveyor.sagemaker.jsonpath import Index, JsonPath, Name, Names, Select, Slice, Step, Wildcard
 
 CsvSelector = Callable[[list[bytes]], Sequence[bytes]]
 JsonSelector = Callable[[Any], Any]

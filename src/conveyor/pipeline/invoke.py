@@ -31,7 +31,7 @@ class InvocationWatch(Protocol):
 
 
 class Invoker:
-    """Sends payloads to a runtime with the job's timeout and retry policy (decision 8)."""
+    """Sends payloads to a runtime with the job's timeout and retry policy (docs/semantics.md, decision 8)."""
 
     def __init__(
         self,

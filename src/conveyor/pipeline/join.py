@@ -1,5 +1,6 @@
 """Per-record data processing: InputFilter → model → response mapped back to records → join with
-the input → OutputFilter → inference ids (spec §5, §1.5; Conveyor decisions 4, 17 and 18).
+the input → OutputFilter → inference ids (docs/data-processing.md;
+docs/semantics.md, decisions 4, 17 and 18).
 
 The work-item loop calls a `RecordProcessor` only when a filter, a join or inference ids are asked
 for; without them records and responses go through untouched. Everything that depends on the job
@@ -20,8 +21,8 @@ import orjson
 from conveyor.pipeline.csv_fields import MalformedRow, split_row
 from conveyor.pipeline.filters import FilterError, compile_csv, compile_json
 from conveyor.pipeline.split import DataError
-from conveyor.spec.jsonpath import CSV, JsonPath, media_type
-from conveyor.spec.transform_job import DataProcessing
+from conveyor.sagemaker.jsonpath import CSV, JsonPath, media_type
+from conveyor.sagemaker.transform_job import DataProcessing
 
 JSON_MEDIA_TYPES = frozenset({"application/json", "application/jsonlines", "application/x-jsonlines", "application/jsonl"})
 OUTPUT_KEY = "SageMakerOutput"

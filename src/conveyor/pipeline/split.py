@@ -1,7 +1,7 @@
 """Splitting an object's bytes into records: SplitType None, Line, RecordIO (dmlc) and TFRecord.
 
 Each record is kept in two forms, because SageMaker sends binary records framed under
-MultiRecord and bare under SingleRecord (spec §4.4, Conveyor decision 5). The splitters read a
+MultiRecord and bare under SingleRecord (docs/semantics.md, decision 5). The splitters read a
 stream of chunks and hold at most one record (plus one chunk) at a time.
 """
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Callable, Iterator
 
 from conveyor.pipeline.batch import Payload, iter_payloads, pack_records
@@ -21,7 +21,7 @@ from conveyor.pipeline.invoke import InvocationFailed, InvocationWatch, Invoker,
 from conveyor.pipeline.join import InferenceIdConfig, RecordProcessor
 from conveyor.pipeline.split import DataError, Record, iter_records
 from conveyor.runtimes.base import Runtime
-from conveyor.spec.transform_job import DataProcessing
+from conveyor.sagemaker.transform_job import DataProcessing
 from conveyor.storage.base import ObjectWriter, Storage, StorageError
 
 PROGRESS_INTERVAL_SECONDS = 0.25

@@ -13,7 +13,7 @@ from typing import Literal
 
 
 class InvocationError(Exception):
-    """One invocation failed. `retryable` follows the spec's decision 8 (connection errors,
+    """One invocation failed. `retryable` follows docs/semantics.md, decision 8 (connection errors,
     timeouts, 5xx, 429 and handler exceptions are retried; other 4xx are not)."""
 
     def __init__(self, message: str, *, retryable: bool = True, status: int | None = None) -> None:
@@ -39,7 +39,7 @@ class ExecutionParameters:
 class Runtime(ABC):
     enforces_timeout: bool = True
     """False when `invoke` cannot stop itself at the timeout (in-process Python handlers): the
-    instance's watchdog then restarts the whole instance, as the spec's decision 19 says."""
+    instance's watchdog then restarts the whole instance, as docs/semantics.md, decision 19, says."""
 
     @abstractmethod
     def start(self) -> None: ...

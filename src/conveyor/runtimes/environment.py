@@ -1,4 +1,4 @@
-"""The environment a model runs with in a batch transform job (spec §3.5 and §6.3)."""
+"""The environment a model runs with in a batch transform job (docs/containers.md, "The contract")."""
 
 from __future__ import annotations
 

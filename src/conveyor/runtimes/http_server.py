@@ -2,7 +2,7 @@
 
 `GET /ping` until it answers 200 (2 s per probe, within a start-up limit), `GET
 /execution-parameters` once, then `POST /invocations` with the job's Content-Type and Accept
-(spec §6.2). Up to MaxConcurrentTransforms calls run at once, each on a kept-alive connection
+(docs/containers.md). Up to MaxConcurrentTransforms calls run at once, each on a kept-alive connection
 taken from a pool that grows to the number of callers. The GETs use the standard library's
 `http.client`; the POSTs a lean HTTP/1.1 exchange (`_Connection`), because measured through
 the job's invocation path against an echo server (benchmarks/http_runtime.py) pooled
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 600.0
 """How long a server may take to answer /ping with 200 (SageMaker waits about 30 minutes)."""
-PING_TIMEOUT_SECONDS = 2.0  # per probe [DG]
+PING_TIMEOUT_SECONDS = 2.0  # per probe, as SageMaker probes (docs/containers.md)
 EXECUTION_PARAMETERS_TIMEOUT_SECONDS = 10.0
 MAX_BODY_SHOWN = 1024
 """Bytes of a container's error body quoted in a failure reason and the job log."""

@@ -1,7 +1,7 @@
 """The in-process Python runtime: runs a SageMaker inference handler (`code/inference.py`).
 
 The handler contract is that of the SageMaker inference toolkit (sagemaker-inference 1.10), as
-the scikit-learn and PyTorch serving containers use it (spec, Conveyor decision 19):
+the scikit-learn and PyTorch serving containers use it (docs/semantics.md, decision 19):
 `model_fn(model_dir[, context])`, then per request either
 `transform_fn(model, input_data, content_type, accept[, context])` or
 `input_fn(input_data, content_type[, context])` -> `predict_fn(data, model[, context])` ->
@@ -163,13 +163,13 @@ class PythonHandlerRuntime(Runtime):
             self._path_entry = code_dir
         stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
         name = f"conveyor_handler_{next(_module_numbers)}_{stem}"  # never shared by two models
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
             raise RuntimeStartError(f"cannot load {path} as a Python module")
-        module = importlib.util.module_from_spec(spec)
+        module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # pickle and dataclasses look classes up by module name
         try:
-            spec.loader.exec_module(module)
+            module_spec.loader.exec_module(module)
         except (Exception, SystemExit) as exc:
             sys.modules.pop(name, None)
             raise RuntimeStartError(f"importing {path} failed: {self._describe(exc)}") from exc

@@ -1,23 +1,31 @@
-"""Which runtime runs a model, chosen by its container `Image` (the spec's decision 15).
+"""Which runtime runs a model: registered kinds, each a matcher and a factory, tried in order.
 
-- empty, `conveyor:python`, or a SageMaker framework image whose model data holds
-  `code/inference.py` → the in-process Python handler runtime;
-- `http://…`, `https://…` → an already running model server;
-- `process:<command>` → a model server started as a local process per instance;
-- anything else → a Docker image run as `docker run <image> serve`.
+A kind's matcher looks at a `RuntimeTarget` (the container definition, its prepared model
+directory, the environment) and says whether the kind runs it; the first kind that matches
+builds the runtime. Conveyor's own kinds, in this order (docs/architecture.md, "Runtimes"):
 
-A model with several `Containers` (InferenceExecutionConfig.Mode = Serial) becomes a serial
-pipeline of one such runtime per container.
+1. `pipeline`: a model with several `Containers` (InferenceExecutionConfig.Mode = Serial) becomes
+   a serial pipeline whose stages are matched one by one against the kinds below;
+2. `python`: an empty Image, `conveyor:python`, or a SageMaker framework image whose model data
+   holds `code/inference.py` → the in-process Python handler runtime;
+3. `http`: `http://…` or `https://…` → an already running model server;
+4. `process`: `process:<command>` → a model server started as a local process per instance;
+5. `docker`: anything else → a Docker image run as `docker run <image> serve`.
+
+`register_runtime` adds a kind ahead of `docker` (which matches everything), or ahead of any
+named kind, so a new kind plugs in without editing this chain.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 
 from conveyor.runtimes.base import Runtime, RuntimeStartError
 from conveyor.runtimes.http_server import DEFAULT_STARTUP_TIMEOUT_SECONDS
-from conveyor.spec.model import ContainerSpec, ModelSpec
+from conveyor.sagemaker.model import ContainerSpec, ModelSpec
 
 PYTHON_IMAGE = "conveyor:python"
 FRAMEWORK_REPOSITORIES = re.compile(
@@ -31,58 +39,224 @@ PIPELINE_FIRST_PORT = 8080
 """Pipeline container i (from 0) is told to listen on SAGEMAKER_BIND_TO_PORT = 8080 + i."""
 
 
-def runtime_kind(container: ContainerSpec, model_dir: str | None) -> str:
-    """`python`, `http`, `process` or `docker` for one container."""
-    image = (container.image or "").strip()
-    if not image or image == PYTHON_IMAGE:
-        return "python"
-    if image.startswith(("http://", "https://")):
-        return "http"
-    if image.startswith("process:"):
-        return "process"
-    has_handler = model_dir is not None and os.path.isfile(os.path.join(model_dir, "code", "inference.py"))
-    if FRAMEWORK_REPOSITORIES.search(image) and has_handler:
-        return "python"
-    return "docker"
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How one instance runs its model: names for Docker containers, GPUs, the start-up wait."""
+
+    job_name: str | None = None
+    instance: int | None = None  # 0-based instance number within the job
+    instance_type: str | None = None  # decides whether Docker containers get GPUs
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS  # bounds the wait for a server's /ping
+
+
+@dataclass(frozen=True)
+class RuntimeTarget:
+    """What a runtime is asked to run: a model's containers with their prepared model data.
+
+    A whole model is a target; so is each stage of a serial pipeline (`stage` set, one
+    container). `model_dirs` holds one prepared directory per container (None for a container
+    without ModelDataUrl), so matchers can look inside the model data."""
+
+    model: ModelSpec
+    containers: tuple[ContainerSpec, ...]
+    model_dirs: tuple[str | None, ...]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    options: RuntimeOptions = RuntimeOptions()
+    stage: int | None = None
+
+    @classmethod
+    def for_model(
+        cls, model: ModelSpec, model_dirs: list[str], environment: Mapping[str, str], options: RuntimeOptions = RuntimeOptions()
+    ) -> RuntimeTarget:
+        """The target for a whole model; `model_dirs` go, in order, to the containers that have
+        a ModelDataUrl (or one to each container when there are as many)."""
+        containers = tuple(model.containers)
+        return cls(model, containers, _directories(containers, model_dirs), dict(environment), options)
+
+    @property
+    def container(self) -> ContainerSpec:
+        return self.containers[0]
+
+    @property
+    def model_dir(self) -> str | None:
+        return self.model_dirs[0]
+
+    @property
+    def image(self) -> str:
+        return (self.container.image or "").strip()
+
+    @property
+    def label(self) -> str:
+        """How the job log names this container."""
+        return self.container.hostname or self.image or PYTHON_IMAGE
+
+    def stages(self) -> Iterator[RuntimeTarget]:
+        """One target per container, each with its own environment (as in SageMaker, a
+        pipeline container sees only its own model Environment, plus the batch variables and
+        the job's Environment)."""
+        for index, (container, model_dir) in enumerate(zip(self.containers, self.model_dirs)):
+            environment = container_environment(self.model, index, self.environment) if len(self.containers) > 1 else self.environment
+            yield replace(self, containers=(container,), model_dirs=(model_dir,), environment=environment, stage=index if len(self.containers) > 1 else None)
+
+
+Matcher = Callable[[RuntimeTarget], bool]
+Factory = Callable[[RuntimeTarget], Runtime]
+
+
+@dataclass(frozen=True)
+class RuntimeKind:
+    name: str
+    matches: Matcher
+    create: Factory
+
+
+def _is_pipeline(target: RuntimeTarget) -> bool:
+    return len(target.containers) > 1
+
+
+def _is_python(target: RuntimeTarget) -> bool:
+    if target.image in ("", PYTHON_IMAGE):
+        return True
+    has_handler = target.model_dir is not None and os.path.isfile(os.path.join(target.model_dir, "code", "inference.py"))
+    return has_handler and FRAMEWORK_REPOSITORIES.search(target.image) is not None
+
+
+def _is_http(target: RuntimeTarget) -> bool:
+    return target.image.startswith(("http://", "https://"))
+
+
+def _is_process(target: RuntimeTarget) -> bool:
+    return target.image.startswith("process:")
+
+
+def _pipeline(target: RuntimeTarget) -> Runtime:
+    from conveyor.runtimes.pipeline import SerialPipelineRuntime
+
+    if target.model.inference_mode != "Serial":
+        raise RuntimeStartError(
+            f"Model {target.model.name} has InferenceExecutionConfig.Mode={target.model.inference_mode}; batch transform calls a "
+            "multi-container model as a serial inference pipeline, so use Mode=Serial"
+        )
+    stages = list(target.stages())
+    return SerialPipelineRuntime([create_runtime_for(stage) for stage in stages], [stage.label for stage in stages])
+
+
+def _python(target: RuntimeTarget) -> Runtime:
+    from conveyor.runtimes.python_handler import PythonHandlerRuntime
+
+    if target.model_dir is None:
+        raise RuntimeStartError(
+            f"Model {target.model.name} has no ModelDataUrl: a Python handler model needs a model directory with code/inference.py."
+        )
+    return PythonHandlerRuntime(target.model_dir, dict(target.environment))
+
+
+def _http(target: RuntimeTarget) -> Runtime:
+    from conveyor.runtimes.http_server import HttpServerRuntime
+
+    return HttpServerRuntime(target.image, startup_timeout=target.options.startup_timeout)
+
+
+def _output_prefix(target: RuntimeTarget) -> str:
+    """Pipeline stages tag their server's output lines with the container's name."""
+    return f"[{target.label}] " if target.stage is not None else ""
+
+
+def _process(target: RuntimeTarget) -> Runtime:
+    from conveyor.runtimes.process_server import PROCESS_PREFIX, ProcessServerRuntime
+
+    return ProcessServerRuntime(
+        target.image[len(PROCESS_PREFIX) :].strip(),
+        model_dir=target.model_dir,
+        environment=dict(target.environment),
+        startup_timeout=target.options.startup_timeout,
+        output_prefix=_output_prefix(target),
+    )
+
+
+def _docker(target: RuntimeTarget) -> Runtime:
+    from conveyor.runtimes.docker_server import CONTAINER_PORT, DockerServerRuntime
+
+    port, environment = CONTAINER_PORT, dict(target.environment)
+    if target.stage is not None:  # pipeline containers listen on SAGEMAKER_BIND_TO_PORT (docs/containers.md)
+        port = PIPELINE_FIRST_PORT + target.stage
+        low = 9000 + 100 * target.stage
+        environment.update({"SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{low + 99}"})
+    options = target.options
+    return DockerServerRuntime(
+        target.image,
+        model_dir=target.model_dir,
+        environment=environment,
+        startup_timeout=options.startup_timeout,
+        job_name=options.job_name,
+        model_name=target.model.name,
+        instance=options.instance,
+        instance_type=options.instance_type,
+        container_port=port,
+        output_prefix=_output_prefix(target),
+    )
+
+
+_KINDS: list[RuntimeKind] = [
+    RuntimeKind("pipeline", _is_pipeline, _pipeline),
+    RuntimeKind("python", _is_python, _python),
+    RuntimeKind("http", _is_http, _http),
+    RuntimeKind("process", _is_process, _process),
+    RuntimeKind("docker", lambda _target: True, _docker),
+]
+
+
+def register_runtime(name: str, matches: Matcher, create: Factory, *, before: str = "docker") -> None:
+    """Plug in a kind of runtime, tried just ahead of the kind named `before` (by default
+    `docker`, the catch-all). Registering an existing name replaces that kind in place."""
+    kind = RuntimeKind(name, matches, create)
+    names = runtime_kinds()
+    if name in names:
+        _KINDS[names.index(name)] = kind
+        return
+    if before not in names:
+        raise ValueError(f"no runtime kind {before!r} to register {name!r} before (known: {', '.join(names)})")
+    _KINDS.insert(names.index(before), kind)
+
+
+def runtime_kinds() -> list[str]:
+    """The registered kinds' names, in the order they are tried."""
+    return [kind.name for kind in _KINDS]
+
+
+def kind_for(target: RuntimeTarget) -> RuntimeKind:
+    """The first registered kind whose matcher takes `target`."""
+    for kind in _KINDS:
+        if kind.matches(target):
+            return kind
+    raise RuntimeStartError(f"no runtime kind runs Image {target.image!r} (kinds: {', '.join(runtime_kinds())})")
+
+
+def create_runtime_for(target: RuntimeTarget) -> Runtime:
+    """The runtime of the first kind that matches `target`, not yet started."""
+    return kind_for(target).create(target)
 
 
 def create_runtime(
     model: ModelSpec,
     model_dirs: list[str],
-    environment: dict[str, str],
+    environment: Mapping[str, str],
     *,
     job_name: str | None = None,
     instance: int | None = None,
     instance_type: str | None = None,
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
 ) -> Runtime:
-    """The runtime for a model, not yet started.
+    """The runtime for a whole model, not yet started.
 
     `model_dirs` holds one prepared directory per container that has a ModelDataUrl, in order;
     `environment` is the job's merged batch environment (every container's Environment, the
-    SAGEMAKER_* batch variables, the job's Environment). `job_name` and `instance` name Docker
-    containers; `instance_type` decides whether they get GPUs; `startup_timeout` bounds the
-    wait for a server's /ping."""
-    containers = model.containers
-    directories = _directories(containers, model_dirs)
-    options = {"job_name": job_name, "instance": instance, "instance_type": instance_type, "startup_timeout": startup_timeout}
-    if len(containers) == 1:
-        return _container_runtime(model, 0, directories[0], dict(environment), pipeline=False, **options)
-    if model.inference_mode != "Serial":
-        raise RuntimeStartError(
-            f"Model {model.name} has InferenceExecutionConfig.Mode={model.inference_mode}; batch transform calls a "
-            "multi-container model as a serial inference pipeline, so use Mode=Serial"
-        )
-    from conveyor.runtimes.pipeline import SerialPipelineRuntime
-
-    stages = [
-        _container_runtime(model, index, directories[index], container_environment(model, index, environment), pipeline=True, **options)
-        for index in range(len(containers))
-    ]
-    return SerialPipelineRuntime(stages, [_container_label(container) for container in containers])
+    SAGEMAKER_* batch variables, the job's Environment)."""
+    options = RuntimeOptions(job_name=job_name, instance=instance, instance_type=instance_type, startup_timeout=startup_timeout)
+    return create_runtime_for(RuntimeTarget.for_model(model, model_dirs, environment, options))
 
 
-def container_environment(model: ModelSpec, index: int, environment: dict[str, str]) -> dict[str, str]:
+def container_environment(model: ModelSpec, index: int, environment: Mapping[str, str]) -> dict[str, str]:
     """One pipeline container's environment: its own Environment, then the batch variables and
     the job's Environment taken from the merged `environment` (each container sees only its own
     model Environment, as in SageMaker)."""
@@ -97,68 +271,10 @@ def container_environment(model: ModelSpec, index: int, environment: dict[str, s
     return {**model.containers[index].environment, **overlay}
 
 
-def _directories(containers: list[ContainerSpec], model_dirs: list[str]) -> list[str | None]:
+def _directories(containers: tuple[ContainerSpec, ...], model_dirs: list[str]) -> tuple[str | None, ...]:
     """Each container's model directory: the prepared ones go, in order, to the containers
     that have a ModelDataUrl."""
-    remaining = iter(model_dirs)
     if len(model_dirs) == len(containers):
-        return list(model_dirs)
-    return [next(remaining, None) if container.model_data_url else None for container in containers]
-
-
-def _container_label(container: ContainerSpec) -> str:
-    return container.hostname or (container.image or "").strip() or PYTHON_IMAGE
-
-
-def _container_runtime(
-    model: ModelSpec,
-    index: int,
-    model_dir: str | None,
-    environment: dict[str, str],
-    *,
-    pipeline: bool,
-    job_name: str | None,
-    instance: int | None,
-    instance_type: str | None,
-    startup_timeout: float,
-) -> Runtime:
-    container = model.containers[index]
-    kind = runtime_kind(container, model_dir)
-    image = (container.image or "").strip()
-    prefix = f"[{_container_label(container)}] " if pipeline else ""
-    if kind == "python":
-        from conveyor.runtimes.python_handler import PythonHandlerRuntime
-
-        if model_dir is None:
-            raise RuntimeStartError(f"Model {model.name} has no ModelDataUrl: a Python handler model needs a model directory with code/inference.py.")
-        return PythonHandlerRuntime(model_dir, environment)
-    if kind == "http":
-        from conveyor.runtimes.http_server import HttpServerRuntime
-
-        return HttpServerRuntime(image, startup_timeout=startup_timeout)
-    if kind == "process":
-        from conveyor.runtimes.process_server import PROCESS_PREFIX, ProcessServerRuntime
-
-        command = image[len(PROCESS_PREFIX) :].strip()
-        return ProcessServerRuntime(
-            command, model_dir=model_dir, environment=environment, startup_timeout=startup_timeout, output_prefix=prefix
-        )
-    from conveyor.runtimes.docker_server import CONTAINER_PORT, DockerServerRuntime
-
-    port = CONTAINER_PORT
-    if pipeline:  # pipeline containers listen on SAGEMAKER_BIND_TO_PORT [DG inference-pipeline-real-time]
-        port = PIPELINE_FIRST_PORT + index
-        low = 9000 + 100 * index
-        environment = {**environment, "SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_SAFE_PORT_RANGE": f"{low}-{low + 99}"}
-    return DockerServerRuntime(
-        image,
-        model_dir=model_dir,
-        environment=environment,
-        startup_timeout=startup_timeout,
-        job_name=job_name,
-        model_name=model.name,
-        instance=instance,
-        instance_type=instance_type,
-        container_port=port,
-        output_prefix=prefix,
-    )
+        return tuple(model_dirs)
+    remaining = iter(model_dirs)
+    return tuple(next(remaining, None) if container.model_data_url else None for container in containers)

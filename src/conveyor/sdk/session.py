@@ -172,7 +172,7 @@ class LocalSession(Session):
             return self._service
 
     def _call(self, service: str, method: str, request: dict[str, Any]) -> dict[str, Any]:
-        from conveyor.spec.errors import ConveyorError
+        from conveyor.errors import ConveyorError
 
         operations = self.service.sagemaker if service == "sagemaker" else self.service.logs
         try:

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from conveyor.engine.scheduler import Scheduler
+from conveyor.errors import ValidationException
 from conveyor.service.logs import LOG_GROUP, LogOperations
 from conveyor.service.operations import SageMakerOperations
 from conveyor.settings import Settings
-from conveyor.spec.errors import ValidationException
 from conveyor.store import NotFound, Store
 
 __all__ = ["LOG_GROUP", "Service"]

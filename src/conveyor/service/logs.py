@@ -9,22 +9,12 @@ from typing import Any
 
 from botocore.model import Shape
 
-from conveyor.spec.errors import ConveyorError, FieldError, render_errors
-from conveyor.spec.shapes import member_path, validate, without_nulls
+from conveyor.errors import FieldError, LogsInvalidParameter, LogsResourceNotFound, render_errors
+from conveyor.sagemaker.shapes import member_path, validate, without_nulls
 from conveyor.store import InvalidToken, LogStream, Store
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 MAX_EVENTS = 10_000
-
-
-class LogsResourceNotFound(ConveyorError):
-    code = "ResourceNotFoundException"
-    status = 400
-
-
-class LogsInvalidParameter(ConveyorError):
-    code = "InvalidParameterException"
-    status = 400
 
 
 LARGEST_LONG = 2**63 - 1

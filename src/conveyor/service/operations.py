@@ -1,4 +1,4 @@
-"""SageMaker's operations over the spec, the store and the scheduler: the one place they live.
+"""SageMaker's operations over the typed requests, the store and the scheduler: the one place they live.
 
 Every front end (the API, the console, the CLI, the SDK) calls these with SageMaker's request
 shapes and gets SageMaker's response shapes back, or a `ConveyorError` carrying its code and
@@ -11,15 +11,15 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from conveyor.engine.job import plan_work_items
+from conveyor.errors import ResourceInUse, ResourceNotFound, ValidationException
+from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
+from conveyor.sagemaker.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
+from conveyor.service import wire
 from conveyor.settings import Settings
-from conveyor.spec import check_model_for_batch, parse_model, parse_transform_job
-from conveyor.spec.errors import ResourceInUse, ResourceNotFound, ValidationException
-from conveyor.spec.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
 from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Page, Store
 from conveyor.store.work_items import NewWorkItem
-from conveyor.service import wire
 
 
 def _validated(operation: str, request: dict[str, Any]) -> dict[str, Any]:

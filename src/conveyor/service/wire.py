@@ -1,11 +1,11 @@
 """Stored records as SageMaker's response shapes: exactly botocore's members, nothing more
-(decision 21)."""
+(docs/semantics.md, decision 21)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from conveyor.spec.transform_job import DEFAULT_INVOCATIONS_MAX_RETRIES, DEFAULT_INVOCATIONS_TIMEOUT_SECONDS
+from conveyor.sagemaker.transform_job import DEFAULT_INVOCATIONS_MAX_RETRIES, DEFAULT_INVOCATIONS_TIMEOUT_SECONDS
 from conveyor.store import ModelRecord, ModelSummary, TransformJobRecord, TransformJobSummary
 
 _ECHOED_JOB_MEMBERS = (

@@ -1,4 +1,4 @@
-"""A job's input objects and the names of their outputs (the spec's decision 1).
+"""A job's input objects and the names of their outputs (docs/semantics.md, decision 1).
 
 S3Prefix lists every object under the key prefix; ManifestFile reads the JSON manifest
 (`[{"prefix": "s3://b/p/"}, "suffix-1", …]`). Each input gets the relative name its `.out`

@@ -3,7 +3,7 @@
 `s3://bucket/key` gives the bucket and the key as S3 names them (no leading `/`). A `file://`
 URI or a plain path gives scheme `file`, no bucket, and the absolute path as the key. Other
 schemes are split the same way as `s3://` so that the registry can refuse them by name.
-(`https://` forms of S3 URLs are mapped to `s3://` by `spec`, decision 20, before this.)
+(`https://` forms of S3 URLs are mapped to `s3://` by `conveyor.sagemaker.locations`, docs/semantics.md decision 20, before this.)
 """
 
 from __future__ import annotations

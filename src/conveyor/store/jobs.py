@@ -58,7 +58,7 @@ class TransformJobRecord:
     transform_start_time: datetime | None = None
     transform_end_time: datetime | None = None
     execution_parameters: dict[str, Any] | None = None
-    """Resolved MaxConcurrentTransforms, MaxPayloadInMB, BatchStrategy (decision 9); None until resolved."""
+    """Resolved MaxConcurrentTransforms, MaxPayloadInMB, BatchStrategy (docs/semantics.md, decision 9); None until resolved."""
     owner: str | None = None
     """The scheduler that holds the job, while its lease lasts."""
     lease_expires: datetime | None = None

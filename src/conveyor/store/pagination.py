@@ -43,14 +43,14 @@ class Where:
         return self
 
     def contains_ignoring_case(self, column: str, text: str | None) -> "Where":
-        """NameContains: a case-insensitive substring (decision 12), as portable LIKE."""
+        """NameContains: a case-insensitive substring (docs/semantics.md, decision 12), as portable LIKE."""
         if text:
             escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             self.add(f"LOWER({column}) LIKE ? ESCAPE '\\'", f"%{escaped}%")
         return self
 
     def after(self, column: str, value: Any) -> "Where":
-        """An exclusive lower bound (decision 12), skipped when the bound is not given."""
+        """An exclusive lower bound (docs/semantics.md, decision 12), skipped when the bound is not given."""
         if value is not None:
             self.add(f"{column} > ?", value)
         return self

@@ -41,7 +41,7 @@ class Progress:
         return max((now - self.started_at).total_seconds(), 0.0)
 
     def mb_per_second(self, now: datetime) -> float | None:
-        """Input throughput in MiB/s (decision 7: MB means MiB) since the job started."""
+        """Input throughput in MiB/s (docs/semantics.md, decision 7: MB means MiB) since the job started."""
         elapsed = self.elapsed_seconds(now)
         if not elapsed:
             return None

@@ -4,7 +4,7 @@ A bad filter is refused when the job is created, with the position of the fault 
 allowed for the content type, rather than failing every record at run time. Applying a parsed
 path to records is `conveyor.pipeline.filters`' job.
 
-Grammar (spec §5.1, Conveyor decisions 2 and 3):
+Grammar (docs/data-processing.md, "Filters"; docs/semantics.md, decisions 2 and 3):
 
     path    := '$' step*
     step    := '.' name | '.' '*' | '.'? '[' list ']'
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conveyor.spec.errors import FieldError, ValidationException
+from conveyor.errors import FieldError, ValidationException
 
 CSV = "text/csv"
 RULE = "Member must be a JsonPath expression of the subset SageMaker batch transform supports"

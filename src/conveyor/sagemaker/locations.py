@@ -2,7 +2,7 @@
 
 SageMaker's S3 fields (`S3Uri`, `S3OutputPath`, `DestinationS3Uri`, `ModelDataUrl`) take
 `s3://bucket/key` and, by botocore's pattern `(https|s3)://([^/]+)/?(.*)`, `https://` URLs.
-Conveyor maps the https forms of S3 object URLs to `s3://bucket/key` (the spec's decision 20)
+Conveyor maps the https forms of S3 object URLs to `s3://bucket/key` (docs/semantics.md, decision 20)
 and adds local locations: `file:///absolute/path` and plain paths (decision 16). Everything
 downstream sees only `s3://bucket/key` or `file:///absolute/path`.
 
@@ -29,8 +29,8 @@ from urllib.parse import unquote_plus, urlsplit
 
 from botocore.model import Shape
 
-from conveyor.spec.errors import FieldError
-from conveyor.spec.shapes import full_match, length_errors, pattern_rule
+from conveyor.errors import FieldError
+from conveyor.sagemaker.shapes import full_match, length_errors, pattern_rule
 
 S3_URL_FORMS = "https://<bucket>.s3.<region>.amazonaws.com/<key> or https://s3.<region>.amazonaws.com/<bucket>/<key>"
 LOCAL_FORMS = "a local path (file:///absolute/path or a path)"

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from conveyor.spec import ContainerSpec, ModelSpec, ValidationException, check_model_for_batch, parse_model
+from conveyor.errors import ValidationException
+from conveyor.sagemaker import ContainerSpec, ModelSpec, check_model_for_batch, parse_model
 
 MODEL_DATA_SOURCE_MESSAGE = (
     "SageMaker Batch currently doesn't support Model entity with container definitions which use ModelDataSource attribute"

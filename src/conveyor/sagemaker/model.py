@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from botocore.model import Shape
 
-from conveyor.spec import shapes
-from conveyor.spec.errors import FieldError, ValidationException
-from conveyor.spec.locations import location_errors, normalize_location
+from conveyor.errors import FieldError, ValidationException
+from conveyor.sagemaker import shapes
+from conveyor.sagemaker.locations import location_errors, normalize_location
 
-MAX_ENVIRONMENT_BYTES = 32 * 1024  # all keys and values of all containers together [BM]
+MAX_ENVIRONMENT_BYTES = 32 * 1024  # all keys and values of all containers together (botocore's ContainerDefinition.Environment)
 MODEL_DATA_SOURCE_MESSAGE = (
     "SageMaker Batch currently doesn't support Model entity with container definitions which use ModelDataSource attribute"
 )
@@ -93,7 +93,7 @@ def parse_model(request: dict[str, Any]) -> ModelSpec:
 def check_model_for_batch(model: ModelSpec) -> None:
     """Refuse, at CreateTransformJob, a model a transform job cannot run: containers using
     ModelDataSource (as SageMaker does) and SageMaker's built-in algorithm images, which cannot
-    be pulled or run offline (the spec's decision 20)."""
+    be pulled or run offline (docs/semantics.md, decision 20)."""
     errors = []
     for index, container in enumerate(model.containers, start=1):
         path = f"containers.{index}.member" if "Containers" in model.request else "primaryContainer"
@@ -122,7 +122,7 @@ def built_in_algorithm(image: str | None) -> str | None:
 
 
 def _image_errors(value: str, shape: Shape, path: str) -> list[FieldError]:
-    """Images Conveyor runs (decision 15): besides `registry/repository[:tag]`, an empty Image
+    """Images Conveyor runs (docs/semantics.md, decision 15): besides `registry/repository[:tag]`, an empty Image
     (the Python handler runtime) and `process:<command line>`, whose command has spaces."""
     errors = shapes.length_errors(value, shape, path)
     if value == "" or value.startswith("process:"):

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from botocore.model import Shape
 
-from conveyor.spec import jsonpath, shapes
-from conveyor.spec.errors import FieldError, ValidationException
-from conveyor.spec.jsonpath import JsonPath
-from conveyor.spec.locations import location_errors, normalize_location
+from conveyor.errors import FieldError, ValidationException
+from conveyor.sagemaker import jsonpath, shapes
+from conveyor.sagemaker.jsonpath import JsonPath
+from conveyor.sagemaker.locations import location_errors, normalize_location
 
 SplitType = Literal["None", "Line", "RecordIO", "TFRecord"]
 BatchStrategy = Literal["MultiRecord", "SingleRecord"]
@@ -207,7 +207,7 @@ def _uses_data_processing(request: dict[str, Any]) -> bool:
 
 
 def _data_processing_errors(request: dict[str, Any]) -> list[FieldError]:
-    """The content-type rules of data processing (spec §5.2), each a sentence naming the field,
+    """The content-type rules of data processing (docs/data-processing.md, "Content types"), each a sentence naming the field,
     the value and the rule. Media types are compared without parameters (`; charset=…`)."""
     if not _uses_data_processing(request):
         return []
@@ -248,7 +248,7 @@ def _data_processing_errors(request: dict[str, Any]) -> list[FieldError]:
 
 
 def _inference_id_errors(request: dict[str, Any]) -> list[FieldError]:
-    """GenerateInferenceId adds columns or keys to each output record (spec §1.5), so the output
+    """GenerateInferenceId adds columns or keys to each output record (docs/semantics.md, decision 17), so the output
     must be CSV, JSON or JSON Lines, and CSV output must come one record per line."""
     capture = request.get("DataCaptureConfig")
     if not isinstance(capture, dict) or capture.get("GenerateInferenceId") is not True:

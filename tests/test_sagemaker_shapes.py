@@ -1,5 +1,5 @@
-"""Generic validation against botocore's SageMaker model, and the location forms (`spec.shapes`,
-`spec.locations`)."""
+"""Generic validation against botocore's SageMaker model, and the location forms (`sagemaker.shapes`,
+`sagemaker.locations`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 import botocore.session
 import pytest
 
-from conveyor.spec import ValidationException, normalize_location
-from conveyor.spec.errors import FieldError
-from conveyor.spec.locations import LocationError, is_local, location_errors
-from conveyor.spec.shapes import (
+from conveyor.errors import FieldError, ValidationException
+from conveyor.sagemaker import normalize_location
+from conveyor.sagemaker.locations import LocationError, is_local, location_errors
+from conveyor.sagemaker.shapes import (
     enum_values,
     full_match,
     input_shape,

@@ -1,4 +1,4 @@
-"""Validating a request against botocore's own SageMaker service model (the spec's decision 22).
+"""Validating a request against botocore's own SageMaker service model (docs/semantics.md, decision 22).
 
 Enums, lengths, value ranges, patterns, required members and types are read from the model that
 the installed botocore ships, so Conveyor accepts exactly what the installed clients send and
@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import regex
 from botocore.model import ServiceModel, Shape, StructureShape
 
-from conveyor.spec.errors import FieldError
+from conveyor.errors import FieldError
 
 # A rule that replaces the generic constraint checks of one botocore shape (by shape name),
 # called with a value already known to have the shape's JSON type.

@@ -8,12 +8,8 @@ from typing import Any
 import botocore.session
 import pytest
 
-from conveyor.spec import (
-    DataProcessing,
-    TransformJobSpec,
-    ValidationException,
-    parse_transform_job,
-)
+from conveyor.errors import ValidationException
+from conveyor.sagemaker import DataProcessing, TransformJobSpec, parse_transform_job
 
 INSTANCE_TYPES = list(botocore.session.get_session().get_service_model("sagemaker").shape_for("TransformInstanceType").enum)
 
@@ -491,7 +487,7 @@ def test_tag_count_and_unique_keys() -> None:
     )
 
 
-# -- data processing (filters are parsed by conveyor.spec.jsonpath.parse_filter) ----------------
+# -- data processing (filters are parsed by conveyor.sagemaker.jsonpath.parse_filter) ----------------
 
 
 def csv_join_request(**processing: str) -> dict[str, Any]:

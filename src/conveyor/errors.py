@@ -1,0 +1,188 @@
+"""Conveyor's one exception family: every error a client can see, with its AWS error code, its
+HTTP status and SageMaker's (or CloudWatch Logs') wording.
+
+Front ends (the API, the console, the CLI) translate these; they never invent messages. Errors
+that stay inside a layer (a storage fault, a failed invocation) are that layer's own exceptions
+and become a `FailureReason` or one of these at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConveyorError(Exception):
+    """An error a client sees: an AWS error code, an HTTP status and a message."""
+
+    code = "InternalFailure"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One failed constraint: where (field path), what (value) and which rule.
+
+    `path` is the wire path as SageMaker writes it in messages, lowerCamelCase joined by dots
+    (`transformInput.dataSource.s3DataSource.s3Uri`), so the console can place the error next
+    to its field. `rule` is the constraint text (`Member must have length less than or equal
+    to 63`). `message`, when given, replaces the generic sentence for rules SageMaker words
+    differently (cross-field checks, filters).
+    """
+
+    path: str
+    value: Any
+    rule: str
+    message: str | None = None
+
+    def render(self) -> str:
+        if self.message is not None:
+            return self.message
+        return f"Value {render_value(self.value)} at '{self.path}' failed to satisfy constraint: {self.rule}"
+
+
+def render_value(value: Any) -> str:
+    """Quote a value the way AWS validation messages do (`'x'`, `null`, numbers bare)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "'true'" if value else "'false'"
+    if isinstance(value, (int, float)):
+        return f"'{value}'"
+    if isinstance(value, (dict, list)):
+        return f"'{value}'"
+    return f"'{value}'"
+
+
+class ValidationException(ConveyorError):
+    """The request broke a rule; lists every broken rule, as SageMaker does."""
+
+    code = "ValidationException"
+    status = 400
+
+    def __init__(self, errors: list[FieldError] | str) -> None:
+        if isinstance(errors, str):
+            self.errors: list[FieldError] = []
+            super().__init__(errors)
+            return
+        self.errors = list(errors)
+        super().__init__(render_errors(self.errors))
+
+
+def render_errors(errors: list[FieldError]) -> str:
+    """`1 validation error detected: …` / `N validation errors detected: a; b` for generic
+    constraint failures; a single custom-worded error is shown on its own."""
+    if len(errors) == 1 and errors[0].message is not None:
+        return errors[0].message
+    count = len(errors)
+    noun = "validation error" if count == 1 else "validation errors"
+    return f"{count} {noun} detected: " + "; ".join(e.render() for e in errors)
+
+
+# -- SageMaker's operations ------------------------------------------------------------------
+
+
+class ResourceInUse(ConveyorError):
+    code = "ResourceInUse"
+    status = 400
+
+
+class ResourceNotFound(ConveyorError):
+    code = "ResourceNotFound"
+    status = 400
+
+
+class ResourceLimitExceeded(ConveyorError):
+    code = "ResourceLimitExceeded"
+    status = 400
+
+
+# -- the AWS JSON 1.1 protocol ----------------------------------------------------------------
+
+
+class SerializationException(ConveyorError):
+    """The body is not a JSON object (or a value in it has the wrong type)."""
+
+    code = "SerializationException"
+    status = 400
+
+
+class UnknownOperationException(ConveyorError):
+    code = "UnknownOperationException"
+    status = 400
+
+
+class UnsupportedMediaTypeException(ConveyorError):
+    code = "UnsupportedMediaTypeException"
+    status = 415
+
+
+class RequestEntityTooLargeException(ConveyorError):
+    code = "RequestEntityTooLargeException"
+    status = 413
+
+
+class InternalFailure(ConveyorError):
+    code = "InternalFailure"
+    status = 500
+
+    def __init__(
+        self,
+        message: str = "The request processing has failed because of an unknown error, exception or failure.",
+    ) -> None:
+        super().__init__(message)
+
+
+# -- SigV4 authentication ---------------------------------------------------------------------
+
+
+class AuthError(ConveyorError):
+    """The request could not be authenticated; nothing of the operation ran."""
+
+    status = 400
+
+
+class MissingAuthenticationTokenException(AuthError):
+    # AWS Common Errors list MissingAuthenticationToken as 403; JSON services name it with the
+    # `Exception` suffix (`com.amazon.coral.service#MissingAuthenticationTokenException`).
+    code = "MissingAuthenticationTokenException"
+    status = 403
+
+    def __init__(self, message: str = "Request is missing Authentication Token") -> None:
+        super().__init__(message)
+
+
+class IncompleteSignatureException(AuthError):
+    """The Authorization header or the date is malformed, so no signature can be computed."""
+
+    code = "IncompleteSignatureException"
+
+
+class UnrecognizedClientException(AuthError):
+    code = "UnrecognizedClientException"
+
+    def __init__(self, message: str = "The security token included in the request is invalid.") -> None:
+        super().__init__(message)
+
+
+class InvalidSignatureException(AuthError):
+    """The signature is well formed but wrong, stale, or scoped to another service."""
+
+    code = "InvalidSignatureException"
+
+
+# -- CloudWatch Logs (the job log's API) ------------------------------------------------------
+
+
+class LogsResourceNotFound(ConveyorError):
+    code = "ResourceNotFoundException"
+    status = 400
+
+
+class LogsInvalidParameter(ConveyorError):
+    code = "InvalidParameterException"
+    status = 400
