@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from typing import Sequence
 
@@ -27,6 +28,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="conveyor",
         description="Run SageMaker-style batch transform jobs on this machine, or serve SageMaker's API for them.",
     )
+    parser.add_argument("--version", action="version", version=f"conveyor {importlib.metadata.version('conveyor')}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         if only is None or name == only:

@@ -18,8 +18,8 @@ from functools import cached_property
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import quote, urlencode, urlsplit
 
-import boto3
 import botocore.config
+import botocore.session
 import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -91,16 +91,17 @@ class Connection:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise UsageError(f"--endpoint {args.endpoint!r}: expected a URL such as {DEFAULT_ENDPOINT}")
-        session = boto3.Session(profile_name=args.profile) if args.profile else boto3.Session()
+        session = botocore.session.Session(profile=args.profile)
         credentials = session.get_credentials() or _conveyor_key_file()
-        region = args.region or session.region_name or DEFAULT_REGION
+        region = args.region or session.get_config_variable("region") or DEFAULT_REGION
         return cls(endpoint, region, credentials)
 
     @cached_property
     def sagemaker(self) -> Any:
-        """A boto3 SageMaker client for this server; retries off, so errors surface at once."""
+        """A SageMaker client for this server (botocore's, so the base install needs no boto3);
+        retries off, so errors surface at once."""
         config = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=self.timeout)
-        return boto3.client(
+        return botocore.session.Session().create_client(
             "sagemaker",
             endpoint_url=self.endpoint,
             region_name=self.region,
