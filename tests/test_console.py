@@ -162,6 +162,24 @@ def test_nothing_answers_without_a_session_and_posts_need_the_csrf_token(console
     assert console["client"].describe_model(ModelName="bracket")["ModelName"] == "bracket"
 
 
+def test_every_console_url_reaches_the_console_with_or_without_a_trailing_slash(page: Any, console: dict[str, Any]) -> None:
+    endpoint = console["server"].endpoint
+    headings = {
+        "/console": "Batch transform jobs",  # the URL `conveyor server` prints
+        "/console/": "Batch transform jobs",
+        "/console/jobs/": "Batch transform jobs",
+        "/console/jobs/create/": "Create batch transform job",
+        "/console/models/": "Models",
+        "/console/models/bracket/": "bracket",
+    }
+    for path, heading in headings.items():
+        response = page.goto(endpoint + path)
+        assert response.ok and "html" in response.headers["content-type"], path
+        expect(page.locator("h1")).to_contain_text(heading)
+    with httpx.Client(base_url=endpoint) as anonymous:
+        assert anonymous.get("/console").headers["location"] == "/console/jobs"
+
+
 def test_no_auth_opens_directly(new_page: Any, tmp_path: Path) -> None:
     server = start_server(tmp_path / "home", "--no-auth")
     try:

@@ -33,8 +33,9 @@ async def _to_console(request: Request) -> Response:
 
 
 def console_routes(service: Service, *, credentials: Callable[[str], "str | None"] | None, secret_key: str | None = None) -> list[BaseRoute]:
-    """The console's Mount at `/console`, and a redirect to it for browsers that GET `/`
-    (the API is `POST /`, which the redirect leaves alone).
+    """The console's Mount at `/console`, and redirects to its jobs page for browsers that GET
+    `/` or `/console` (the API is `POST /`, which the redirects leave alone; the Mount's own
+    router redirects `/console/jobs/` and the like to the route without the slash).
 
     `credentials` is the API's key lookup (None under `--no-auth`); `secret_key` signs the
     session cookies (default: one kept in `<home>/console-secret`).
@@ -49,4 +50,4 @@ def console_routes(service: Service, *, credentials: Callable[[str], "str | None
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     mount = Mount("/console", routes=routes, name="console", middleware=[Middleware(SessionMiddleware, sessions=sessions)])
-    return [Route("/", _to_console, methods=["GET"]), mount]
+    return [Route("/", _to_console, methods=["GET"]), Route("/console", _to_console, methods=["GET"]), mount]
