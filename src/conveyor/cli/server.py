@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -12,8 +13,25 @@ import uvicorn
 
 from conveyor.api.app import create_app
 from conveyor.api.credentials import CredentialsError, keys_from_env, load_or_create_credentials, static_lookup
+from conveyor.cli.server_lock import HomeInUse, ServerLock
 from conveyor.service import Service
 from conveyor.settings import Settings
+
+
+EXAMPLES = """examples:
+  conveyor server                              # http://127.0.0.1:8765, state in ~/.conveyor
+  conveyor server --port 9000 --home ./state   # another port and state directory
+  conveyor server --s3-endpoint http://127.0.0.1:9000 --capacity 2
+
+Then, from another shell:
+  export AWS_SHARED_CREDENTIALS_FILE=~/.conveyor/credentials
+  conveyor jobs list
+  aws sagemaker list-transform-jobs --endpoint-url http://127.0.0.1:8765
+
+Stop it with Ctrl-C (or SIGTERM): running jobs resume when a server starts again on the same
+state directory. One server serves a state directory; a second is refused unless every server
+sharing it was started with --shared-home.
+"""
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -24,6 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
             "Serve SageMaker's API for transform jobs and models: boto3, the AWS CLI and SageMaker SDK code work "
             "against it by changing only endpoint_url. Jobs run in the background and survive a restart."
         ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
@@ -31,6 +51,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--capacity", type=int, help="instances that may run at once (default: CPU count)")
     parser.add_argument("--s3-endpoint", help="S3 endpoint URL for s3:// locations (an S3-compatible store)")
     parser.add_argument("--no-auth", action="store_true", help="accept unsigned requests (a single-user laptop only)")
+    parser.add_argument(
+        "--shared-home", action="store_true",
+        help="let several servers share the state directory on purpose (each applies its own --capacity)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -40,8 +64,25 @@ def run(args: argparse.Namespace) -> int:
         overrides["home"] = Path(args.home).expanduser().resolve()
     settings = Settings.from_environ(**overrides)
     settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = ServerLock(settings.home, shared=args.shared_home)
+    except HomeInUse as error:
+        print(f"conveyor server: {error}", file=sys.stderr)
+        return 1
+    try:
+        return _serve(args, settings, lock)
+    finally:
+        lock.release()
+
+
+def _serve(args: argparse.Namespace, settings: Settings, lock: ServerLock) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     endpoint = f"http://{args.host}:{args.port}"
+    try:
+        listener = _listen(args.host, args.port)
+    except OSError as error:
+        print(f"conveyor server: cannot listen on {args.host}:{args.port} (--host, --port): {_reason(error)}", file=sys.stderr)
+        return 1
     credentials = None
     if args.no_auth:
         print("WARNING: authentication is OFF (--no-auth): anyone who can reach this port can run jobs.", file=sys.stderr)
@@ -68,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  aws_secret_access_key = {stored.secret_access_key}")
             print("Point boto3 and the AWS CLI at this server with:")
             print(f"  export AWS_SHARED_CREDENTIALS_FILE={path}")
+    lock.record(endpoint)
     service = Service(settings).start()
     print(f"Conveyor is serving SageMaker's API at {endpoint} (state in {settings.home})")
     print(f"  boto3:   boto3.client('sagemaker', endpoint_url='{endpoint}', region_name='{settings.region}')")
@@ -75,7 +117,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"  console: {endpoint}/console", flush=True)
     app = create_app(service, credentials=credentials)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listener])
     finally:
         service.close()
     return 0
+
+
+def _reason(error: OSError) -> str:
+    """`address already in use`, without the address the message already names."""
+    return os.strerror(error.errno).lower() if error.errno else str(error)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the banner so that the banner is only printed by a
+    server that has its port."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family)
