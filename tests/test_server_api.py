@@ -469,6 +469,21 @@ def test_empty_input_prefix_is_refused_and_nothing_is_stored(sm: Any, tmp_path: 
     assert (code, message) == ("ValidationException", f'Could not find requested job with name "{name}".')
 
 
+@pytest.mark.parametrize("where", ["input", "inside", "file"])
+def test_output_a_rerun_would_read_or_that_is_a_file_is_refused_at_create(sm: Any, tmp_path: Path, where: str) -> None:
+    model = create_model(sm, tmp_path, BRACKET)
+    source = write_inputs(tmp_path / "in", {"a.csv": "1\n"})
+    (tmp_path / "results.csv").write_text("a file\n")
+    output = {"input": source, "inside": f"{source}out/", "file": f"file://{tmp_path}/results.csv"}[where]
+    name = unique("badoutput")
+    with pytest.raises(ClientError) as excinfo:
+        sm.create_transform_job(**job_request(name, model, source, output))
+    code, message, _ = error_of(excinfo)
+    assert code == "ValidationException"
+    assert message.startswith(f"1 validation error detected: Value '{output}' at 'transformOutput.s3OutputPath' failed to satisfy constraint: Member must ")
+    assert sm.list_transform_jobs(NameContains=name)["TransformJobSummaries"] == []
+
+
 def test_bad_data_processing_filter_is_refused_at_create(sm: Any, tmp_path: Path) -> None:
     model = create_model(sm, tmp_path, BRACKET)
     name = unique("badfilter")

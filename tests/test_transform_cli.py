@@ -242,7 +242,7 @@ def test_validation_errors_name_field_value_and_rule(tmp_path: Path) -> None:
         "--output", str(tmp_path / "out"), "--max-payload", "60", "--max-concurrent", "2", home=tmp_path / "home",
     )
     assert result.returncode == 2
-    assert "Value 'bad_name' at 'transformJobName' failed to satisfy constraint" in result.stderr
+    assert "--name (TransformJobName) 'bad_name' failed to satisfy constraint" in result.stderr
     assert "60" in result.stderr
 
 

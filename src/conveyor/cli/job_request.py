@@ -15,9 +15,37 @@ from typing import Any
 
 import orjson
 
+from conveyor.errors import FieldError, ValidationException, render_value
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
+from conveyor.storage.inputs import check_output_location
+
+FLAGS = {
+    "transformJobName": ("name", "--name"),
+    "transformInput.dataSource.s3DataSource.s3Uri": ("input", "--input"),
+    "transformInput.dataSource.s3DataSource.s3DataType": ("data_type", "--data-type"),
+    "transformInput.contentType": ("content_type", "--content-type"),
+    "transformInput.splitType": ("split_type", "--split-type"),
+    "transformInput.compressionType": ("compression", "--compression"),
+    "transformOutput.s3OutputPath": ("output", "--output"),
+    "transformOutput.accept": ("accept", "--accept"),
+    "transformOutput.assembleWith": ("assemble_with", "--assemble-with"),
+    "transformOutput.kmsKeyId": ("kms_key", "--kms-key"),
+    "transformResources.instanceCount": ("instance_count", "--instance-count"),
+    "transformResources.instanceType": ("instance_type", "--instance-type"),
+    "batchStrategy": ("strategy", "--strategy"),
+    "maxPayloadInMB": ("max_payload", "--max-payload"),
+    "maxConcurrentTransforms": ("max_concurrent", "--max-concurrent"),
+    "modelClientConfig.invocationsTimeoutInSeconds": ("timeout", "--timeout"),
+    "modelClientConfig.invocationsMaxRetries": ("retries", "--retries"),
+    "environment": ("env", "--env"),
+    "dataProcessing.inputFilter": ("input_filter", "--input-filter"),
+    "dataProcessing.outputFilter": ("output_filter", "--output-filter"),
+    "dataProcessing.joinSource": ("join_source", "--join-source"),
+    "dataCaptureConfig.destinationS3Uri": ("data_capture", "--data-capture"),
+}
+"""CreateTransformJob's field paths (as validation names them) → the flag that sets each."""
 
 
 class UsageError(Exception):
@@ -155,5 +183,29 @@ def job_and_model(args: argparse.Namespace) -> tuple[TransformJobSpec, ModelSpec
         wanted = _load_json(args.request, "--request").get("ModelName")
     model = parse_model(model_request(args, wanted if isinstance(wanted, str) else None))
     check_model_for_batch(model)
-    job = parse_transform_job(transform_request(args, model.name))
+    try:
+        job = parse_transform_job(transform_request(args, model.name))
+        check_output_location(job.input.data_type, job.input.uri, job.output.output_path)
+    except ValidationException as error:
+        if not error.errors:
+            raise
+        raise UsageError("; ".join(flag_error(field, args) for field in error.errors)) from None
     return job, model
+
+
+def flag_error(error: FieldError, args: argparse.Namespace) -> str:
+    """One broken rule as a command-line user reads it: the flag, then the field it sets
+    (`--output (TransformOutput.S3OutputPath) is required`); a field that `--request FILE` set
+    is named as the field alone."""
+    path = next((path for path in FLAGS if error.path == path or error.path.startswith(path + ".")), None)
+    field = ".".join(part[:1].upper() + part[1:] for part in error.path.split("."))
+    name = field
+    if path is not None:
+        attribute, flag = FLAGS[path]
+        if not args.request or getattr(args, attribute, None):
+            name = f"{flag} ({field})"
+    if error.message is not None:
+        return f"{name}: {error.message}"
+    if error.value is None and error.rule == "Member must not be null":
+        return f"{name} is required"
+    return f"{name} {render_value(error.value)} failed to satisfy constraint: {error.rule}"

@@ -17,7 +17,7 @@ from conveyor.sagemaker.shapes import input_shape, unique_tag_key_errors, valida
 from conveyor.service import wire
 from conveyor.settings import Settings
 from conveyor.storage.base import StorageError
-from conveyor.storage.inputs import InputError
+from conveyor.storage.inputs import InputError, check_output_location
 from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Page, Store
 from conveyor.store.work_items import NewWorkItem
 
@@ -134,6 +134,7 @@ class SageMakerOperations:
         arn = self.settings.arn("transform-job", job.name)
         if self.store.jobs.get(job.name) is not None:
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})")
+        check_output_location(job.input.data_type, job.input.uri, job.output.output_path)
         try:
             items = plan_work_items(job, self.settings)
         except InputError as exc:

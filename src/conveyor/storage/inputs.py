@@ -2,7 +2,8 @@
 
 S3Prefix lists every object under the key prefix; ManifestFile reads the JSON manifest
 (`[{"prefix": "s3://b/p/"}, "suffix-1", …]`). Each input gets the relative name its `.out`
-object is written under.
+object is written under, and an output location that a rerun would read back as input, or
+that cannot hold outputs, is refused before the model runs.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import os
+
 import orjson
 
+from conveyor.errors import FieldError, ValidationException
 from conveyor.storage.base import Storage, StorageError
 from conveyor.storage.uri import parse_uri
 
@@ -50,6 +54,47 @@ def no_objects_message(uri: str, region: str) -> str:
         f"exists in the selected region ({region}), that objects exist under that S3 prefix, and that the "
         f'credentials in use have "s3:ListBucket" permissions on bucket "{bucket}".'
     )
+
+
+OUTPUT_FIELD = "transformOutput.s3OutputPath"
+
+
+def check_output_location(data_type: str, input_uri: str, output_path: str) -> None:
+    """Refuse an S3OutputPath that is the input, lies inside the input prefix (a rerun would
+    transform the outputs: `a.csv.out.out`), or names an existing local file."""
+    rule = None
+    in_scheme, in_bucket, in_key = parse_uri(input_uri)
+    out_scheme, out_bucket, out_key = parse_uri(output_path)
+    if data_type == "S3Prefix" and (in_scheme, in_bucket) == (out_scheme, out_bucket):
+        if out_key.rstrip("/") == in_key.rstrip("/"):
+            rule = "Member must not be the input location (S3Uri), whose objects a rerun would read back as input"
+        elif _inside(in_scheme, in_key, input_uri, out_key):
+            rule = f"Member must not lie inside the input location '{input_uri}' (S3Uri), whose objects a rerun would read back as input"
+    if rule is None and out_scheme == "file":
+        blocking = _existing_file_at_or_above(out_key)
+        if blocking is not None:
+            what = "names an existing file" if blocking == out_key else f"lies under {blocking}, an existing file"
+            rule = f"Member must name a folder for the outputs (<S3OutputPath>/<input name>.out), but it {what}"
+    if rule is not None:
+        raise ValidationException([FieldError(OUTPUT_FIELD, output_path, rule)])
+
+
+def _inside(scheme: str, input_key: str, input_uri: str, output_key: str) -> bool:
+    """Whether listing the input would take objects written under the output location: S3's
+    key-prefix rule, or a local directory and what is under it (see `LocalStorage.list`)."""
+    if scheme == "file" and (input_uri.endswith("/") or os.path.isdir(input_key)):
+        return output_key.startswith(input_key.rstrip("/") + "/")
+    return output_key.startswith(input_key)
+
+
+def _existing_file_at_or_above(path: str) -> str | None:
+    """The path itself, or the nearest existing ancestor, when that is a file, not a folder."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    return None if os.path.isdir(path) else path
 
 
 def output_uri(output_path: str, relative: str) -> str:

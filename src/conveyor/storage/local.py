@@ -1,6 +1,8 @@
 """Local files as an object store: `file:///abs/path` and plain paths.
 
-A key is an absolute path. Listing follows S3Prefix semantics over the filesystem: the prefix
+A key is an absolute path. Listing a path that names an existing folder takes that folder and
+what is under it, as a user of local folders expects (`/data/csv` does not take
+`/data/csv-old/`); any other path follows S3Prefix semantics over the filesystem: the prefix
 `/data/inp` matches `/data/input1.csv` and everything under `/data/inp*/`. Writes go to a
 temporary file beside the target and are renamed into place on commit, so a reader never
 sees a partial object.
@@ -61,7 +63,7 @@ class LocalFileWriter(ObjectWriter):
 class LocalStorage(Storage):
     def list(self, prefix_uri: str) -> Iterator[ObjectInfo]:
         prefix = local_path(prefix_uri)
-        if prefix_uri.endswith("/") and not prefix.endswith("/"):
+        if (prefix_uri.endswith("/") or os.path.isdir(prefix)) and not prefix.endswith("/"):
             prefix += "/"
         found: list[ObjectInfo] = []
         if os.path.isfile(prefix):
