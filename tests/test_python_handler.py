@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import pickle
+import re
 import sys
 import textwrap
 import threading
@@ -594,3 +596,76 @@ def test_a_real_scikit_learn_model_with_the_default_chain(make_model, started):
 def test_invoke_before_start_is_a_programming_error(tmp_path):
     with pytest.raises(RuntimeError, match="before start"):
         PythonHandlerRuntime(str(tmp_path), {}).invoke(b"", content_type=None, accept=None, timeout=1)
+
+
+@pytest.mark.parametrize("payload", [101, -1, "6"])
+def test_execution_parameters_fn_is_held_to_sagemakers_range(make_model, started, payload):
+    model = make_model(
+        f"""
+        def model_fn(model_dir):
+            return None
+
+        def transform_fn(model, input_data, content_type, accept):
+            return input_data
+
+        def execution_parameters_fn():
+            return {{"MaxPayloadInMB": {payload!r}}}
+        """
+    )
+    with pytest.raises(RuntimeStartError, match=rf"MaxPayloadInMB must be an integer from 0 to 100, got {re.escape(repr(payload))}"):
+        started(model).execution_parameters()
+
+
+RETURNS_WHAT_IT_IS_TOLD = """
+import json
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(input_data, content_type):
+    return input_data
+
+def predict_fn(data, model):
+    return data
+
+def output_fn(prediction, accept):
+    return {"42": 42, "dict": {"a": 1}, "None": None, "text": "plain", "bytes": b"raw"}[prediction.decode().strip()]
+"""
+
+
+@pytest.mark.parametrize(
+    ("returned", "accept", "body"),
+    [("text", "text/csv", b"plain"), ("bytes", "text/csv", b"raw"), ("dict", "application/json", b'{"a": 1}'), ("42", "text/csv", b"42\n")],
+)
+def test_output_fn_results_follow_the_toolkits_contract(make_model, started, returned, accept, body):
+    runtime = started(make_model(RETURNS_WHAT_IT_IS_TOLD))
+    assert call(runtime, returned.encode(), content_type="text/plain", accept=accept) == body
+
+
+@pytest.mark.parametrize(
+    ("returned", "accept", "message"),
+    [
+        ("dict", "text/csv", "output_fn returned a dict, which cannot be encoded as text/csv"),
+        ("None", "application/json", "output_fn returned a NoneType, which cannot be encoded as application/json"),
+        ("42", "text/plain", "output_fn returned a int, which cannot be encoded as text/plain (there is no default encoder for it)"),
+    ],
+)
+def test_an_output_fn_result_that_cannot_be_encoded_fails_the_payload(make_model, started, returned, accept, message):
+    runtime = started(make_model(RETURNS_WHAT_IT_IS_TOLD))
+    with pytest.raises(InvocationError) as failure:
+        call(runtime, returned.encode(), content_type="text/plain", accept=accept)
+    assert failure.value.message.startswith(message) and not failure.value.retryable
+
+
+def test_a_transform_fn_returning_nothing_is_named(make_model, started):
+    runtime = started(make_model("def model_fn(model_dir):\n    return None\n\ndef transform_fn(model, data, content_type, accept):\n    pass\n"))
+    with pytest.raises(InvocationError, match=r"^transform_fn returned a NoneType, which cannot be encoded as text/csv"):
+        call(runtime, b"1", accept="text/csv")
+
+
+def test_gzip_data_sent_as_text_says_to_set_the_compression_type(make_model, started):
+    runtime = started(make_model(SKLEARN_LIKE))
+    with pytest.raises(InvocationError) as failure:
+        call(runtime, gzip.compress(b"1,2\n"), content_type="text/csv")
+    assert "gzip-compressed" in failure.value.message and "set CompressionType Gzip (--compression Gzip)" in failure.value.message
+    assert not failure.value.retryable

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
+
+from conveyor.sagemaker.transform_job import MAX_PAYLOAD_MB
 
 
 class InvocationError(Exception):
@@ -34,6 +36,37 @@ class ExecutionParameters:
     max_concurrent_transforms: int | None = None
     batch_strategy: Literal["MultiRecord", "SingleRecord"] | None = None
     max_payload_mb: int | None = None
+
+    @classmethod
+    def from_answer(cls, answer: Mapping[str, Any]) -> "ExecutionParameters":
+        """`{"MaxConcurrentTransforms": 8, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}`,
+        each key optional, as a container's `/execution-parameters` or a handler's
+        `execution_parameters_fn` answers; ValueError names every value out of SageMaker's range."""
+        problems = []
+        concurrency = answer.get("MaxConcurrentTransforms")
+        if concurrency is not None and not (type(concurrency) is int and concurrency >= 1):
+            problems.append(f"MaxConcurrentTransforms must be a positive integer, got {concurrency!r}")
+        payload = answer.get("MaxPayloadInMB")
+        if payload is not None and not (type(payload) is int and 0 <= payload <= MAX_PAYLOAD_MB):
+            problems.append(f"MaxPayloadInMB must be an integer from 0 to {MAX_PAYLOAD_MB}, got {payload!r}")
+        strategy = answer.get("BatchStrategy")
+        if strategy is not None and strategy not in _STRATEGIES:
+            problems.append(f"BatchStrategy must be MULTI_RECORD or SINGLE_RECORD, got {strategy!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return cls(
+            max_concurrent_transforms=concurrency,
+            batch_strategy=_STRATEGIES[strategy] if strategy is not None else None,
+            max_payload_mb=payload,
+        )
+
+
+_STRATEGIES: dict[str, Literal["MultiRecord", "SingleRecord"]] = {
+    "MULTI_RECORD": "MultiRecord",
+    "SINGLE_RECORD": "SingleRecord",
+    "MultiRecord": "MultiRecord",
+    "SingleRecord": "SingleRecord",
+}
 
 
 class Runtime(ABC):

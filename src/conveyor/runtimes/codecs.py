@@ -124,10 +124,17 @@ def array_to_json(value: Any) -> bytes:
 
 def array_to_csv(value: Any) -> bytes:
     """One row per line, values joined by `,` (numpy.savetxt with fmt `%s`, as the toolkit);
-    a single value is one line (where the toolkit fails)."""
+    a single value is one line (where the toolkit fails). Values that are not numbers or strings
+    (a dict, None) are refused rather than written as Python's repr."""
+    array = np.asarray(value)
+    if array.ndim > 2 or (array.dtype.kind == "O" and not all(isinstance(item, _CSV_VALUES) for item in array.flat)):
+        raise TypeError(f"a {type(value).__name__} is not a value, a row or rows of numbers or strings")
     stream = io.StringIO()
-    np.savetxt(stream, np.atleast_1d(value) if np.ndim(value) == 0 else value, delimiter=",", fmt="%s")
+    np.savetxt(stream, np.atleast_1d(array) if array.ndim == 0 else array, delimiter=",", fmt="%s")
     return stream.getvalue().encode("utf-8")
+
+
+_CSV_VALUES = (str, int, float, np.generic)
 
 
 def array_to_npy(value: Any) -> bytes:

@@ -22,7 +22,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import orjson
@@ -39,12 +39,6 @@ MAX_BODY_SHOWN = 1024
 """Bytes of a container's error body quoted in a failure reason and the job log."""
 _SEPARATE_BODY_BYTES = 64 << 10
 """Bodies at least this large are sent after the headers instead of copied behind them."""
-_STRATEGIES: dict[str, Literal["MultiRecord", "SingleRecord"]] = {
-    "MULTI_RECORD": "MultiRecord",
-    "SINGLE_RECORD": "SingleRecord",
-    "MultiRecord": "MultiRecord",
-    "SingleRecord": "SingleRecord",
-}
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -343,23 +337,10 @@ def parse_execution_parameters(body: bytes, name: str = "model server") -> Execu
         raise RuntimeStartError(f"{name} answered GET /execution-parameters with something that is not JSON: {_quote(body)}") from None
     if not isinstance(answer, dict):
         raise RuntimeStartError(f"{name} answered GET /execution-parameters with {_quote(body)}; expected a JSON object")
-    problems = []
-    concurrency = answer.get("MaxConcurrentTransforms")
-    if concurrency is not None and not (type(concurrency) is int and concurrency >= 1):
-        problems.append(f"MaxConcurrentTransforms must be a positive integer, got {concurrency!r}")
-    payload = answer.get("MaxPayloadInMB")
-    if payload is not None and not (type(payload) is int and 0 <= payload <= 100):
-        problems.append(f"MaxPayloadInMB must be an integer from 0 to 100, got {payload!r}")
-    strategy = answer.get("BatchStrategy")
-    if strategy is not None and strategy not in _STRATEGIES:
-        problems.append(f"BatchStrategy must be MULTI_RECORD or SINGLE_RECORD, got {strategy!r}")
-    if problems:
-        raise RuntimeStartError(f"{name} answered GET /execution-parameters with {_quote(body)}: " + "; ".join(problems))
-    return ExecutionParameters(
-        max_concurrent_transforms=concurrency,
-        batch_strategy=_STRATEGIES[strategy] if strategy is not None else None,
-        max_payload_mb=payload,
-    )
+    try:
+        return ExecutionParameters.from_answer(answer)
+    except ValueError as exc:
+        raise RuntimeStartError(f"{name} answered GET /execution-parameters with {_quote(body)}: {exc}") from None
 
 
 def _status_message(status: int, body: bytes, name: str) -> str:

@@ -97,6 +97,19 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     return codecs.encode(prediction, accept)
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _not_text(content_type: str, payload: bytes, error: UnicodeDecodeError) -> str:
+    """Why a JSON or CSV payload is no text; gzip data sent as-is is named, with the fix."""
+    if bytes(payload[:2]) == GZIP_MAGIC:
+        return (
+            f"the {content_type} payload is gzip-compressed (it starts with gzip's magic bytes 1f 8b): "
+            "set CompressionType Gzip (--compression Gzip) so that Conveyor decompresses the input"
+        )
+    return f"the {content_type} payload is not valid UTF-8: {error}"
+
+
 # -- the runtime ---------------------------------------------------------------------------
 
 
@@ -117,6 +130,7 @@ class PythonHandlerRuntime(Runtime):
         self._system_properties: dict[str, Any] = {}
         self._path_entry: str | None = None
         self._replaced_environment: dict[str, str | None] = {}
+        self._answering = "output_fn"  # the handler function whose result is the response
 
     # start -------------------------------------------------------------------------------
 
@@ -230,6 +244,7 @@ class PythonHandlerRuntime(Runtime):
         transform_fn = self._function("transform_fn")
         input_fn, predict_fn, output_fn = (self._function(n) for n in ("input_fn", "predict_fn", "output_fn"))
         if transform_fn is not None:
+            self._answering = "transform_fn"
             if input_fn or predict_fn or output_fn:
                 raise RuntimeStartError(
                     f"{self.handler_path} defines transform_fn together with input_fn, predict_fn or output_fn; "
@@ -287,28 +302,39 @@ class PythonHandlerRuntime(Runtime):
             try:
                 data = data.decode("utf-8")  # type: ignore[union-attr]
             except UnicodeDecodeError as exc:
-                raise InvocationError(f"the {content_type} payload is not valid UTF-8: {exc}", retryable=False, status=400) from None
+                raise InvocationError(_not_text(content_type, payload, exc), retryable=False, status=400) from None
         try:
             result = handle(data, content_type, accept)
-            if type(result) is bytes:
-                return result
-            return self._body(result, accept)
         except codecs.UnsupportedFormatError as exc:
             raise InvocationError(str(exc), retryable=False, status=415) from exc
         except Exception as exc:
             raise InvocationError(self._describe(exc), retryable=True, status=500) from exc
+        return result if type(result) is bytes else self._body(result, accept)
 
-    @staticmethod
-    def _body(result: Any, accept: str) -> bytes:
-        """A handler's result as response bytes: bytes, str (UTF-8), a (body, content type) tuple,
-        or a value the default encoder for `accept` serialises."""
-        if isinstance(result, tuple):
+    def _body(self, result: Any, accept: str) -> bytes:
+        """A handler's result as response bytes, by the toolkit's contract: bytes or str (alone or
+        first in a (body, content type) tuple) as they are; any other value through the default
+        encoder for `accept`. What that encoder cannot take fails the payload, naming the function
+        that returned it, rather than being written as Python's repr."""
+        if isinstance(result, tuple) and result:
             result = result[0]
         if isinstance(result, (bytes, bytearray, memoryview)):
             return bytes(result)
         if isinstance(result, str):
             return result.encode("utf-8")
-        return codecs.encode(result, accept)[0]
+        try:
+            if result is None:
+                raise TypeError("there is nothing to encode")
+            return codecs.encode(result, accept)[0]
+        except (codecs.UnsupportedFormatError, TypeError, ValueError) as exc:
+            status = 415 if isinstance(exc, codecs.UnsupportedFormatError) else 500
+            reason = "there is no default encoder for it" if status == 415 else str(exc)
+            raise InvocationError(
+                f"{self._answering} returned a {type(result).__name__}, which cannot be encoded as {accept} ({reason}); "
+                f"return bytes or str, or a value the {accept} encoder takes",
+                retryable=False,
+                status=status,
+            ) from None
 
     def _describe(self, exc: BaseException) -> str:
         """`ValueError: message (code/inference.py, line 12, in predict_fn)`: the error and the
@@ -341,7 +367,7 @@ class PythonHandlerRuntime(Runtime):
                 answer = json.loads(answer)
             if not isinstance(answer, dict):
                 raise TypeError(f"returned a {type(answer).__name__}, not a JSON object")
-            return _execution_parameters(answer)
+            return ExecutionParameters.from_answer(answer)
         except (Exception, SystemExit) as exc:
             raise RuntimeStartError(f"execution_parameters_fn in {self.handler_path} failed: {self._describe(exc)}") from exc
 
@@ -361,20 +387,3 @@ class PythonHandlerRuntime(Runtime):
             else:
                 os.environ[key] = previous
         self._replaced_environment = {}
-
-
-_STRATEGIES = {"MULTI_RECORD": "MultiRecord", "SINGLE_RECORD": "SingleRecord", "MultiRecord": "MultiRecord", "SingleRecord": "SingleRecord"}
-
-
-def _execution_parameters(answer: dict[str, Any]) -> ExecutionParameters:
-    concurrency, strategy, payload = (answer.get(k) for k in ("MaxConcurrentTransforms", "BatchStrategy", "MaxPayloadInMB"))
-    for key, value, least in (("MaxConcurrentTransforms", concurrency, 1), ("MaxPayloadInMB", payload, 0)):
-        if value is not None and (type(value) is not int or value < least):
-            raise ValueError(f"{key} must be an integer of at least {least}, got {value!r}")
-    if strategy is not None and strategy not in _STRATEGIES:
-        raise ValueError(f"BatchStrategy must be MULTI_RECORD or SINGLE_RECORD, got {strategy!r}")
-    return ExecutionParameters(
-        max_concurrent_transforms=concurrency,
-        batch_strategy=_STRATEGIES[strategy] if strategy is not None else None,  # type: ignore[arg-type]
-        max_payload_mb=payload,
-    )
