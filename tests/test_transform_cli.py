@@ -143,6 +143,7 @@ def test_failing_model_fails_only_its_object(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "poison.txt.out").exists()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.txt.out", "zz-good.txt.out"]
     assert "retry 1 of 2" in result.stderr and "retry 2 of 2" in result.stderr
+    assert result.stderr.count("(InvocationsMaxRetries=0, or --retries 0, stops retries)") == 1  # on the first retry only
     assert "FailureReason: 1 of 3 input objects failed" in result.stderr
     assert "poison.txt" in result.stderr and "cannot score a bad record" in result.stderr
     assert "after 3 attempts" in result.stderr

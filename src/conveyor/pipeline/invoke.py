@@ -76,7 +76,9 @@ class Invoker:
                 self.retries += 1
                 delay = self.retry_backoff_seconds * (2 ** (attempt - 1))
                 if self.log:
-                    self.log(f"payload {payload_index + 1}: {exc.message}; retry {attempt} of {self.max_retries} in {delay:g}s")
+                    # Errors that cannot go away (a handler that raises) are retried too, as in SageMaker; say once how to stop that.
+                    advice = " (InvocationsMaxRetries=0, or --retries 0, stops retries)" if attempt == 1 else ""
+                    self.log(f"payload {payload_index + 1}: {exc.message}; retry {attempt} of {self.max_retries} in {delay:g}s{advice}")
                 time.sleep(delay)
             finally:
                 if token is not None and self.watch is not None:
