@@ -62,7 +62,7 @@ def kind(definition: ModelSpec, model_dirs: list[str]) -> str:
 
 
 def test_conveyors_own_kinds_are_tried_in_the_documented_order() -> None:
-    assert runtime_kinds() == ["pipeline", "python", "http", "process", "docker"]
+    assert runtime_kinds() == ["pipeline", "python", "xgboost", "kmeans", "http", "process", "docker"]
 
 
 @pytest.mark.parametrize(
@@ -99,8 +99,8 @@ def test_a_multi_container_model_in_direct_mode_is_refused() -> None:
 
 def test_a_registered_kind_looks_inside_the_prepared_model_data(tmp_path: Path) -> None:
     register_runtime("echo", lambda target: target.model_dir is not None and (Path(target.model_dir) / "model_algo-1").is_file(), EchoRuntime)
-    assert runtime_kinds() == ["pipeline", "python", "http", "process", "echo", "docker"]
-    image = "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1"
+    assert runtime_kinds() == ["pipeline", "python", "xgboost", "kmeans", "http", "process", "echo", "docker"]
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-algorithm:1"
     runtime = create_runtime(model(image), [model_dir(tmp_path / "algo", "model_algo-1")], {})
     assert isinstance(runtime, EchoRuntime)
     assert runtime.invoke(b"1,2\n", content_type="text/csv", accept=None, timeout=1) == b"x1,2\n"
@@ -116,11 +116,11 @@ def test_a_kind_registered_before_another_wins_over_it(tmp_path: Path) -> None:
 
 def test_registering_a_known_name_replaces_that_kind_in_place(tmp_path: Path) -> None:
     register_runtime("http", lambda target: target.image.startswith("echo://"), EchoRuntime)
-    assert runtime_kinds() == ["pipeline", "python", "http", "process", "docker"]
+    assert runtime_kinds() == ["pipeline", "python", "xgboost", "kmeans", "http", "process", "docker"]
     assert kind(model("echo://x"), [model_dir(tmp_path, "model_algo-1")]) == "http"
     assert kind(model("http://127.0.0.1:8080"), []) == "docker"
 
 
 def test_registering_before_an_unknown_kind_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="no runtime kind 'tpu'.*known: pipeline, python, http, process, docker"):
+    with pytest.raises(ValueError, match="no runtime kind 'tpu'.*known: pipeline, python, xgboost, kmeans, http, process, docker"):
         register_runtime("echo", lambda target: True, EchoRuntime, before="tpu")

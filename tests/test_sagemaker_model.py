@@ -103,6 +103,8 @@ def test_no_model_data_and_no_image() -> None:
         "ghcr.io/org/model@sha256:" + "a" * 64,
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-cpu-py310",
         "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1",  # built-in k-means runs in-process
+        "811284229777.dkr.ecr.us-east-1.amazonaws.com/xgboost:latest",  # so does the legacy XGBoost image
     ],
 )
 def test_images_conveyor_runs(image: str) -> None:
@@ -282,9 +284,7 @@ def test_model_data_source_is_validated_by_create_model() -> None:
 @pytest.mark.parametrize(
     "image",
     [
-        "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1",
         "174872318107.dkr.ecr.us-west-2.amazonaws.com/linear-learner:latest",
-        "811284229777.dkr.ecr.us-east-1.amazonaws.com/xgboost:latest",
         "522234722520.dkr.ecr.us-east-1.amazonaws.com/forecasting-deepar:1",
         "390948362332.dkr.ecr.cn-north-1.amazonaws.com.cn/image-classification:1",
         "382416733822.dkr.ecr.us-east-1.amazonaws.com/randomcutforest@sha256:" + "0" * 64,
@@ -296,6 +296,8 @@ def test_built_in_algorithm_images_are_refused_for_batch(image: str) -> None:
     message = batch_error(model)
     assert message.startswith(f"Model 'algo' uses the SageMaker built-in algorithm image '{image}'")
     assert "Use a Python handler (code/inference.py in the model data, with Image 'conveyor:python') or your own container image" in message
+    assert "Conveyor runs XGBoost (the sagemaker-xgboost image) and k-means (the kmeans image) in-process" in message
+    assert "docs/models.md" in message
 
 
 @pytest.mark.parametrize(
@@ -305,6 +307,8 @@ def test_built_in_algorithm_images_are_refused_for_batch(image: str) -> None:
         "",
         "conveyor:python",
         "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1",  # built-in k-means runs in-process
+        "811284229777.dkr.ecr.us-east-1.amazonaws.com/xgboost:latest",  # so does the legacy XGBoost image
         "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-kmeans:1",
         "kmeans:1",
@@ -327,7 +331,7 @@ def test_batch_errors_name_the_pipeline_container() -> None:
             "ModelName": "pipe",
             "Containers": [
                 {"Image": "conveyor:python"},
-                {"Image": "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1", "ModelDataSource": source},
+                {"Image": "382416733822.dkr.ecr.us-east-1.amazonaws.com/pca:1", "ModelDataSource": source},
             ],
         }
     )

@@ -301,8 +301,8 @@ def test_environment_merges_model_batch_and_job_values(tmp_path: Path) -> None:
 def test_built_in_algorithm_image_is_refused_with_advice(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.csv").write_text("1\n")
-    image = "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1"
-    (tmp_path / "model.json").write_text(json.dumps({"ModelName": "kmeans", "PrimaryContainer": {"Image": image}}))
+    image = "382416733822.dkr.ecr.us-east-1.amazonaws.com/pca:1"
+    (tmp_path / "model.json").write_text(json.dumps({"ModelName": "pca", "PrimaryContainer": {"Image": image}}))
     result = conveyor(
         "transform", "--model-request", str(tmp_path / "model.json"), "--input", str(tmp_path / "in"),
         "--output", str(tmp_path / "out"), home=tmp_path / "home",

@@ -8,9 +8,13 @@ builds the runtime. Conveyor's own kinds, in this order (docs/architecture.md, "
    a serial pipeline whose stages are matched one by one against the kinds below;
 2. `python`: an empty Image, `conveyor:python`, or a SageMaker framework image whose model data
    holds `code/inference.py` → the in-process Python handler runtime;
-3. `http`: `http://…` or `https://…` → an already running model server;
-4. `process`: `process:<command>` → a model server started as a local process per instance;
-5. `docker`: anything else → a Docker image run as `docker run <image> serve`.
+3. `xgboost`: SageMaker's built-in XGBoost (a `sagemaker-xgboost` image, or the legacy `xgboost`
+   algorithm image) with no user code → `builtin_xgboost`, in-process; after `python`, because
+   the same image with `code/inference.py` is framework mode;
+4. `kmeans`: SageMaker's built-in k-means image → `builtin_kmeans`, in-process;
+5. `http`: `http://…` or `https://…` → an already running model server;
+6. `process`: `process:<command>` → a model server started as a local process per instance;
+7. `docker`: anything else → a Docker image run as `docker run <image> serve`.
 
 `register_runtime` adds a kind ahead of `docker` (which matches everything), or ahead of any
 named kind, so a new kind plugs in without editing this chain.
@@ -25,13 +29,16 @@ from dataclasses import dataclass, field, replace
 
 from conveyor.runtimes.base import Runtime, RuntimeStartError
 from conveyor.runtimes.http_server import DEFAULT_STARTUP_TIMEOUT_SECONDS
-from conveyor.sagemaker.model import ContainerSpec, ModelSpec
+from conveyor.sagemaker.model import ContainerSpec, ModelSpec, built_in_algorithm
 
 PYTHON_IMAGE = "conveyor:python"
 FRAMEWORK_REPOSITORIES = re.compile(
     r"(^|/)(sagemaker-scikit-learn|sagemaker-xgboost|pytorch-inference|tensorflow-inference|mxnet-inference|"
     r"huggingface-pytorch-inference|huggingface-tensorflow-inference|sagemaker-pytorch|sagemaker-tensorflow-serving)(:|@|$)"
 )
+XGBOOST_REPOSITORY = re.compile(r"(^|/)sagemaker-xgboost(:|@|$)")
+PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
+"""Set, it makes an XGBoost image run the user's module (framework mode) instead of the algorithm."""
 BATCH_VARIABLES = frozenset(
     {"SAGEMAKER_BATCH", "SAGEMAKER_MAX_PAYLOAD_IN_MB", "SAGEMAKER_BATCH_STRATEGY", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"}
 )
@@ -121,6 +128,21 @@ def _is_python(target: RuntimeTarget) -> bool:
     return has_handler and FRAMEWORK_REPOSITORIES.search(target.image) is not None
 
 
+def _has_handler(target: RuntimeTarget) -> bool:
+    return target.model_dir is not None and os.path.isfile(os.path.join(target.model_dir, "code", "inference.py"))
+
+
+def _is_builtin_xgboost(target: RuntimeTarget) -> bool:
+    """The algorithm mode of the XGBoost image: no user module named, no handler in the model data."""
+    image = target.image
+    is_xgboost = XGBOOST_REPOSITORY.search(image) is not None or built_in_algorithm(image) == "xgboost"
+    return is_xgboost and PROGRAM_VARIABLE not in target.environment and not _has_handler(target)
+
+
+def _is_builtin_kmeans(target: RuntimeTarget) -> bool:
+    return built_in_algorithm(target.image) == "kmeans"
+
+
 def _is_http(target: RuntimeTarget) -> bool:
     return target.image.startswith(("http://", "https://"))
 
@@ -149,6 +171,24 @@ def _python(target: RuntimeTarget) -> Runtime:
             f"Model {target.model.name} has no ModelDataUrl: a Python handler model needs a model directory with code/inference.py."
         )
     return PythonHandlerRuntime(target.model_dir, dict(target.environment))
+
+
+def _builtin_model_dir(target: RuntimeTarget, algorithm: str, expected: str) -> str:
+    if target.model_dir is None:
+        raise RuntimeStartError(f"Model {target.model.name} has no ModelDataUrl: built-in {algorithm} needs its model data ({expected}).")
+    return target.model_dir
+
+
+def _builtin_xgboost(target: RuntimeTarget) -> Runtime:
+    from conveyor.runtimes.builtin_xgboost import BuiltinXGBoostRuntime
+
+    return BuiltinXGBoostRuntime(_builtin_model_dir(target, "XGBoost", "xgboost-model"), target.environment, target.image)
+
+
+def _builtin_kmeans(target: RuntimeTarget) -> Runtime:
+    from conveyor.runtimes.builtin_kmeans import BuiltinKMeansRuntime
+
+    return BuiltinKMeansRuntime(_builtin_model_dir(target, "k-means", "model_algo-1"), target.environment)
 
 
 def _http(target: RuntimeTarget) -> Runtime:
@@ -200,6 +240,8 @@ def _docker(target: RuntimeTarget) -> Runtime:
 _KINDS: list[RuntimeKind] = [
     RuntimeKind("pipeline", _is_pipeline, _pipeline),
     RuntimeKind("python", _is_python, _python),
+    RuntimeKind("xgboost", _is_builtin_xgboost, _builtin_xgboost),
+    RuntimeKind("kmeans", _is_builtin_kmeans, _builtin_kmeans),
     RuntimeKind("http", _is_http, _http),
     RuntimeKind("process", _is_process, _process),
     RuntimeKind("docker", lambda _target: True, _docker),

@@ -24,7 +24,7 @@ MODEL_DATA_SOURCE_MESSAGE = (
     "SageMaker Batch currently doesn't support Model entity with container definitions which use ModelDataSource attribute"
 )
 # SageMaker's first-party algorithm repositories (not the framework images such as
-# `sagemaker-xgboost`, which run the user's own code/inference.py).
+# `sagemaker-xgboost`, whose algorithm mode Conveyor runs as built-in XGBoost).
 BUILT_IN_ALGORITHMS = frozenset(
     {
         "kmeans", "pca", "lda", "ntm", "factorization-machines", "linear-learner", "knn", "randomcutforest",
@@ -32,6 +32,9 @@ BUILT_IN_ALGORITHMS = frozenset(
         "semantic-segmentation", "seq2seq", "forecasting-deepar", "xgboost",
     }
 )  # fmt: skip
+RUNNABLE_BUILT_IN_ALGORITHMS = frozenset({"kmeans", "xgboost"})
+"""Built-in algorithm images Conveyor runs in-process (docs/semantics.md, decision 20); `xgboost`
+is the legacy repository of the XGBoost algorithm, served as `sagemaker-xgboost` is."""
 _ECR_IMAGE = re.compile(
     r"\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/(?P<repository>[^:@]+)(?:[:@].*)?"
 )
@@ -92,20 +95,22 @@ def parse_model(request: dict[str, Any]) -> ModelSpec:
 
 def check_model_for_batch(model: ModelSpec) -> None:
     """Refuse, at CreateTransformJob, a model a transform job cannot run: containers using
-    ModelDataSource (as SageMaker does) and SageMaker's built-in algorithm images, which cannot
-    be pulled or run offline (docs/semantics.md, decision 20)."""
+    ModelDataSource (as SageMaker does) and SageMaker's built-in algorithm images other than
+    XGBoost and k-means, which cannot be pulled or run offline (docs/semantics.md, decision 20)."""
     errors = []
     for index, container in enumerate(model.containers, start=1):
         path = f"containers.{index}.member" if "Containers" in model.request else "primaryContainer"
         if container.model_data_source is not None:
             errors.append(FieldError(f"{path}.modelDataSource", container.model_data_source, "", message=MODEL_DATA_SOURCE_MESSAGE))
         algorithm = built_in_algorithm(container.image)
-        if algorithm is not None:
+        if algorithm is not None and algorithm not in RUNNABLE_BUILT_IN_ALGORITHMS:
             message = (
                 f"Model '{model.name}' uses the SageMaker built-in algorithm image '{container.image}' ({algorithm}), "
-                "which Conveyor cannot run: built-in algorithm images are not available outside SageMaker. "
-                "Use a Python handler (code/inference.py in the model data, with Image 'conveyor:python') "
-                "or your own container image"
+                "which Conveyor cannot run: built-in algorithm images are not available outside SageMaker, and of "
+                "the built-in algorithms Conveyor runs XGBoost (the sagemaker-xgboost image) and k-means (the kmeans "
+                "image) in-process. Use a Python handler (code/inference.py in the model data, with Image 'conveyor:python') "
+                "or your own container image, or point Image at a model server already running (http://host:port); "
+                "docs/models.md lists every form a model can take"
             )
             errors.append(FieldError(f"{path}.image", container.image, "", message=message))
     if errors:
