@@ -111,8 +111,10 @@ def test_stopping_is_not_terminal(store, clock):
 def test_failure_reasons_are_cut_to_1024_characters(store):
     add(store, "job")
     job = store.jobs.transition("job", FAILED, failure_reason="x" * 5000)
-    assert job.failure_reason == "x" * 1024
-    assert store.jobs.list().items[0].failure_reason == "x" * 1024
+    assert job.failure_reason == "x" * 1023 + "…"
+    assert store.jobs.list().items[0].failure_reason == "x" * 1023 + "…"
+    add(store, "fits")
+    assert store.jobs.transition("fits", FAILED, failure_reason="y" * 1024).failure_reason == "y" * 1024
 
 
 def test_changes_to_an_unknown_job_raise_not_found(store):

@@ -13,16 +13,14 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.text import Text
 
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
-from conveyor.engine.backend import JobListener
-from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.instance import ResolvedParameters
-from conveyor.engine.job import JobOutcome, plan_work_items, run_job
+from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
+from conveyor.engine.ledger import MemoryLedger
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
-from conveyor.storage import StorageError
 from conveyor.storage.inputs import InputError
 
 EXAMPLES = """examples:
@@ -72,7 +70,6 @@ class _ConsoleListener(JobListener):
         self.total_bytes = sum(item.size for item in items) or 1
         self.started = time.monotonic()
         self._live: dict[int, ItemProgress] = {}
-        self.completed: set[int] = set()  # item ids whose .out was written
         self._finished_bytes = 0
         self._finished_records = 0
         self.progress = Progress(
@@ -106,7 +103,6 @@ class _ConsoleListener(JobListener):
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
         self._live.pop(item.item_id, None)
-        self.completed.add(item.item_id)
         self.objects_done += 1
         self._finished_bytes += item.size
         self._finished_records += progress.records
@@ -147,42 +143,23 @@ def _run_with_progress(
 ) -> int:
     listener = _ConsoleListener(console, items, quiet)
     stop = threading.Event()
-    if job.resources.instance_count > settings.capacity:
+    instances = instances_for(job.resources.instance_count, settings)
+    if job.resources.instance_count > instances:
         listener._say(
             f"InstanceCount={job.resources.instance_count} is more than this machine's capacity of {settings.capacity}; "
-            f"running {settings.capacity} instances."
+            f"running {instances} instances."
         )
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
     try:
         with listener.progress:
-            outcome = run_job(job, model, settings, items=items, listener=listener, stop=stop, started_at=started_at)
+            outcome = run_job(job, model, settings, ledger=MemoryLedger(items), listener=listener, stop=stop, started_at=started_at)
     except KeyboardInterrupt:
         stop.set()
         console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)
         return 130
-    if job.data_capture is not None and outcome.status in ("Completed", "Failed") and outcome.objects_done + outcome.objects_failed:
-        _capture(job, items, listener, outcome, started_at, settings)
     _summary(console, job, items, outcome, time.monotonic() - started)
     return 0 if outcome.status == "Completed" else 1
-
-
-def _capture(
-    job: TransformJobSpec, items: list[WorkItem], listener: _ConsoleListener, outcome: JobOutcome, started_at: datetime, settings: Settings
-) -> None:
-    """DataCaptureConfig: manifests of the inputs and of the outputs written; a job whose
-    manifests cannot be written fails."""
-    assert job.data_capture is not None
-    try:
-        manifests = write_capture_manifests(
-            job.data_capture, job_name=job.name, started_at=started_at, inputs=[item.input_uri for item in items],
-            outputs=[item.output_uri for item in items if item.item_id in listener.completed],
-            storage_for=settings.storage_for, output_path=job.output.output_path,
-        )
-    except StorageError as exc:
-        outcome.status, outcome.failure_reason = "Failed", outcome.failure_reason or capture_failure(exc)
-        return
-    listener._say(f"Data capture manifests: {', '.join(manifests)}")
 
 
 def _summary(console: Console, job: TransformJobSpec, items: list[WorkItem], outcome: JobOutcome, elapsed: float) -> None:

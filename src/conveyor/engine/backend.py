@@ -1,16 +1,19 @@
 """The seam between a job and where its instances run (local processes today, Ray actors next).
 
-A backend starts `instance_count` instances from an `InstanceConfig`, feeds them work items from
-an `ItemSource`, and reports what happens to a `JobListener`. It returns when every item is
-done or failed, or when `stop` is set.
+A backend only runs instances: it starts `instance_count` of them from an `InstanceConfig`,
+hands each free one the next item from an `ItemSource`, and reports what happened to
+`InstanceEvents`: an instance started, an item's progress, an item done or failed, an instance
+lost with the item it held. What becomes of a lost instance's item (handed out again, or failed)
+is the job's attempt policy, in `engine.job`; a backend never decides it, so every backend
+applies the same one.
 """
 
 from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections import deque
-from typing import Iterable, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
@@ -22,38 +25,32 @@ class JobStartFailed(Exception):
 
 class ItemSource(Protocol):
     def take(self) -> WorkItem | None:
-        """The next item to transform, or None when none is left to hand out."""
-
-    def give_back(self, item: WorkItem) -> None:
-        """An item whose instance died before finishing it; it will be handed out again."""
+        """The next item to transform, or None when none is left to hand out now."""
 
 
-class QueueSource:
-    """Work items from a list, in order."""
+@dataclass(frozen=True)
+class InstanceLost:
+    """An instance died while it held an item (or while it was idle, `item` None)."""
 
-    def __init__(self, items: Iterable[WorkItem]) -> None:
-        self._items = deque(items)
-        self._lock = threading.Lock()
-
-    def take(self) -> WorkItem | None:
-        with self._lock:
-            return self._items.popleft() if self._items else None
-
-    def give_back(self, item: WorkItem) -> None:
-        with self._lock:
-            self._items.appendleft(item)
+    instance: int  # 0-based
+    exit_code: int | None
+    timed_out_payload: int | None = None  # the payload that ran past InvocationsTimeoutInSeconds, if that was why
+    timeout_seconds: float | None = None
 
 
-class JobListener:
-    """Receives a job's events; the default does nothing. Called from the backend's thread."""
+class InstanceEvents:
+    """What a backend reports, from its own thread; the default ignores everything."""
 
-    def on_resolved(self, resolved: ResolvedParameters) -> None: ...
+    def on_started(self, instance: int, resolved: ResolvedParameters) -> None: ...
 
     def on_progress(self, item: WorkItem, progress: ItemProgress) -> None: ...
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None: ...
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None: ...
+
+    def on_instance_lost(self, item: WorkItem | None, lost: InstanceLost) -> None:
+        """The instance is being replaced; `item` must be handed out again or failed by the receiver."""
 
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None: ...
 
@@ -65,6 +62,8 @@ class Backend(ABC):
         config: InstanceConfig,
         instance_count: int,
         items: ItemSource,
-        listener: JobListener,
+        events: InstanceEvents,
         stop: threading.Event,
-    ) -> None: ...
+    ) -> None:
+        """Run instances until `items` has nothing left and no instance holds an item, or until
+        `stop` is set; raises `JobStartFailed` when the model cannot be loaded."""

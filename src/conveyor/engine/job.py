@@ -1,18 +1,25 @@
-"""Running one transform job: plan its work items, prepare the model, run the instances.
+"""One transform job's run, from its planned items to its final status: the one owner of a
+job's lifecycle.
 
-Used as it is by `conveyor transform` (in the foreground) and by the server's scheduler (which
-passes a store-backed item source and listener, so that progress survives a crash).
+`run_job` is used as it is by `conveyor transform` (items in memory, a listener that draws the
+progress bar) and by the server's scheduler (items in the store, a listener that writes progress
+and the log, so that the job survives a crash). It prepares the model data, runs the instances
+on a backend, applies the attempt policy to the item of an instance that dies, writes the data
+capture manifests, and decides the final status and FailureReason. A backend only runs
+instances; the scheduler only keeps leases and capacity.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from conveyor.engine.backend import Backend, ItemSource, JobListener, JobStartFailed, QueueSource
+from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, JobStartFailed
+from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
+from conveyor.engine.ledger import Ledger
 from conveyor.engine.local import LocalBackend
 from conveyor.engine.model_data import ModelDataError, model_directory
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
@@ -20,9 +27,12 @@ from conveyor.runtimes.environment import batch_environment
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
+from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import list_inputs, output_uri
+from conveyor.store.jobs import cut_failure_reason
 
-FAILURE_REASON_LIMIT = 1024
+MAX_INSTANCE_LOSSES_PER_ITEM = 3
+"""An item whose instance dies this many times (other than by a timeout) fails."""
 
 
 def plan_work_items(job: TransformJobSpec, settings: Settings) -> list[WorkItem]:
@@ -32,6 +42,11 @@ def plan_work_items(job: TransformJobSpec, settings: Settings) -> list[WorkItem]
         WorkItem(item_id=index, input_uri=obj.uri, output_uri=output_uri(job.output.output_path, obj.relative), size=obj.size)
         for index, obj in enumerate(inputs)
     ]
+
+
+def instances_for(instance_count: int, settings: Settings) -> int:
+    """How many instances a job of InstanceCount `instance_count` runs, within this machine's capacity."""
+    return max(min(instance_count, settings.capacity), 1)
 
 
 def start_time_text(moment: datetime) -> str:
@@ -68,43 +83,97 @@ def instance_config(job: TransformJobSpec, model: ModelSpec, settings: Settings,
     )
 
 
+class JobListener:
+    """Watches a job run (a progress bar, the store); the default ignores everything. Called
+    from the backend's thread, after the ledger has recorded the event."""
+
+    def on_resolved(self, resolved: ResolvedParameters) -> None: ...
+
+    def on_progress(self, item: WorkItem, progress: ItemProgress) -> None: ...
+
+    def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None: ...
+
+    def on_item_failed(self, item: WorkItem, reason: str) -> None: ...
+
+    def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None: ...
+
+
 @dataclass
 class JobOutcome:
     status: str  # Completed | Failed | Stopped
     failure_reason: str | None = None
     resolved: ResolvedParameters | None = None
-    objects_done: int = 0
+    objects_total: int = 0
+    objects_done: int = 0  # earlier runs' included, after a resume
     objects_failed: int = 0
-    records: int = 0
-    failures: list[str] = field(default_factory=list)
+    records: int = 0  # transformed by this run
 
 
-class _Tally(JobListener):
-    """Counts outcomes for the job's final status, and passes every event on."""
+class _JobRun(InstanceEvents):
+    """A backend's events applied to the ledger, with the attempt policy, then passed on."""
 
-    def __init__(self, outcome: JobOutcome, downstream: JobListener) -> None:
-        self.outcome = outcome
-        self.downstream = downstream
+    def __init__(self, job: TransformJobSpec, ledger: Ledger, listener: JobListener) -> None:
+        self.job = job
+        self.ledger = ledger
+        self.listener = listener
+        self.resolved: ResolvedParameters | None = None
+        self.records = 0
 
-    def on_resolved(self, resolved: ResolvedParameters) -> None:
-        self.outcome.resolved = resolved
-        self.downstream.on_resolved(resolved)
+    def on_started(self, instance: int, resolved: ResolvedParameters) -> None:
+        if self.resolved is None:
+            self.resolved = resolved
+            self.listener.on_resolved(resolved)
+        self.listener.on_log(instance, f"Instance {instance + 1} started: {resolved.log_line()}")
 
     def on_progress(self, item: WorkItem, progress: ItemProgress) -> None:
-        self.downstream.on_progress(item, progress)
+        self.listener.on_progress(item, progress)
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
-        self.outcome.objects_done += 1
-        self.outcome.records += progress.records
-        self.downstream.on_item_done(item, progress)
+        self.ledger.complete(item, progress)
+        self.records += progress.records
+        self.listener.on_item_done(item, progress)
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None:
-        self.outcome.objects_failed += 1
-        self.outcome.failures.append(reason)
-        self.downstream.on_item_failed(item, reason)
+        self.ledger.fail(item, reason)
+        self.listener.on_item_failed(item, reason)
+
+    def on_instance_lost(self, item: WorkItem | None, lost: InstanceLost) -> None:
+        """A timed-out payload has spent one invocation, and its item fails once that leaves
+        none of InvocationsMaxRetries; any other death counts against the item, which fails
+        after MAX_INSTANCE_LOSSES_PER_ITEM of them. Otherwise the item is handed out again."""
+        number = lost.instance + 1
+        if item is None:
+            self.listener.on_log(lost.instance, f"Instance {number} exited with code {lost.exit_code}; starting it again")
+            return
+        if lost.timed_out_payload is not None:
+            payload = lost.timed_out_payload
+            used = {**item.attempts_used, payload: item.attempts_used.get(payload, 0) + 1}
+            self.listener.on_log(
+                lost.instance,
+                f"{item.input_uri}: payload {payload + 1} took longer than InvocationsTimeoutInSeconds="
+                f"{lost.timeout_seconds:g}; restarting instance {number}",
+                data_log=True,
+            )
+            retries = self.job.model_client.invocations_max_retries
+            if used[payload] > retries:
+                self.on_item_failed(
+                    item,
+                    f"{item.input_uri}: the model did not answer within InvocationsTimeoutInSeconds={lost.timeout_seconds:g} "
+                    f"in {used[payload]} attempts (InvocationsMaxRetries={retries})",
+                )
+                return
+            self.ledger.give_back(replace(item, attempts_used=used))
+            return
+        losses = item.instance_losses + 1
+        self.listener.on_log(lost.instance, f"Instance {number} exited with code {lost.exit_code} while transforming {item.input_uri}")
+        if losses >= MAX_INSTANCE_LOSSES_PER_ITEM:
+            reason = f"{item.input_uri}: Unable to get response from the model: its instance exited with code {lost.exit_code} {losses} times"
+            self.on_item_failed(item, reason)
+            return
+        self.ledger.give_back(replace(item, instance_losses=losses))
 
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None:
-        self.downstream.on_log(instance, message, data_log=data_log)
+        self.listener.on_log(instance, message, data_log=data_log)
 
 
 def run_job(
@@ -112,35 +181,47 @@ def run_job(
     model: ModelSpec,
     settings: Settings,
     *,
-    items: ItemSource | list[WorkItem],
+    ledger: Ledger,
     listener: JobListener | None = None,
     stop: threading.Event | None = None,
     backend: Backend | None = None,
     started_at: datetime | None = None,
-    instance_count: int | None = None,
 ) -> JobOutcome:
-    """Run a planned job to its end; never raises for a job-level failure (it is the outcome)."""
-    outcome = JobOutcome(status="Completed")
+    """Run a planned job to its end; never raises for a job-level failure (it is the outcome).
+
+    A job stopped (`stop` set) ends Stopped with no capture written; the caller decides
+    whether that is a Stop or a server shutting down, after which the job resumes."""
     stop = stop or threading.Event()
-    tally = _Tally(outcome, listener or JobListener())
-    source = QueueSource(items) if isinstance(items, list) else items
+    listener = listener or JobListener()
+    started_at = started_at or datetime.now(timezone.utc)
+    run = _JobRun(job, ledger, listener)
     try:
-        config = instance_config(job, model, settings, started_at=started_at or datetime.now(timezone.utc))
-        count = instance_count or max(min(job.resources.instance_count, settings.capacity), 1)
-        (backend or LocalBackend()).run(config, count, source, tally, stop)
+        config = instance_config(job, model, settings, started_at=started_at)
+        (backend or LocalBackend()).run(config, instances_for(job.resources.instance_count, settings), ledger, run, stop)
     except (JobStartFailed, ModelDataError) as exc:
-        return JobOutcome(status="Failed", failure_reason=_truncate(f"ClientError: {exc}"), resolved=outcome.resolved)
+        return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
     if stop.is_set():
-        outcome.status = "Stopped"
-    elif outcome.objects_failed:
-        outcome.status = "Failed"
-        total = outcome.objects_done + outcome.objects_failed
-        noun = "object" if total == 1 else "objects"
-        outcome.failure_reason = _truncate(f"{outcome.objects_failed} of {total} input {noun} failed. First: {outcome.failures[0]}")
-    return outcome
+        return _outcome("Stopped", None, run, ledger)
+    summary = ledger.summary()
+    reason = None
+    if summary.failed:
+        noun = "object" if summary.total == 1 else "objects"
+        reason = f"{summary.failed} of {summary.total} input {noun} failed. First: {summary.first_failure}"
+    if job.data_capture is not None and summary.done + summary.failed:
+        try:
+            manifests = write_capture_manifests(
+                job.data_capture, job_name=job.name, started_at=started_at, inputs=summary.input_uris,
+                outputs=summary.done_output_uris, storage_for=settings.storage_for, output_path=job.output.output_path,
+            )
+            listener.on_log(0, f"Data capture manifests: {', '.join(manifests)}")
+        except StorageError as exc:
+            reason = reason or capture_failure(exc)
+    return _outcome("Failed" if reason else "Completed", cut_failure_reason(reason) if reason else None, run, ledger)
 
 
-def _truncate(text: str) -> str:
-    return text if len(text) <= FAILURE_REASON_LIMIT else text[: FAILURE_REASON_LIMIT - 1] + "…"
-
-
+def _outcome(status: str, reason: str | None, run: _JobRun, ledger: Ledger) -> JobOutcome:
+    summary = ledger.summary()
+    return JobOutcome(
+        status=status, failure_reason=reason, resolved=run.resolved, objects_total=summary.total,
+        objects_done=summary.done, objects_failed=summary.failed, records=run.records,
+    )

@@ -1,8 +1,8 @@
 """The local backend: InstanceCount worker processes on this machine, fed work items one by one.
 
 Objects are handed to whichever instance is free, so a large object does not hold the others
-back. A worker that dies (a model past its timeout, a crash) is replaced and its object handed
-out again, with the invocations it already spent counted against InvocationsMaxRetries.
+back. A worker that dies (a model past its timeout, a crash) is reported with the item it held
+and replaced; what becomes of the item is the job's policy (`engine.job`).
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from conveyor.engine import worker as messages
-from conveyor.engine.backend import Backend, ItemSource, JobListener, JobStartFailed
+from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, ItemSource, JobStartFailed
 from conveyor.engine.instance import InstanceConfig
 from conveyor.pipeline.work_item import WorkItem
-
-MAX_CRASHES_PER_ITEM = 3
 
 
 @dataclass
@@ -37,10 +35,8 @@ class _Worker:
 class _Run:
     config: InstanceConfig
     items: ItemSource
-    listener: JobListener
+    events: InstanceEvents
     workers: list[_Worker] = field(default_factory=list)
-    started_once: bool = False
-    crashes: dict[int, int] = field(default_factory=dict)
     exhausted: bool = False
 
 
@@ -48,8 +44,8 @@ class LocalBackend(Backend):
     def __init__(self, start_method: str = "spawn") -> None:
         self._context = multiprocessing.get_context(start_method)
 
-    def run(self, config: InstanceConfig, instance_count: int, items: ItemSource, listener: JobListener, stop: threading.Event) -> None:
-        run = _Run(config, items, listener)
+    def run(self, config: InstanceConfig, instance_count: int, items: ItemSource, events: InstanceEvents, stop: threading.Event) -> None:
+        run = _Run(config, items, events)
         try:
             run.workers = [self._start(config, index) for index in range(instance_count)]
             while not stop.is_set():
@@ -100,56 +96,40 @@ class LocalBackend(Backend):
             self._handle(run, worker, message)
 
     def _handle(self, run: _Run, worker: _Worker, message: object) -> None:
-        listener = run.listener
+        events = run.events
         if isinstance(message, messages.Ready):
             worker.ready = True
-            if not run.started_once:
-                run.started_once = True
-                listener.on_resolved(message.resolved)
-            listener.on_log(worker.index, f"Instance {worker.index + 1} started: {message.resolved.log_line()}")
+            events.on_started(worker.index, message.resolved)
         elif isinstance(message, messages.StartFailed):
             raise JobStartFailed(message.reason)
         elif isinstance(message, messages.Progress) and worker.item is not None:
-            listener.on_progress(worker.item, message.progress)
+            events.on_progress(worker.item, message.progress)
         elif isinstance(message, messages.Done) and worker.item is not None:
             item, worker.item = worker.item, None
-            listener.on_item_done(item, message.progress)
+            events.on_item_done(item, message.progress)
         elif isinstance(message, messages.Failed) and worker.item is not None:
             item, worker.item = worker.item, None
-            listener.on_item_failed(item, message.reason)
+            events.on_item_failed(item, message.reason)
         elif isinstance(message, messages.TimedOut):
             worker.timed_out = message
         elif isinstance(message, messages.Log):
-            listener.on_log(worker.index, message.message, data_log=message.data_log)
+            events.on_log(worker.index, message.message, data_log=message.data_log)
 
     def _replace_dead(self, run: _Run, worker: _Worker) -> None:
         worker.closed = True
         worker.connection.close()
         worker.process.join(timeout=1)
-        item = worker.item
-        if not worker.ready and item is None and worker.timed_out is None:
+        if not worker.ready and worker.item is None and worker.timed_out is None:
             raise JobStartFailed(f"Instance {worker.index + 1} exited with code {worker.process.exitcode} while loading the model.")
-        if item is not None:
-            if worker.timed_out is not None:
-                used = dict(item.attempts_used)
-                used[worker.timed_out.payload_index] = used.get(worker.timed_out.payload_index, 0) + 1
-                item = replace(item, attempts_used=used)
-                run.listener.on_log(
-                    worker.index,
-                    f"{item.input_uri}: payload {worker.timed_out.payload_index + 1} took longer than "
-                    f"InvocationsTimeoutInSeconds={worker.timed_out.timeout:g}; restarting instance {worker.index + 1}",
-                    data_log=True,
-                )
-            else:
-                crashes = run.crashes.get(item.item_id, 0) + 1
-                run.crashes[item.item_id] = crashes
-                run.listener.on_log(worker.index, f"Instance {worker.index + 1} exited with code {worker.process.exitcode} while transforming {item.input_uri}")
-                if crashes >= MAX_CRASHES_PER_ITEM:
-                    run.listener.on_item_failed(item, f"{item.input_uri}: Unable to get response from the model: its instance exited with code {worker.process.exitcode} {crashes} times")
-                    item = None
-            if item is not None:
-                run.items.give_back(item)
-                run.exhausted = False
+        timed_out = worker.timed_out
+        lost = InstanceLost(
+            instance=worker.index,
+            exit_code=worker.process.exitcode,
+            timed_out_payload=timed_out.payload_index if timed_out else None,
+            timeout_seconds=timed_out.timeout if timed_out else None,
+        )
+        run.events.on_instance_lost(worker.item, lost)
+        run.exhausted = False  # the item may have been handed back
         replacement = self._start(run.config, worker.index)
         run.workers[run.workers.index(worker)] = replacement
 

@@ -20,17 +20,16 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from conveyor.engine.backend import Backend
-from conveyor.engine.data_capture import capture_failure, write_capture_manifests
-from conveyor.engine.job import plan_work_items, run_job
+from conveyor.engine.job import instances_for, plan_work_items, run_job
 from conveyor.engine.local import LocalBackend
-from conveyor.engine.store_link import StoreItemSource, StoreListener, job_stream, log
+from conveyor.engine.store_link import StoreLedger, StoreListener, add_planned_items, job_stream, log
 from conveyor.errors import ConveyorError
 from conveyor.sagemaker import parse_model, parse_transform_job
 from conveyor.settings import Settings
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
-from conveyor.store import ACTIVE, COMPLETED, FAILED, IN_PROGRESS, STOPPED, STOPPING, Store, TransformJobRecord
-from conveyor.store.work_items import DONE, IN_FLIGHT, PENDING, NewWorkItem
+from conveyor.store import ACTIVE, COMPLETED, FAILED, STOPPED, STOPPING, Store, TransformJobRecord
+from conveyor.store.work_items import IN_FLIGHT, PENDING
 
 logger = logging.getLogger("conveyor.scheduler")
 
@@ -44,7 +43,7 @@ class _Running:
     instances: int
     stop: threading.Event
     thread: threading.Thread
-    source: StoreItemSource | None = None
+    ledger: StoreLedger | None = None
 
 
 def new_owner_id() -> str:
@@ -153,7 +152,7 @@ class Scheduler:
                 continue
             if queue_blocked:
                 continue  # only stops get past a job that waits for capacity
-            instances = max(min(record.request["TransformResources"]["InstanceCount"], self.settings.capacity), 1)
+            instances = instances_for(record.request["TransformResources"]["InstanceCount"], self.settings)
             if instances > free:
                 queue_blocked = True  # jobs wait their turn in creation order
                 continue
@@ -197,8 +196,8 @@ class Scheduler:
             running = list(self._running.values())
         for job in running:
             self.store.jobs.renew_lease(job.name, self.owner, LEASE_SECONDS)
-            if job.source is not None:
-                job.source.renew_leases()
+            if job.ledger is not None:
+                job.ledger.renew_leases()
 
     def _run(self, record: TransformJobRecord, instances: int, stop: threading.Event) -> None:
         name = record.name
@@ -229,7 +228,7 @@ class Scheduler:
             except InputError as exc:
                 self._finish(name, FAILED, f"ClientError: {exc}")
                 return
-            self.store.work_items.add(name, [NewWorkItem(i.item_id, i.input_uri, i.output_uri, "", i.size) for i in items])
+            add_planned_items(self.store, name, items)
         self.store.work_items.reclaim_expired(name)
         swept = self._sweep(job.output.output_path)
         adopted = self._adopt_written_outputs(name)
@@ -247,28 +246,22 @@ class Scheduler:
                 f"InstanceCount={job.resources.instance_count} is more than this server's capacity of "
                 f"{self.settings.capacity}; running {instances} instances.",
             )
-        source = StoreItemSource(self.store, name, self.owner, LEASE_SECONDS)
+        ledger = StoreLedger(self.store, name, self.owner, LEASE_SECONDS)
         with self._lock:
             if name in self._running:
-                self._running[name].source = source
-        listener = StoreListener(self.store, name, source)
-        started_at = record.transform_start_time or datetime.now(timezone.utc)
+                self._running[name].ledger = ledger
         outcome = run_job(
-            job, model, self.settings, items=source, listener=listener, stop=stop,
-            backend=self._backend_factory(), started_at=started_at, instance_count=instances,
+            job, model, self.settings, ledger=ledger, listener=StoreListener(self.store, name, self.owner), stop=stop,
+            backend=self._backend_factory(), started_at=record.transform_start_time or datetime.now(timezone.utc),
         )
-        for item_id in list(source.in_flight):
-            self.store.work_items.release(item_id, self.owner)
+        ledger.release_in_flight()
         if stop.is_set():
             if self._closing.is_set() and self.store.jobs.get(name).status != STOPPING:  # type: ignore[union-attr]
                 return  # the server is shutting down: the job resumes on the next start
             self._sweep(job.output.output_path)
             self._finish(name, STOPPED, None)
             return
-        if outcome.status == "Failed" and outcome.failure_reason and outcome.objects_done + outcome.objects_failed == 0:
-            self._finish(name, FAILED, outcome.failure_reason)
-            return
-        self._finish_from_items(name)
+        self._finish(name, COMPLETED if outcome.status == "Completed" else FAILED, outcome.failure_reason)
 
     def _adopt_written_outputs(self, name: str) -> int:
         """Items whose output was committed after their last claim but whose completion never
@@ -286,38 +279,6 @@ class Scheduler:
             if info.last_modified is not None and info.last_modified >= item.started_at.timestamp() - 1:
                 adopted += self.store.work_items.adopt_output(item.id, info.size)
         return adopted
-
-    def _finish_from_items(self, name: str) -> None:
-        counts = self.store.work_items.counts(name)
-        capture_problem = self._capture(name) if counts.failed or counts.finished else None
-        if counts.failed:
-            failed = self.store.work_items.failed(name)
-            noun = "object" if counts.total == 1 else "objects"
-            reason = f"{counts.failed} of {counts.total} input {noun} failed. First: {failed[0].failure_reason}"
-            self._finish(name, FAILED, reason)
-        elif capture_problem:
-            self._finish(name, FAILED, capture_problem)
-        elif counts.finished:
-            self._finish(name, COMPLETED, None)
-
-    def _capture(self, name: str) -> str | None:
-        """DataCaptureConfig: the job's input and output manifests; a FailureReason if they cannot be written."""
-        record = self.store.jobs.get(name)
-        if record is None or record.status != IN_PROGRESS:
-            return None
-        job = parse_transform_job(record.request)
-        if job.data_capture is None:
-            return None
-        items = self.store.work_items.list(name)
-        try:
-            write_capture_manifests(
-                job.data_capture, job_name=name, started_at=record.transform_start_time or datetime.now(timezone.utc),
-                inputs=[item.input_uri for item in items], outputs=[item.output_uri for item in items if item.state == DONE],
-                storage_for=self.settings.storage_for, output_path=job.output.output_path,
-            )
-        except StorageError as exc:
-            return capture_failure(exc)
-        return None
 
     def _finish_stopped(self, name: str, request: dict) -> None:
         try:

@@ -1,18 +1,22 @@
-"""A running job's link to the store: where its work items come from and where its events go.
+"""A running job's link to the store: its ledger of work items, and where its events go.
 
-Items are claimed with leases, so a restarted server reclaims what a dead one held; progress,
-outcomes and log lines are written as they happen, so nothing a client saw is lost in a crash.
+Items are claimed with leases, so a restarted server reclaims what a dead one held; outcomes,
+the attempts each item has spent, progress and log lines are written as they happen, so
+nothing a client saw, and no attempt a job allows, is lost in a crash.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Iterable
 
-from conveyor.engine.backend import JobListener
 from conveyor.engine.instance import ResolvedParameters
+from conveyor.engine.job import JobListener
+from conveyor.engine.ledger import LedgerSummary
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.store import Store
+from conveyor.store.work_items import DONE, FAILED, NewWorkItem
 
 PROGRESS_WRITE_INTERVAL_SECONDS = 0.5
 
@@ -34,8 +38,13 @@ def log(store: Store, stream: str, job_name: str, message: str) -> None:
     store.logs.append(job_name, stream, int(time.time() * 1000), message)
 
 
-class StoreItemSource:
-    """Hands out the job's pending items, claimed under this scheduler's lease."""
+def add_planned_items(store: Store, job_name: str, items: Iterable[WorkItem]) -> None:
+    """Write a job's planned items to the store, in one transaction."""
+    store.work_items.add(job_name, [NewWorkItem(item.item_id, item.input_uri, item.output_uri, "", item.size) for item in items])
+
+
+class StoreLedger:
+    """The job's items in the store, claimed under this scheduler's lease."""
 
     def __init__(self, store: Store, job_name: str, owner: str, lease_seconds: float) -> None:
         self.store = store
@@ -51,15 +60,36 @@ class StoreItemSource:
             return None
         with self._lock:
             self.in_flight.add(record.id)
-        return WorkItem(item_id=record.id, input_uri=record.input_uri, output_uri=record.output_uri, size=record.size)
+        return WorkItem(
+            item_id=record.id, input_uri=record.input_uri, output_uri=record.output_uri, size=record.size,
+            attempts_used=record.payload_attempts, instance_losses=record.instance_losses,
+        )
 
     def give_back(self, item: WorkItem) -> None:
-        self.finished(item.item_id)
-        self.store.work_items.release(item.item_id, self.owner)
+        self._finished(item.item_id)
+        self.store.work_items.release(
+            item.item_id, self.owner, payload_attempts=item.attempts_used, instance_losses=item.instance_losses
+        )
 
-    def finished(self, item_id: int) -> None:
-        with self._lock:
-            self.in_flight.discard(item_id)
+    def complete(self, item: WorkItem, progress: ItemProgress) -> None:
+        self._finished(item.item_id)
+        self.store.work_items.complete(item.item_id, self.owner, progress.records, progress.bytes_in, progress.bytes_out)
+
+    def fail(self, item: WorkItem, reason: str) -> None:
+        self._finished(item.item_id)
+        self.store.work_items.fail(item.item_id, self.owner, reason)
+
+    def summary(self) -> LedgerSummary:
+        items = self.store.work_items.list(self.job_name)
+        failures = [item.failure_reason or "" for item in items if item.state == FAILED]
+        return LedgerSummary(
+            total=len(items),
+            done=sum(item.state == DONE for item in items),
+            failed=len(failures),
+            first_failure=failures[0] if failures else None,
+            input_uris=tuple(item.input_uri for item in items),
+            done_output_uris=tuple(item.output_uri for item in items if item.state == DONE),
+        )
 
     def renew_leases(self) -> None:
         with self._lock:
@@ -67,14 +97,25 @@ class StoreItemSource:
         for item_id in held:
             self.store.work_items.renew_lease(item_id, self.owner, self.lease_seconds)
 
+    def release_in_flight(self) -> None:
+        """Hand back, unfinished, what instances still held when the run ended (a Stop, a shutdown)."""
+        with self._lock:
+            held, self.in_flight = list(self.in_flight), set()
+        for item_id in held:
+            self.store.work_items.release(item_id, self.owner)
+
+    def _finished(self, item_id: int) -> None:
+        with self._lock:
+            self.in_flight.discard(item_id)
+
 
 class StoreListener(JobListener):
-    """Writes a job's events to the store: resolved parameters, progress, outcomes, log lines."""
+    """Writes a job's events to the store: resolved parameters, progress and log lines."""
 
-    def __init__(self, store: Store, job_name: str, source: StoreItemSource) -> None:
+    def __init__(self, store: Store, job_name: str, owner: str) -> None:
         self.store = store
         self.job_name = job_name
-        self.source = source
+        self.owner = owner
         self._last_write: dict[int, float] = {}
 
     def on_resolved(self, resolved: ResolvedParameters) -> None:
@@ -86,17 +127,13 @@ class StoreListener(JobListener):
         if now - self._last_write.get(item.item_id, 0.0) < PROGRESS_WRITE_INTERVAL_SECONDS:
             return
         self._last_write[item.item_id] = now
-        self.store.work_items.report_progress(item.item_id, self.source.owner, records=progress.records, bytes_in=progress.bytes_in)
+        self.store.work_items.report_progress(item.item_id, self.owner, records=progress.records, bytes_in=progress.bytes_in)
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
         self._last_write.pop(item.item_id, None)
-        self.source.finished(item.item_id)
-        self.store.work_items.complete(item.item_id, self.source.owner, progress.records, progress.bytes_in, progress.bytes_out)
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None:
         self._last_write.pop(item.item_id, None)
-        self.source.finished(item.item_id)
-        self.store.work_items.fail(item.item_id, self.source.owner, reason)
         log(self.store, data_log_stream(self.job_name, 0), self.job_name, f"[sagemaker logs]: {reason}")
 
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None:

@@ -58,12 +58,7 @@ class Invoker:
         self.retries = 0
 
     def __call__(self, payload_index: int, body: bytes) -> bytes:
-        attempt = self.attempts_used.get(payload_index, 0)
-        if attempt > self.max_retries:
-            raise InvocationFailed(
-                f"the model did not answer within InvocationsTimeoutInSeconds={self.timeout_seconds:g} "
-                f"in {attempt} attempts (InvocationsMaxRetries={self.max_retries})"
-            )
+        attempt = self.attempts_used.get(payload_index, 0)  # spent by runs that timed out (engine.job)
         while True:
             token = self.watch.begin(payload_index, self.timeout_seconds) if self.watch else None
             try:

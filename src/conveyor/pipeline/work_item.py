@@ -34,6 +34,7 @@ class WorkItem:
     output_uri: str
     size: int
     attempts_used: dict[int, int] = field(default_factory=dict)  # payload index → invocations spent by earlier runs
+    instance_losses: int = 0  # instances that died (not by a timeout) while transforming this item
 
 
 @dataclass(frozen=True)

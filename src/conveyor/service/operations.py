@@ -11,15 +11,16 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from conveyor.engine.job import plan_work_items
-from conveyor.errors import ResourceInUse, ResourceNotFound, ValidationException
+from conveyor.engine.store_link import add_planned_items
+from conveyor.errors import ResourceInUse, ResourceNotFound, ValidationException, job_not_found
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.sagemaker.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
 from conveyor.service import wire
+from conveyor.service.model_check import check_local_handler
 from conveyor.settings import Settings
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError, check_output_location
 from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Page, Store
-from conveyor.store.work_items import NewWorkItem
 
 
 def _validated(operation: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +92,7 @@ class SageMakerOperations:
 
     def create_model(self, request: dict[str, Any]) -> dict[str, Any]:
         model = parse_model(request)
+        check_local_handler(model, primary=request.get("PrimaryContainer") is not None)
         arn = self.settings.arn("model", model.name)
         try:
             self.store.models.create(model.name, arn, request, datetime.now(timezone.utc), tags=_tags(request))
@@ -145,7 +147,7 @@ class SageMakerOperations:
             self.store.jobs.create(job.name, arn, job.model_name, request, datetime.now(timezone.utc), tags=_tags(request))
         except AlreadyExists:
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})") from None
-        self.store.work_items.add(job.name, [NewWorkItem(i.item_id, i.input_uri, i.output_uri, "", i.size) for i in items])
+        add_planned_items(self.store, job.name, items)
         self.on_change()
         return {"TransformJobArn": arn}
 
@@ -181,7 +183,7 @@ class SageMakerOperations:
     def _job(self, name: str):  # noqa: ANN202 - a TransformJobRecord
         record = self.store.jobs.get(name)
         if record is None:
-            raise ValidationException(f'Could not find requested job with name "{name}".')
+            raise job_not_found(name)
         return record
 
     # Tags

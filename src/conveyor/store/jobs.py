@@ -44,6 +44,12 @@ _COLUMNS = (
 _SUMMARY_COLUMNS = "arn, transform_end_time, last_modified_time, failure_reason, status, creation_time, name"
 
 
+
+def cut_failure_reason(text: str) -> str:
+    """A FailureReason within SageMaker's 1,024 characters, a cut marked with "…"; the one rule
+    for every front end (the CLI prints what the server would store)."""
+    return text if len(text) <= FAILURE_REASON_LIMIT else text[: FAILURE_REASON_LIMIT - 1] + "…"
+
 @dataclass(frozen=True)
 class TransformJobRecord:
     name: str
@@ -166,11 +172,11 @@ class TransformJobs:
         """Move the job along the status machine; IllegalTransition when the machine forbids it.
 
         Entering a terminal status records TransformEndTime and drops the scheduler's lease.
-        The failure reason is cut to SageMaker's 1024 characters.
+        The failure reason is cut to SageMaker's 1024 characters (`cut_failure_reason`).
         """
         if status not in TRANSITIONS:
             raise ValueError(f"unknown transform job status {status!r}")
-        reason = None if failure_reason is None else failure_reason[:FAILURE_REASON_LIMIT]
+        reason = None if failure_reason is None else cut_failure_reason(failure_reason)
         with self._database.transaction() as connection:
             now = self._database.now()
             row = connection.execute("SELECT status FROM transform_jobs WHERE name = ?", (name,)).fetchone()

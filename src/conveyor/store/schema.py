@@ -95,4 +95,15 @@ INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL,)
+ATTEMPTS = Migration(
+    version=2,
+    name="work items keep the attempts their earlier runs spent",
+    statements=(
+        # JSON object: payload index → invocations spent on it by runs that timed out.
+        "ALTER TABLE work_items ADD COLUMN payload_attempts TEXT NOT NULL DEFAULT '{}'",
+        # How many instances died (not by a timeout) while transforming the item.
+        "ALTER TABLE work_items ADD COLUMN instance_losses INTEGER NOT NULL DEFAULT 0",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS)

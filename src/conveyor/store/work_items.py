@@ -9,9 +9,11 @@ it from a False return instead of overwriting its successor's state.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable
+
+import orjson
 
 from conveyor.store.database import Database, from_epoch
 from conveyor.store.errors import AlreadyExists, NotFound
@@ -24,7 +26,8 @@ ITEM_STATES = (PENDING, IN_FLIGHT, DONE, FAILED)
 
 _COLUMNS = (
     "id, job_name, ordinal, input_uri, output_uri, relative_name, size, range_start, range_end, state,"
-    " owner, lease_expires, attempts, records, bytes_in, bytes_out, failure_reason, started_at, finished_at"
+    " owner, lease_expires, attempts, records, bytes_in, bytes_out, failure_reason, started_at, finished_at,"
+    " payload_attempts, instance_losses"
 )
 _BACK_TO_PENDING = (
     f"state = '{PENDING}', owner = NULL, lease_expires = NULL, records = 0, bytes_in = 0, bytes_out = 0"
@@ -67,6 +70,10 @@ class WorkItemRecord:
     failure_reason: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    payload_attempts: dict[int, int] = field(default_factory=dict)
+    """Payload index → invocations spent on it by earlier runs that timed out."""
+    instance_losses: int = 0
+    """How many instances died (other than by a timeout) while transforming the item."""
 
 
 @dataclass(frozen=True)
@@ -180,9 +187,21 @@ class WorkItems:
             reason, self._database.now(),
         )
 
-    def release(self, item_id: int, owner: str) -> bool:
-        """Give the item back to Pending unfinished (its instance died, or the job is stopping)."""
-        return self._guarded(item_id, owner, _BACK_TO_PENDING)
+    def release(
+        self, item_id: int, owner: str, *, payload_attempts: dict[int, int] | None = None, instance_losses: int | None = None
+    ) -> bool:
+        """Give the item back to Pending unfinished (its instance died, or the job is stopping).
+
+        `payload_attempts` and `instance_losses`, when given, replace what the item's earlier runs
+        spent, so that the attempts a job allows survive every hand-back, restart and resume."""
+        assignments, values = _BACK_TO_PENDING, list[object]()
+        if payload_attempts is not None:
+            assignments += ", payload_attempts = ?"
+            values.append(orjson.dumps({str(index): count for index, count in payload_attempts.items()}).decode())
+        if instance_losses is not None:
+            assignments += ", instance_losses = ?"
+            values.append(instance_losses)
+        return self._guarded(item_id, owner, assignments, *values)
 
     def adopt_output(self, item_id: int, bytes_out: int) -> bool:
         """A Pending item whose output its last run wrote before dying unrecorded: Done as it is."""
@@ -261,4 +280,6 @@ def _record(row: tuple) -> WorkItemRecord:
         failure_reason=row[16],
         started_at=from_epoch(row[17]),
         finished_at=from_epoch(row[18]),
+        payload_attempts={int(index): count for index, count in orjson.loads(row[19]).items()},
+        instance_losses=row[20],
     )
