@@ -602,6 +602,28 @@ def test_models_lifecycle(sm: Any, tmp_path: Path) -> None:
         assert error_of(excinfo) == ("ValidationException", f'Could not find model "{arns[1]}".', 400)
 
 
+def test_a_local_model_whose_handler_is_missing_or_broken_is_refused_at_create(sm: Any, tmp_path: Path) -> None:
+    broken = write_model(tmp_path, "def model_fn(model_dir)\n    return None\n", "broken")
+    with pytest.raises(ClientError) as excinfo:
+        sm.create_model(ModelName=unique("broken"), PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": str(broken)})
+    code, message, _ = error_of(excinfo)
+    assert code == "ValidationException"
+    assert f"the handler {broken}/code/inference.py does not compile: expected ':' (line 1)" in message
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ClientError) as excinfo:
+        sm.create_model(ModelName=unique("empty"), PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": str(tmp_path / "empty")})
+    assert "the model directory has no code/inference.py" in error_of(excinfo)[1]
+    named = write_model(tmp_path, BRACKET, "named")
+    with pytest.raises(ClientError) as excinfo:
+        sm.create_model(
+            ModelName=unique("named"),
+            PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": str(named), "Environment": {"SAGEMAKER_PROGRAM": "serve.py"}},
+        )
+    assert "the model directory has no code/serve.py" in error_of(excinfo)[1]
+    # A container image runs its own code: checked when a job starts, as in SageMaker.
+    sm.create_model(ModelName=unique("image"), PrimaryContainer={"Image": "example.com/model:1", "ModelDataUrl": str(broken)})
+
+
 def test_tags_on_models_and_jobs(sm: Any, tmp_path: Path) -> None:
     model = create_model(sm, tmp_path, BRACKET, Tags=[{"Key": "team", "Value": "ml"}])
     model_arn = sm.describe_model(ModelName=model)["ModelArn"]
@@ -669,8 +691,9 @@ def test_progress_route_is_signed_json(conveyor_server: ServerProcess, sm: Any, 
     unsigned = httpx.get(f"{conveyor_server.endpoint}/conveyor/v1/jobs/{name}/progress", timeout=10)
     assert_aws_error(unsigned, 403, "MissingAuthenticationTokenException")
     assert_aws_error(signed_get(conveyor_server, f"/conveyor/v1/jobs/{name}/progress", secret="wrong"), 400, "InvalidSignatureException")
-    message = assert_aws_error(signed_get(conveyor_server, "/conveyor/v1/jobs/never-created/progress"), 400, "ValidationException")
-    assert "never-created" in message
+    for view in ("progress", "logs"):
+        message = assert_aws_error(signed_get(conveyor_server, f"/conveyor/v1/jobs/never-created/{view}"), 400, "ValidationException")
+        assert message == 'Could not find requested job with name "never-created".'
 
 
 # Capacity, on a private server of capacity 2

@@ -86,6 +86,11 @@ def render_errors(errors: list[FieldError]) -> str:
 # -- SageMaker's operations ------------------------------------------------------------------
 
 
+def job_not_found(name: str) -> ValidationException:
+    """SageMaker's answer for a transform job name it does not know (400, not a 404 code)."""
+    return ValidationException(f'Could not find requested job with name "{name}".')
+
+
 class ResourceInUse(ConveyorError):
     code = "ResourceInUse"
     status = 400

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
-from conveyor.api.protocol import AwsJsonEndpoint, AwsRequest, aws_error, new_request_id
+from conveyor.api.protocol import AwsJsonEndpoint, AwsRequest, aws_error, new_request_id, raw_path
 from conveyor.api.sigv4 import verify_sigv4
 from conveyor.console import console_routes
 from conveyor.errors import ConveyorError
@@ -36,7 +36,7 @@ def _conveyor_route(service: Service, credentials: Credentials | None, view: Cal
             if credentials is not None:
                 verify_sigv4(
                     method=request.method,
-                    path=request.scope.get("raw_path", request.url.path.encode()).decode("latin-1").split("?", 1)[0],
+                    path=raw_path(request.scope),
                     query=request.scope.get("query_string", b"").decode("latin-1"),
                     headers=request.headers,
                     body=b"",
@@ -62,10 +62,8 @@ def create_app(service: Service, *, credentials: Credentials | None, extra_route
         return service.progress(request.path_params["name"])
 
     def logs(request: Request) -> dict[str, Any]:
-        name = request.path_params["name"]
-        service.sagemaker.describe_transform_job({"TransformJobName": name})
         limit = request.query_params.get("limit", "1000")
-        return service.logs.job_log(name, after=request.query_params.get("after"), limit=int(limit) if limit.isdigit() else 1000)
+        return service.logs.job_log(request.path_params["name"], after=request.query_params.get("after"), limit=int(limit) if limit.isdigit() else 1000)
 
     routes = [
         Route("/conveyor/v1/jobs/{name}/progress", _conveyor_route(service, credentials, progress), methods=["GET"]),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -95,7 +94,7 @@ async def read_aws_request(
     if credentials is not None:
         access_key_id = verify_sigv4(
             method=request.method,
-            path=_raw_path(request.scope),
+            path=raw_path(request.scope),
             query=request.scope.get("query_string", b"").decode("latin-1"),
             headers=request.headers,
             body=raw,
@@ -205,33 +204,6 @@ def to_epoch(value: datetime) -> float:
     return round(value.timestamp(), 3)
 
 
-def from_epoch(value: Any) -> datetime:
-    """An aware UTC datetime from what clients send: epoch seconds (int, float, numeric string,
-    as botocore serializes) or an ISO-8601 string."""
-    if isinstance(value, bool):
-        raise SerializationException(f"Expected a timestamp, got {_json_kind(value)} {value!r}.")
-    if isinstance(value, (int, float)):
-        return _from_seconds(value)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            pass
-        else:
-            return _from_seconds(seconds)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise SerializationException(
-                f"Timestamp '{value}' is neither epoch seconds nor an ISO-8601 date-time."
-            ) from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
-    raise SerializationException(f"Expected a timestamp, got {_json_kind(value)}.")
-
-
 Output = Mapping[str, Any] | None
 Handler = Callable[[AwsRequest], Output | Awaitable[Output]]
 
@@ -297,21 +269,12 @@ async def _invoke(handler: Handler, call: AwsRequest) -> Output:
     return result
 
 
-def _raw_path(scope: Scope) -> str:
+def raw_path(scope: Scope) -> str:
     """The path as the client sent (and signed) it, still percent-encoded."""
     raw = scope.get("raw_path")
     if raw:
         return raw.decode("latin-1").split("?", 1)[0]
     return quote(scope.get("path", "/"))
-
-
-def _from_seconds(seconds: float) -> datetime:
-    if not math.isfinite(seconds):
-        raise SerializationException(f"Timestamp {seconds!r} is not a finite number of seconds.")
-    try:
-        return datetime.fromtimestamp(seconds, tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        raise SerializationException(f"Timestamp {seconds!r} is out of range.") from None
 
 
 def _json_default(value: Any) -> Any:

@@ -34,12 +34,12 @@ from botocore.exceptions import (
 from botocore.httpsession import URLLib3Session
 
 from conveyor.cli.job_request import UsageError
+from conveyor.service.durations import format_duration
 from conveyor.settings import Settings
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8765"
 ENDPOINT_ENV = "CONVEYOR_ENDPOINT"
 DEFAULT_REGION = "us-east-1"
-TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 PAGE_SIZE = 100  # the largest MaxResults of ListTransformJobs and ListModels
 
 
@@ -232,16 +232,7 @@ def local_time(value: datetime | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{seconds:02d}s"
-    if minutes:
-        return f"{minutes}m{seconds:02d}s"
-    return f"{seconds}s"
+    return "-" if seconds is None else format_duration(seconds)
 
 
 def size(count: int | float | None) -> str:

@@ -19,10 +19,12 @@ from conveyor.errors import FieldError, ValidationException, render_value
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
+from conveyor.service.model_check import check_local_handler
 from conveyor.storage.inputs import check_output_location
 
 FLAGS = {
     "transformJobName": ("name", "--name"),
+    "primaryContainer.modelDataUrl": ("model", "--model"),
     "transformInput.dataSource.s3DataSource.s3Uri": ("input", "--input"),
     "transformInput.dataSource.s3DataSource.s3DataType": ("data_type", "--data-type"),
     "transformInput.contentType": ("content_type", "--content-type"),
@@ -181,9 +183,11 @@ def job_and_model(args: argparse.Namespace) -> tuple[TransformJobSpec, ModelSpec
     wanted = None
     if args.request:
         wanted = _load_json(args.request, "--request").get("ModelName")
-    model = parse_model(model_request(args, wanted if isinstance(wanted, str) else None))
+    request = model_request(args, wanted if isinstance(wanted, str) else None)
+    model = parse_model(request)
     check_model_for_batch(model)
     try:
+        check_local_handler(model, primary=request.get("PrimaryContainer") is not None)
         job = parse_transform_job(transform_request(args, model.name))
         check_output_location(job.input.data_type, job.input.uri, job.output.output_path)
     except ValidationException as error:

@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from conveyor.cli import client
-from conveyor.cli.client import Connection, TERMINAL_STATUSES
-
-STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
+from conveyor.cli.client import Connection
+from conveyor.service import JOB_STATUSES as STATUSES, TERMINAL_STATUSES
 SORT_KEYS = ("CreationTime", "Name", "Status")
 SORT_ORDERS = ("Descending", "Ascending")
 

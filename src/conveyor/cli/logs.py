@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.cli import client
-from conveyor.cli.client import Connection, TERMINAL_STATUSES
+from conveyor.cli.client import Connection
+from conveyor.service import TERMINAL_STATUSES
 
 PAGE_SIZE = 1000
 

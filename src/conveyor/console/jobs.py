@@ -13,10 +13,10 @@ from starlette.routing import Route
 
 from conveyor.console.context import Console, flash
 from conveyor.console.outputs import OutputError, OutputListing, list_outputs, preview
-from conveyor.console.templating import TERMINAL_STATUSES, format_duration, format_size, format_time
+from conveyor.console.templating import format_size, format_time
 from conveyor.errors import ConveyorError
-
-STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
+from conveyor.service import JOB_STATUSES as STATUSES, TERMINAL_STATUSES
+from conveyor.service.durations import format_duration
 SORT_COLUMNS = {"name": "Name", "created": "CreationTime", "status": "Status"}
 PAGE_SIZES = (10, 25, 50, 100)
 LOG_PAGE = 500
@@ -227,7 +227,6 @@ def routes(console: Console) -> list[Route]:
     async def logs(request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            await console.call(console.service.sagemaker.describe_transform_job, {"TransformJobName": name})
             page = await console.call(lambda: console.service.logs.job_log(name, after=request.query_params.get("after") or None, limit=LOG_PAGE))
         except ConveyorError as exc:
             return JSONResponse({"error": exc.message}, status_code=404)

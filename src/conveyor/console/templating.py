@@ -11,9 +11,10 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from conveyor.console.auth import NO_AUTH_USER, current_session
+from conveyor.service import TERMINAL_STATUSES
+from conveyor.service.durations import format_duration
 
 HERE = Path(__file__).parent
-TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 
 
 def format_time(value: datetime | None) -> str:
@@ -22,17 +23,8 @@ def format_time(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = int(max(seconds, 0))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+def duration(seconds: float | None) -> str:
+    return "—" if seconds is None else format_duration(seconds)
 
 
 def format_size(size: int | None) -> str:
@@ -59,6 +51,6 @@ def _console_context(request: Request) -> dict[str, Any]:
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"), context_processors=[_console_context])
-    templates.env.filters.update(when=format_time, duration=format_duration, size=format_size)
+    templates.env.filters.update(when=format_time, duration=duration, size=format_size)
     templates.env.globals["terminal_statuses"] = TERMINAL_STATUSES
     return templates

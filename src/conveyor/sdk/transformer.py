@@ -19,10 +19,10 @@ from typing import Any, Callable, TextIO
 import botocore.exceptions
 
 from conveyor.sdk.session import LOG_GROUP, Session, resolve_session
+from conveyor.service import TERMINAL_STATUSES
 
 logger = logging.getLogger("conveyor.sdk")
 
-TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 _IMAGE_NAME = re.compile(r"^(.+/)?([^:/]+)(:[^:]+)?$")
 _URI_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 

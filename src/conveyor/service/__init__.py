@@ -7,13 +7,18 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from conveyor.engine.scheduler import Scheduler
-from conveyor.errors import ValidationException
+from conveyor.errors import job_not_found
 from conveyor.service.logs import LOG_GROUP, LogOperations
 from conveyor.service.operations import SageMakerOperations
 from conveyor.settings import Settings
-from conveyor.store import NotFound, Store
+from conveyor.store import STATUSES, TERMINAL, NotFound, Store
 
-__all__ = ["LOG_GROUP", "Service"]
+__all__ = ["JOB_STATUSES", "LOG_GROUP", "Service", "TERMINAL_STATUSES"]
+
+JOB_STATUSES: tuple[str, ...] = STATUSES
+"""TransformJobStatus values in their life's order; the store's status machine owns them."""
+TERMINAL_STATUSES: tuple[str, ...] = tuple(status for status in STATUSES if status in TERMINAL)
+"""The statuses a job never leaves: Completed, Failed, Stopped."""
 
 SAGEMAKER_OPERATIONS = (
     "CreateModel", "DescribeModel", "ListModels", "DeleteModel",
@@ -56,11 +61,11 @@ class Service:
         """Conveyor's progress view of a job: objects, records, bytes, MB/s and ETA."""
         record = self.store.jobs.get(job_name)
         if record is None:
-            raise ValidationException(f'Could not find requested job with name "{job_name}".')
+            raise job_not_found(job_name)
         try:
             progress = self.store.job_progress(job_name)
         except NotFound:
-            raise ValidationException(f'Could not find requested job with name "{job_name}".') from None
+            raise job_not_found(job_name) from None
         now = record.transform_end_time or datetime.now(timezone.utc)
         return {
             "TransformJobName": job_name,

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.model import Shape
 
-from conveyor.errors import FieldError, LogsInvalidParameter, LogsResourceNotFound, render_errors
+from conveyor.errors import FieldError, LogsInvalidParameter, LogsResourceNotFound, job_not_found, render_errors
 from conveyor.sagemaker.shapes import member_path, validate, without_nulls
 from conveyor.store import InvalidToken, LogStream, Store
 
@@ -164,7 +164,10 @@ class LogOperations:
 
     def job_log(self, job_name: str, *, after: str | None = None, limit: int = 1000) -> dict[str, Any]:
         """Conveyor's own log route: every stream of one job in the order written. `after` is
-        the `position` returned by the previous call, so a follower can poll for what is new."""
+        the `position` returned by the previous call, so a follower can poll for what is new.
+        An unknown job is SageMaker's not-found error, so callers need not describe it first."""
+        if self.store.jobs.get(job_name) is None:
+            raise job_not_found(job_name)
         if after and not after.isdigit():
             raise LogsInvalidParameter(f"Invalid position {after!r}: use the position returned by the previous call.")
         events = self.store.logs.since(job_name, int(after or 0), min(max(limit, 1), MAX_EVENTS))
