@@ -381,3 +381,20 @@ def test_boto3_unsigned_request(endpoint: str) -> None:
         "Message": "Request is missing Authentication Token",
         "Status": 403,
     }
+
+
+def test_required_headers_the_request_carries_must_be_signed() -> None:
+    request = sign()
+    authorization = request.headers["Authorization"]
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0]
+    assert "x-amz-target" in signed
+    required = ("host", "x-amz-date", "x-amz-target", "content-type")
+    assert verify(request, required_headers=required) == ACCESS_KEY
+    # The same check sees only what the client listed; a list without the target is refused
+    # before the signature is computed, so a replay with another target cannot pass.
+    request.headers.replace_header("Authorization", authorization.replace(signed, "host;x-amz-date"))
+    with pytest.raises(IncompleteSignatureException, match="'X-Amz-Target' must be a 'SignedHeader'"):
+        verify(request, required_headers=required)
+    # A header that is not sent need not be signed.
+    request = sign(headers={})
+    assert verify(request, required_headers=("host", "x-amz-date", "x-amz-not-sent")) == ACCESS_KEY

@@ -44,6 +44,10 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 TARGET_PREFIXES: Mapping[str, str] = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
 """`X-Amz-Target` prefix → the SigV4 signing name its clients use (botocore service metadata)."""
 
+SIGNED_HEADERS = ("host", "x-amz-date", "x-amz-target", "content-type")
+"""Headers an AWS JSON call must sign when it sends them, as botocore always does: unsigned, the
+target could be changed (DescribeModel → DeleteModel) under a still valid signature."""
+
 
 def new_request_id() -> str:
     """The `x-amzn-RequestId` of one response (botocore's `ResponseMetadata.RequestId`)."""
@@ -101,6 +105,7 @@ async def read_aws_request(
             credentials=credentials,
             now=now,
             services=(TARGET_PREFIXES[prefix],),
+            required_headers=SIGNED_HEADERS,
         )
     return AwsRequest(
         target_prefix=prefix,

@@ -65,8 +65,12 @@ def verify_sigv4(
     credentials: Callable[[str], str | None],
     now: datetime | None = None,
     services: tuple[str, ...] = DEFAULT_SERVICES,
+    required_headers: Iterable[str] = ("host", "x-amz-date"),
 ) -> str:
     """Return the access key id that signed the request, or raise an `AuthError`.
+
+    Each of `required_headers` that the request carries must be among the signed headers: a
+    signature that leaves out, say, `x-amz-target` would stay valid with the operation changed.
 
     `path` and `query` are as they were on the wire (still percent-encoded: ASGI's `raw_path`
     and `query_string`), because that is what the client signed. `headers` may be any mapping;
@@ -78,6 +82,7 @@ def verify_sigv4(
     if authorization is None:
         raise MissingAuthenticationTokenException()
     auth = parse_authorization(authorization)
+    _check_signed(auth, header_values, required_headers)
 
     request_time, amz_date = _request_time(header_values, auth)
     _check_clock(request_time, now or datetime.now(timezone.utc))
@@ -222,6 +227,14 @@ def signature(secret: str, date: str, region: str, service: str, to_sign: str) -
     for part in (date, region, service, TERMINATOR):
         key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
     return hmac.new(key, to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _check_signed(auth: Authorization, headers: Mapping[str, list[str]], required: Iterable[str]) -> None:
+    """Refuse a signature that leaves out a required header the request carries, in AWS's wording."""
+    for name in required:
+        if name in headers and name not in auth.signed_headers:
+            shown = "-".join(part.capitalize() for part in name.split("-"))
+            raise IncompleteSignatureException(f"'{shown}' must be a 'SignedHeader' in the AWS Authorization.")
 
 
 def _collect_headers(headers: Mapping[str, str]) -> dict[str, list[str]]:
