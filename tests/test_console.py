@@ -216,7 +216,7 @@ def test_every_error_of_an_empty_form_lands_on_a_field(tmp_path: Path) -> None:
     try:
         form = Form(values=dict(JOB_DEFAULTS))
         request = job_request(form)
-        assert "DataProcessing" not in request and request["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "ManifestFile"
+        assert "DataProcessing" not in request and request["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
         with pytest.raises(ConveyorError) as raised:
             service.sagemaker.create_transform_job(request)
         place_errors(form, raised.value, [*JOB_FIELDS, "environment", "tags"])
@@ -262,7 +262,7 @@ def test_create_a_job_through_the_form_and_watch_it_complete(page: Any, console:
     for heading in ("Batch transform job configuration", "Input data configuration", "Output data configuration",
                     "Input/output filtering and data joins", "Tags"):  # fmt: skip
         expect(page.locator("h2", has_text=heading)).to_be_visible()
-    expect(page.locator('[name="transformInput.dataSource.s3DataSource.s3DataType"]')).to_have_value("ManifestFile")
+    expect(page.locator('[name="transformInput.dataSource.s3DataSource.s3DataType"]')).to_have_value("S3Prefix")
     expect(page.locator('[name="transformInput.compressionType"]')).to_have_value("None")
     expect(page.locator('[name="transformResources.instanceCount"]')).to_have_value("1")
     _fill_job_form(page, console, "form-job")
@@ -321,7 +321,7 @@ def test_invalid_name_and_oversized_payload_show_both_errors_and_keep_the_values
 def test_stop_a_running_job_from_the_list(page: Any, console: dict[str, Any], screenshot: Any) -> None:
     _create_long_job(console, "long-list")
     try:
-        page.goto(_url(console, "/jobs"))
+        page.goto(_url(console, "/jobs?name=long-list"))
         row = _row(page, "long-list")
         expect(row.locator("[data-status-badge]")).to_have_text("InProgress")
         expect(page.locator('[data-action="stop"]')).to_be_disabled()
@@ -331,6 +331,8 @@ def test_stop_a_running_job_from_the_list(page: Any, console: dict[str, Any], sc
         screenshot(page, "list-actions-menu", full_page=False)
         page.click('[data-action="stop"]')
         expect(page.locator(".alert-success")).to_contain_text("Stopping batch transform job long-list")
+        assert "/console/jobs?name=long-list&" in page.url  # the list's filter is kept
+        expect(page.locator('input[type="search"][name="name"]')).to_have_value("long-list")
         expect(_row(page, "long-list").locator("[data-status-badge]")).to_have_text("Stopped", timeout=LIVE)
     finally:
         _stop_quietly(console, "long-list")

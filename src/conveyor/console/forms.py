@@ -53,7 +53,7 @@ JOB_FIELDS: dict[str, Kind] = {
 JOB_DEFAULTS: dict[str, str] = {
     "transformResources.instanceType": "ml.m5.large",
     "transformResources.instanceCount": "1",
-    "transformInput.dataSource.s3DataSource.s3DataType": "ManifestFile",
+    "transformInput.dataSource.s3DataSource.s3DataType": "S3Prefix",  # a folder or prefix, the usual input
     "transformInput.compressionType": "None",
     "transformInput.splitType": "None",
     "transformOutput.assembleWith": "None",

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -88,7 +89,12 @@ def job_state(console: Console, name: str) -> dict[str, Any]:
 
 
 def _list_query(request: Request) -> dict[str, Any]:
-    params = request.query_params
+    return _list_query_from(request.url.query)
+
+
+def _list_query_from(text: str) -> dict[str, Any]:
+    """The list's filters, sort and page from a query string, each checked."""
+    params = QueryParams(text)
     sort = params.get("sort", "created")
     size = int(params["size"]) if params.get("size", "").isdigit() and int(params["size"]) in PAGE_SIZES else PAGE_SIZES[0]
     return {
@@ -201,7 +207,9 @@ def routes(console: Console) -> list[Route]:
         form = await request.form()
         names = [name for name in form.getlist("name") if isinstance(name, str) and name]
         await console.call(_stop, console, request, names)
-        return console.redirect(request, "/jobs")
+        listed = form.get("list_query")  # back to the list as it was: filters, sort and page kept
+        query = _list_query_from(listed if isinstance(listed, str) else "")
+        return console.redirect(request, "/jobs" + (_link(query) if query != _list_query_from("") else ""))
 
     async def stop_one(request: Request) -> Response:
         name = request.path_params["name"]
@@ -255,7 +263,8 @@ def routes(console: Console) -> list[Route]:
         try:
             description = await console.call(console.service.sagemaker.describe_transform_job, {"TransformJobName": name})
             output_path = description["TransformOutput"]["S3OutputPath"]
-            shown = await console.call(preview, output_path, request.query_params.get("object", ""), console.service.settings)
+            written = await console.call(console.service.written_outputs, name)
+            shown = await console.call(preview, output_path, request.query_params.get("object", ""), console.service.settings, written)
         except (ConveyorError, OutputError) as exc:
             return JSONResponse({"error": getattr(exc, "message", str(exc))}, status_code=404)
         return JSONResponse(shown.as_json())
