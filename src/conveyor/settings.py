@@ -15,6 +15,33 @@ if TYPE_CHECKING:
     from conveyor.storage.s3 import S3Config
 
 
+RUNTIME_CHOICES = ("builtin", "python", "process", "http", "docker")
+"""The kinds of model a server may be allowed to run (`--runtimes`): SageMaker's built-in
+algorithms in Conveyor's code, a user's Python handler, a local process, a remote HTTP model
+server, a Docker image."""
+
+
+class SettingsError(ValueError):
+    """A setting's value is not one it can take; the message names the flag and the variable."""
+
+
+def parse_runtimes(value: str) -> tuple[str, ...]:
+    """`docker,http,builtin` → the kinds in RUNTIME_CHOICES order; an unknown or empty list is refused."""
+    kinds = [kind.strip() for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in RUNTIME_CHOICES]
+    choices = ",".join(RUNTIME_CHOICES)
+    if unknown:
+        raise SettingsError(f"--runtimes (CONVEYOR_RUNTIMES) {value!r}: unknown kind {unknown[0]!r}; choose from {choices}")
+    if not kinds:
+        raise SettingsError(f"--runtimes (CONVEYOR_RUNTIMES) {value!r} names no kind; choose one or more of {choices}")
+    return tuple(kind for kind in RUNTIME_CHOICES if kind in kinds)
+
+
+def parse_local_roots(values: list[str] | tuple[str, ...]) -> tuple[Path, ...]:
+    """Each root as an absolute path with symlinks and `..` resolved, as locations are compared."""
+    return tuple(Path(os.path.realpath(os.path.expanduser(value))) for value in values if value)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -28,6 +55,12 @@ class Settings:
     s3_read_strategy: str = "auto"
     container_startup_timeout_seconds: float = 600.0
     """How long a model server may take to answer /ping with 200 before the job fails."""
+    host: str = "127.0.0.1"
+    """The address `conveyor server` listens on; off loopback, `file://` needs `local_roots`."""
+    local_roots: tuple[Path, ...] = ()
+    """The trees `file://` inputs, outputs, model data and capture may use (docs/security.md)."""
+    runtimes: tuple[str, ...] = RUNTIME_CHOICES
+    """The model kinds the server runs: a subset of RUNTIME_CHOICES (docs/security.md)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -41,6 +74,9 @@ class Settings:
             s3_endpoint_url=env.get("CONVEYOR_S3_ENDPOINT") or None,
             s3_read_strategy=env.get("CONVEYOR_S3_READ_STRATEGY", "auto"),
             container_startup_timeout_seconds=float(env.get("CONVEYOR_CONTAINER_STARTUP_TIMEOUT", "600")),
+            host=env.get("CONVEYOR_HOST") or "127.0.0.1",
+            local_roots=parse_local_roots(env.get("CONVEYOR_LOCAL_ROOTS", "").split(os.pathsep)),
+            runtimes=parse_runtimes(env["CONVEYOR_RUNTIMES"]) if env.get("CONVEYOR_RUNTIMES") else RUNTIME_CHOICES,
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 

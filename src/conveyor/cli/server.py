@@ -14,8 +14,8 @@ import uvicorn
 from conveyor.api.app import create_app
 from conveyor.api.credentials import CredentialsError, keys_from_env, load_or_create_credentials, static_lookup
 from conveyor.cli.server_lock import HomeInUse, ServerLock
-from conveyor.service import Service
-from conveyor.settings import Settings
+from conveyor.service import DATABASE_FILE, Service, UnreadableDatabase
+from conveyor.settings import RUNTIME_CHOICES, Settings, SettingsError, parse_local_roots, parse_runtimes
 
 
 EXAMPLES = """examples:
@@ -45,12 +45,22 @@ def register(commands: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", help="address to listen on (default $CONVEYOR_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     parser.add_argument("--home", help="state directory (default $CONVEYOR_HOME or ~/.conveyor)")
     parser.add_argument("--capacity", type=int, help="instances that may run at once (default: CPU count)")
     parser.add_argument("--s3-endpoint", help="S3 endpoint URL for s3:// locations (an S3-compatible store)")
     parser.add_argument("--no-auth", action="store_true", help="accept unsigned requests (a single-user laptop only)")
+    parser.add_argument(
+        "--local-root", action="append", metavar="DIR",
+        help="a tree file:// locations may use (repeatable; default $CONVEYOR_LOCAL_ROOTS, else any path on loopback "
+        "and none on another address); see docs/security.md",
+    )
+    parser.add_argument(
+        "--runtimes", metavar="KINDS",
+        help=f"model kinds this server runs, from {','.join(RUNTIME_CHOICES)} (default: all, which runs users' code "
+        "on this host); e.g. docker,http,builtin",
+    )
     parser.add_argument(
         "--shared-home", action="store_true",
         help="let several servers share the state directory on purpose (each applies its own --capacity)",
@@ -59,11 +69,19 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint}
+    overrides = {"capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint, "host": args.host}
     if args.home:
         overrides["home"] = Path(args.home).expanduser().resolve()
-    settings = Settings.from_environ(**overrides)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.local_root:
+            overrides["local_roots"] = parse_local_roots(args.local_root)
+        if args.runtimes is not None:
+            overrides["runtimes"] = parse_runtimes(args.runtimes)
+        settings = Settings.from_environ(**overrides)
+    except SettingsError as error:
+        print(f"conveyor server: {error}", file=sys.stderr)
+        return 2
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         lock = ServerLock(settings.home, shared=args.shared_home)
     except HomeInUse as error:
@@ -77,12 +95,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings, lock: ServerLock) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    endpoint = f"http://{args.host}:{args.port}"
+    endpoint = f"http://{settings.host}:{args.port}"
     try:
-        listener = _listen(args.host, args.port)
+        listener = _listen(settings.host, args.port)
     except OSError as error:
-        print(f"conveyor server: cannot listen on {args.host}:{args.port} (--host, --port): {_reason(error)}", file=sys.stderr)
+        print(f"conveyor server: cannot listen on {settings.host}:{args.port} (--host, --port): {_reason(error)}", file=sys.stderr)
         return 1
+    database = settings.home / DATABASE_FILE
+    database_lost = (settings.home / "credentials").exists() and not database.exists()
     credentials = None
     if args.no_auth:
         print("WARNING: authentication is OFF (--no-auth): anyone who can reach this port can run jobs.", file=sys.stderr)
@@ -110,7 +130,18 @@ def _serve(args: argparse.Namespace, settings: Settings, lock: ServerLock) -> in
             print("Point boto3 and the AWS CLI at this server with:")
             print(f"  export AWS_SHARED_CREDENTIALS_FILE={path}")
     lock.record(endpoint)
-    service = Service(settings).start()
+    if database_lost:
+        print(
+            f"WARNING: {database} is missing although {settings.home / 'credentials'} exists: starting with an empty "
+            "store (no models, jobs or logs). If the state directory was moved or partly restored, stop this server "
+            "and put the database back.",
+            file=sys.stderr,
+        )
+    try:
+        service = Service(settings).start()
+    except UnreadableDatabase as error:
+        print(f"conveyor server: {error}", file=sys.stderr)
+        return 1
     print(f"Conveyor is serving SageMaker's API at {endpoint} (state in {settings.home})")
     print(f"  boto3:   boto3.client('sagemaker', endpoint_url='{endpoint}', region_name='{settings.region}')")
     print(f"  AWS CLI: aws sagemaker list-transform-jobs --endpoint-url {endpoint} --region {settings.region}")

@@ -3,6 +3,7 @@ and a preview of the first lines of one object (read from the store, never trust
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,17 +68,14 @@ def list_outputs(output_path: str, settings: Settings, limit: int = MAX_LISTED) 
     return OutputListing(objects)
 
 
-def preview(output_path: str, name: str, settings: Settings, lines: int = PREVIEW_LINES) -> Preview:
-    """The first `lines` lines (at most PREVIEW_BYTES) of one output object under the job's
-    output path; a name that would leave the output path is refused."""
+def preview(output_path: str, name: str, settings: Settings, written: Collection[str], lines: int = PREVIEW_LINES) -> Preview:
+    """The first `lines` lines (at most PREVIEW_BYTES) of one output object that the job wrote
+    (`written`: their URIs); any other object under the output path, which may hold files the
+    job never wrote, is refused."""
     prefix = _prefix(output_path)
     uri = prefix + name.lstrip("/")
-    scheme, bucket, key = parse_uri(uri)
-    base_scheme, base_bucket, base_key = parse_uri(prefix)
-    base = base_key.rstrip("/")
-    inside = key.startswith(base + "/") if base else bool(key)
-    if not name or (scheme, bucket) != (base_scheme, base_bucket) or not inside or any(part in ("..", ".") for part in name.split("/")):
-        raise OutputError(f"{name!r} is not an output of this job")
+    if not name or uri not in written or any(part in ("..", ".") for part in name.split("/")):
+        raise OutputError(f"{name!r} is not an output that this job wrote")
     try:
         with _storage(uri, settings).open_read(uri) as stream:
             data = stream.read(PREVIEW_BYTES + 1)

@@ -11,9 +11,13 @@ from conveyor.errors import job_not_found
 from conveyor.service.logs import LOG_GROUP, LogOperations
 from conveyor.service.operations import SageMakerOperations
 from conveyor.settings import Settings
-from conveyor.store import STATUSES, TERMINAL, NotFound, Store
+from conveyor.store import STATUSES, TERMINAL, NotFound, Store, UnreadableDatabase
+from conveyor.store.work_items import DONE
 
-__all__ = ["JOB_STATUSES", "LOG_GROUP", "Service", "TERMINAL_STATUSES"]
+__all__ = ["DATABASE_FILE", "JOB_STATUSES", "LOG_GROUP", "Service", "TERMINAL_STATUSES", "UnreadableDatabase"]
+
+DATABASE_FILE = "conveyor.db"
+"""The store's file in the state directory (CONVEYOR_HOME)."""
 
 JOB_STATUSES: tuple[str, ...] = STATUSES
 """TransformJobStatus values in their life's order; the store's status machine owns them."""
@@ -36,9 +40,9 @@ class Service:
     """Open a store under `settings.home`, and run its scheduler between `start()` and `close()`."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
-        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.settings = settings
-        self.store = store or Store(settings.home / "conveyor.db")
+        self.store = store or Store(settings.home / DATABASE_FILE)
         self.scheduler = Scheduler(self.store, settings)
         self.sagemaker = SageMakerOperations(self.store, settings, on_change=self.scheduler.wake)
         self.logs = LogOperations(self.store, region=settings.region, account_id=settings.account_id)
@@ -56,6 +60,11 @@ class Service:
         table = {f"SageMaker.{name}": getattr(self.sagemaker, _snake(name)) for name in SAGEMAKER_OPERATIONS}
         table.update({f"Logs_20140328.{name}": getattr(self.logs, _snake(name)) for name in LOGS_OPERATIONS})
         return table
+
+    def written_outputs(self, job_name: str) -> frozenset[str]:
+        """The output objects the job itself wrote (its finished items' outputs): all that the
+        console may show of a job's output location, which other files may share."""
+        return frozenset(item.output_uri for item in self.store.work_items.list(job_name, state=DONE))
 
     def progress(self, job_name: str) -> dict[str, Any]:
         """Conveyor's progress view of a job: objects, records, bytes, MB/s and ETA."""

@@ -11,11 +11,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from conveyor.engine.job import plan_work_items
+from conveyor.engine.allowed_runtimes import check_allowed_runtimes
 from conveyor.engine.store_link import add_planned_items
 from conveyor.errors import ResourceInUse, ResourceNotFound, ValidationException, job_not_found
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.sagemaker.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
 from conveyor.service import wire
+from conveyor.service.local_roots import check_job_locations, check_model_locations, check_planned_items
 from conveyor.service.model_check import check_local_handler
 from conveyor.settings import Settings
 from conveyor.storage.base import StorageError
@@ -92,7 +94,10 @@ class SageMakerOperations:
 
     def create_model(self, request: dict[str, Any]) -> dict[str, Any]:
         model = parse_model(request)
-        check_local_handler(model, primary=request.get("PrimaryContainer") is not None)
+        primary = request.get("PrimaryContainer") is not None
+        check_model_locations(model, self.settings, primary=primary)
+        check_allowed_runtimes(model, self.settings.runtimes, primary=primary)
+        check_local_handler(model, primary=primary)
         arn = self.settings.arn("model", model.name)
         try:
             self.store.models.create(model.name, arn, request, datetime.now(timezone.utc), tags=_tags(request))
@@ -132,10 +137,15 @@ class SageMakerOperations:
         model_record = self.store.models.get(job.model_name)
         if model_record is None:
             raise ValidationException(f'Could not find model "{self.settings.arn("model", job.model_name)}".')
-        check_model_for_batch(parse_model(model_record.request))
+        model = parse_model(model_record.request)
+        check_model_for_batch(model)
+        primary = model_record.request.get("PrimaryContainer") is not None
+        check_model_locations(model, self.settings, primary=primary)
+        check_allowed_runtimes(model, self.settings.runtimes, primary=primary)
         arn = self.settings.arn("transform-job", job.name)
         if self.store.jobs.get(job.name) is not None:
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})")
+        check_job_locations(job, self.settings)
         check_output_location(job.input.data_type, job.input.uri, job.output.output_path)
         try:
             items = plan_work_items(job, self.settings)
@@ -143,6 +153,7 @@ class SageMakerOperations:
             raise ValidationException(str(exc)) from None
         except StorageError as exc:
             raise ValidationException(f"Could not list the input data source {job.input.uri}: {exc.code}: {exc.detail}") from None
+        check_planned_items(items, self.settings)
         try:
             self.store.jobs.create(job.name, arn, job.model_name, request, datetime.now(timezone.utc), tags=_tags(request))
         except AlreadyExists:

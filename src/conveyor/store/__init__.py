@@ -17,7 +17,15 @@ from types import TracebackType
 from typing import Sequence
 
 from conveyor.store.database import Clock, Database, Migration
-from conveyor.store.errors import AlreadyExists, IllegalTransition, InvalidToken, NotFound, SchemaError, StoreError
+from conveyor.store.errors import (
+    AlreadyExists,
+    IllegalTransition,
+    InvalidToken,
+    NotFound,
+    SchemaError,
+    StoreError,
+    UnreadableDatabase,
+)
 from conveyor.store.jobs import (
     ACTIVE,
     COMPLETED,
@@ -43,6 +51,7 @@ from conveyor.store.work_items import NewWorkItem, WorkItemCounts, WorkItemRecor
 __all__ = [
     "ACTIVE", "COMPLETED", "FAILED", "IN_PROGRESS", "STATUSES", "STOPPED", "STOPPING", "TERMINAL", "TRANSITIONS",
     "AlreadyExists", "IllegalTransition", "InvalidToken", "NotFound", "SchemaError", "StoreError",
+    "UnreadableDatabase",
     "LogEvent", "LogEventsPage", "LogStream", "Logs", "Migration", "MIGRATIONS", "ModelRecord", "ModelSummary",
     "Models", "NewWorkItem", "Page", "Progress", "Store", "Tags", "TransformJobRecord", "TransformJobSummary",
     "TransformJobs", "WorkItemCounts", "WorkItemRecord", "WorkItems",

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence, cast, overload
 
 import orjson
 
-from conveyor.store.errors import SchemaError
+from conveyor.store.errors import SchemaError, UnreadableDatabase
 
 Clock = Callable[[], float]
 
@@ -53,14 +53,23 @@ class Database:
         self.path = str(path)
         if self.path == ":memory:" or self.path.startswith("file::memory:"):
             raise ValueError("the store needs a file: an in-memory database is private to one connection")
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created private before SQLite opens it; SQLite gives the WAL and shared-memory files
+        # the database file's permissions.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self.clock = clock
         self.busy_timeout_seconds = busy_timeout_seconds
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._inherited: list[_Connection] = []
-        self.applied_migrations = migrate(self.connection(), migrations)
+        try:
+            self.applied_migrations = migrate(self.connection(), migrations)
+        except sqlite3.DatabaseError as error:
+            if getattr(error, "sqlite_errorname", None) not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise
+            self.close()
+            raise UnreadableDatabase(self.path, str(error)) from None
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use (and again after a fork)."""

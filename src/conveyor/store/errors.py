@@ -46,3 +46,15 @@ class InvalidToken(StoreError):
 
 class SchemaError(StoreError):
     """The database was written by a newer Conveyor, or the migration list is malformed."""
+
+
+class UnreadableDatabase(StoreError):
+    """The database file is not one SQLite can open (corrupt, or another kind of file)."""
+
+    def __init__(self, path: str, sqlite_message: str) -> None:
+        super().__init__(
+            f"the database {path} cannot be opened: SQLite says {sqlite_message!r}. Stop every server using it, "
+            "then restore it from a backup (README, 'Back up'), or move it aside to start with an empty store "
+            "(its jobs and models are then forgotten)"
+        )
+        self.path = path
