@@ -96,3 +96,11 @@ def test_a_local_folder_is_that_folder_only(tmp_path: Path) -> None:
     )
     assert prefix.returncode == 0, prefix.stderr  # a path that is no folder is still a key prefix, as on S3
     assert sorted(p.name for p in (tmp_path / "by-prefix").rglob("*.out")) == ["a.csv.out", "csv.bak.out", "old.csv.out"]
+
+
+def test_a_failed_object_leaves_no_empty_output_sub_folder(tmp_path: Path) -> None:
+    model = write_model(tmp_path, "def model_fn(model_dir):\n    return None\n\ndef transform_fn(model, body, content_type, accept):\n    raise ValueError('no')\n")
+    source = inputs(tmp_path, "in/deep/er", **{"a.csv": "1\n"})
+    result = transform(tmp_path, "--model", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--retries", "0")
+    assert result.returncode == 1 and source.exists()
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

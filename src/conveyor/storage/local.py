@@ -34,6 +34,7 @@ class LocalFileWriter(ObjectWriter):
         self.uri = file_uri(path)
         self._path = path
         directory, name = os.path.split(path)
+        self._created = _first_missing(directory or ".")  # removed again if the write is aborted
         os.makedirs(directory or ".", exist_ok=True)
         self._temp_path = os.path.join(directory, f".{name}{TEMP_MARKER}{uuid.uuid4().hex}")
         self._file: BinaryIO | None = open(self._temp_path, "wb")
@@ -58,6 +59,22 @@ class LocalFileWriter(ObjectWriter):
             os.unlink(self._temp_path)
         except FileNotFoundError:
             pass
+        self._remove_created_folders()
+
+    def _remove_created_folders(self) -> None:
+        """A failed object leaves no empty output sub-folder behind (nor does it remove one that
+        another object has since written into)."""
+        if self._created is None:
+            return
+        directory = os.path.dirname(self._path)
+        while True:
+            try:
+                os.rmdir(directory)
+            except OSError:  # not empty, or already gone
+                return
+            if directory == self._created:
+                return
+            directory = os.path.dirname(directory)
 
 
 class LocalStorage(Storage):
@@ -123,6 +140,19 @@ class LocalStorage(Storage):
         return ObjectInfo(
             uri=file_uri(path), key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}", last_modified=stat.st_mtime
         )
+
+
+def _first_missing(directory: str) -> str | None:
+    """The outermost folder of `directory` that does not exist yet, or None."""
+    missing = None
+    directory = os.path.abspath(directory)
+    while not os.path.exists(directory):
+        missing = directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return missing
 
 
 def _walk_files(root: str, *, include_temporaries: bool = False) -> Iterator[str]:
