@@ -45,17 +45,24 @@ class FieldError:
         return f"Value {render_value(self.value)} at '{self.path}' failed to satisfy constraint: {self.rule}"
 
 
+MAX_LISTED_ERRORS = 10
+"""Broken rules spelt out in one message; the rest are counted ("and N more"), as AWS does, so
+a request with 60,000 unknown members gets a short answer, not a 16 MB one."""
+MAX_VALUE_CHARACTERS = 2048
+"""How much of a value a message quotes."""
+
+
 def render_value(value: Any) -> str:
-    """Quote a value the way AWS validation messages do (`'x'`, `null`, numbers bare)."""
+    """Quote a value the way AWS validation messages do (`'x'`, `null`, numbers bare), cut at
+    MAX_VALUE_CHARACTERS."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "'true'" if value else "'false'"
-    if isinstance(value, (int, float)):
-        return f"'{value}'"
-    if isinstance(value, (dict, list)):
-        return f"'{value}'"
-    return f"'{value}'"
+    text = str(value)
+    if len(text) > MAX_VALUE_CHARACTERS:
+        text = f"{text[:MAX_VALUE_CHARACTERS]}... ({len(text)} characters)"
+    return f"'{text}'"
 
 
 class ValidationException(ConveyorError):
@@ -80,7 +87,9 @@ def render_errors(errors: list[FieldError]) -> str:
         return errors[0].message
     count = len(errors)
     noun = "validation error" if count == 1 else "validation errors"
-    return f"{count} {noun} detected: " + "; ".join(e.render() for e in errors)
+    listed = "; ".join(e.render() for e in errors[:MAX_LISTED_ERRORS])
+    more = f"; and {count - MAX_LISTED_ERRORS} more" if count > MAX_LISTED_ERRORS else ""
+    return f"{count} {noun} detected: {listed}{more}"
 
 
 # -- SageMaker's operations ------------------------------------------------------------------
