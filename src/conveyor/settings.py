@@ -55,6 +55,8 @@ class Settings:
     s3_read_strategy: str = "auto"
     container_startup_timeout_seconds: float = 600.0
     """How long a model server may take to answer /ping with 200 before the job fails."""
+    install_requirements: bool = False
+    """Whether a handler's requirements.txt is installed (it runs whatever code it names)."""
     host: str = "127.0.0.1"
     """The address `conveyor server` listens on; off loopback, `file://` needs `local_roots`."""
     local_roots: tuple[Path, ...] = ()
@@ -74,6 +76,7 @@ class Settings:
             s3_endpoint_url=env.get("CONVEYOR_S3_ENDPOINT") or None,
             s3_read_strategy=env.get("CONVEYOR_S3_READ_STRATEGY", "auto"),
             container_startup_timeout_seconds=float(env.get("CONVEYOR_CONTAINER_STARTUP_TIMEOUT", "600")),
+            install_requirements=env.get("CONVEYOR_INSTALL_REQUIREMENTS", "").strip().lower() in ("1", "true", "yes"),
             host=env.get("CONVEYOR_HOST") or "127.0.0.1",
             local_roots=parse_local_roots(env.get("CONVEYOR_LOCAL_ROOTS", "").split(os.pathsep)),
             runtimes=parse_runtimes(env["CONVEYOR_RUNTIMES"]) if env.get("CONVEYOR_RUNTIMES") else RUNTIME_CHOICES,

@@ -62,6 +62,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "on this host); e.g. docker,http,builtin",
     )
     parser.add_argument(
+        "--install-requirements", action="store_true", default=None,
+        help="install each Python handler's requirements.txt (with pip and its own configuration: PIP_INDEX_URL, "
+        "PIP_FIND_LINKS, …) into a cached directory; off by default, since it runs whatever the file names "
+        "(default $CONVEYOR_INSTALL_REQUIREMENTS)",
+    )
+    parser.add_argument(
         "--shared-home", action="store_true",
         help="let several servers share the state directory on purpose (each applies its own --capacity)",
     )
@@ -69,7 +75,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint, "host": args.host}
+    overrides = {
+        "capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint, "host": args.host, "install_requirements": args.install_requirements,
+    }
     if args.home:
         overrides["home"] = Path(args.home).expanduser().resolve()
     try:

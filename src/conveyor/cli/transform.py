@@ -39,6 +39,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_job_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the summary")
+    parser.add_argument(
+        "--install-requirements", action="store_true", default=None,
+        help="install each Python handler's requirements.txt (with pip and its own configuration: PIP_INDEX_URL, "
+        "PIP_FIND_LINKS, …) into a cached directory; off by default, since it runs whatever the file names "
+        "(default $CONVEYOR_INSTALL_REQUIREMENTS)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -125,7 +131,7 @@ class _ConsoleListener(JobListener):
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
-    settings = Settings.from_environ(s3_endpoint_url=args.s3_endpoint)
+    settings = Settings.from_environ(s3_endpoint_url=args.s3_endpoint, install_requirements=args.install_requirements)
     try:
         job, model = job_and_model(args)
         items = plan_work_items(job, settings)

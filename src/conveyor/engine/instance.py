@@ -15,6 +15,7 @@ from conveyor.pipeline.invoke import InvocationWatch
 from conveyor.pipeline.join import InferenceIdConfig
 from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, Preview, WorkItem, process_work_item
 from conveyor.runtimes.base import Runtime
+from conveyor.runtimes.handler_code import HandlerCode
 from conveyor.runtimes.registry import create_runtime
 from conveyor.sagemaker.jsonpath import parse_filter
 from conveyor.sagemaker.model import ModelSpec
@@ -51,7 +52,7 @@ class ResolvedParameters:
 class InstanceConfig:
     job_name: str
     model: ModelSpec
-    model_dirs: tuple[str, ...]  # one prepared model directory per container
+    model_dirs: tuple[str, ...]  # one prepared model directory per container with ModelDataUrl
     environment: dict[str, str]
     job_max_concurrent: int | None
     job_max_payload_mb: int | None
@@ -64,6 +65,7 @@ class InstanceConfig:
     s3_options: dict[str, object] = field(default_factory=dict)
     instance_type: str = "local"
     startup_timeout_seconds: float = 600.0
+    handler_code: tuple[HandlerCode | None, ...] = ()  # per container: script-mode sources, installed requirements
 
     @classmethod
     def for_job(
@@ -73,6 +75,7 @@ class InstanceConfig:
         *,
         model_dirs: tuple[str, ...],
         environment: dict[str, str],
+        handler_code: tuple[HandlerCode | None, ...] = (),
         start_time: str,
         retry_backoff_seconds: float,
         s3_options: dict[str, object] | None = None,
@@ -95,6 +98,7 @@ class InstanceConfig:
             job_name=job.name,
             model=model,
             model_dirs=model_dirs,
+            handler_code=handler_code,
             environment=environment,
             job_max_concurrent=job.max_concurrent_transforms or None,
             job_max_payload_mb=job.max_payload_mb,
@@ -119,6 +123,7 @@ class InstanceConfig:
             instance=instance,
             instance_type=self.instance_type,
             startup_timeout=self.startup_timeout_seconds,
+            code=self.handler_code,
         )
         runtime.start()
         try:

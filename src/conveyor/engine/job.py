@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -21,7 +22,9 @@ from conveyor.engine.data_capture import capture_failure, write_capture_manifest
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.engine.ledger import Ledger
 from conveyor.engine.local import LocalBackend
+from conveyor.engine.model_code import prepare_handler_code
 from conveyor.engine.model_data import ModelDataError, model_directory
+from conveyor.engine.requirements import RequirementsError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.runtimes.environment import batch_environment
 from conveyor.sagemaker.model import ModelSpec
@@ -54,13 +57,19 @@ def start_time_text(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def instance_config(job: TransformJobSpec, model: ModelSpec, settings: Settings, *, started_at: datetime) -> InstanceConfig:
-    """Everything an instance needs, with the model artifacts fetched and unpacked."""
+def instance_config(
+    job: TransformJobSpec, model: ModelSpec, settings: Settings, *, started_at: datetime, log: Callable[[str], None] = lambda _: None
+) -> InstanceConfig:
+    """Everything an instance needs, with the model artifacts fetched and unpacked, and each
+    handler's script-mode sources and requirements prepared (what is worth saying, to `log`)."""
     cache_dir = os.path.join(settings.home, "cache", "models")
-    model_dirs = []
+    model_dirs: list[str] = []
+    code = []
     for container in model.containers:
-        if container.model_data_url:
-            model_dirs.append(model_directory(container.model_data_url, cache_dir, settings.storage_for))
+        model_dir = model_directory(container.model_data_url, cache_dir, settings.storage_for) if container.model_data_url else None
+        if model_dir is not None:
+            model_dirs.append(model_dir)
+        code.append(prepare_handler_code(container, model_dir, settings, log))
     model_env: dict[str, str] = {}
     for container in model.containers:
         model_env.update(container.environment)
@@ -75,6 +84,7 @@ def instance_config(job: TransformJobSpec, model: ModelSpec, settings: Settings,
         job,
         model,
         model_dirs=tuple(model_dirs),
+        handler_code=tuple(code),
         environment=environment,
         start_time=start_time_text(started_at),
         retry_backoff_seconds=settings.retry_backoff_seconds,
@@ -196,8 +206,11 @@ def run_job(
     started_at = started_at or datetime.now(timezone.utc)
     run = _JobRun(job, ledger, listener)
     try:
-        config = instance_config(job, model, settings, started_at=started_at)
+        config = instance_config(job, model, settings, started_at=started_at, log=lambda line: listener.on_log(0, line))
         (backend or LocalBackend()).run(config, instances_for(job.resources.instance_count, settings), ledger, run, stop)
+    except RequirementsError as exc:
+        listener.on_log(0, str(exc))
+        return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
     except (JobStartFailed, ModelDataError) as exc:
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
     if stop.is_set():

@@ -22,7 +22,9 @@ class ModelDataError(Exception):
     """The model artifacts cannot be fetched or unpacked."""
 
 
-def model_directory(model_data_url: str, cache_dir: str, storage_for: Callable[[str], Storage]) -> str:
+def model_directory(model_data_url: str, cache_dir: str, storage_for: Callable[[str], Storage], *, field: str = "ModelDataUrl") -> str:
+    """The local directory of a model directory or archive at `model_data_url`; `field` names
+    the location in errors (ModelDataUrl, or script mode's SAGEMAKER_SUBMIT_DIRECTORY)."""
     scheme = parse_uri(model_data_url)[0]
     if scheme == "file" and os.path.isdir(local_path(model_data_url)):
         return local_path(model_data_url)
@@ -30,7 +32,7 @@ def model_directory(model_data_url: str, cache_dir: str, storage_for: Callable[[
     try:
         info = storage.stat(model_data_url)
     except StorageError as exc:
-        raise ModelDataError(f"Could not read ModelDataUrl {model_data_url}: {exc.code}: {exc.detail}") from None
+        raise ModelDataError(f"Could not read {field} {model_data_url}: {exc.code}: {exc.detail}") from None
     key = hashlib.sha256(f"{model_data_url}\0{info.etag}".encode()).hexdigest()[:24]
     entry = os.path.join(cache_dir, key)
     os.makedirs(entry, exist_ok=True)
@@ -46,11 +48,11 @@ def model_directory(model_data_url: str, cache_dir: str, storage_for: Callable[[
                         target.write(chunk)
                 os.replace(partial, archive)
             except StorageError as exc:
-                raise ModelDataError(f"Could not download ModelDataUrl {model_data_url}: {exc.code}: {exc.detail}") from None
+                raise ModelDataError(f"Could not download {field} {model_data_url}: {exc.code}: {exc.detail}") from None
             finally:
                 if os.path.exists(partial):
                     os.unlink(partial)
     try:
         return prepare_model_dir(archive, os.path.join(entry, "model"))
     except (OSError, ValueError) as exc:
-        raise ModelDataError(f"Could not unpack ModelDataUrl {model_data_url}: {exc}") from None
+        raise ModelDataError(f"Could not unpack {field} {model_data_url}: {exc}") from None

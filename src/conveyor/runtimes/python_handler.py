@@ -19,7 +19,6 @@ import importlib.util
 import inspect
 import itertools
 import json
-import logging
 import os
 import re
 import sys
@@ -27,16 +26,13 @@ import traceback
 from types import ModuleType
 from typing import Any, Callable
 
-import numpy as np
 
 from conveyor.runtimes import codecs
 from conveyor.runtimes.base import ExecutionParameters, InvocationError, Runtime, RuntimeStartError
+from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, program
+from conveyor.runtimes.toolkit_defaults import CONVEYOR, ToolkitDefaults, model_predict
 
-logger = logging.getLogger(__name__)
 
-DEFAULT_PROGRAM = "inference.py"
-PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
-"""Names the handler file in `code/` (the toolkit's variable); `inference.py` when unset."""
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 """The Accept used when a request has none or `*/*` (the toolkit's variable)."""
 
@@ -77,26 +73,6 @@ class Context:
         return self.request_processor[idx].get_request_properties()
 
 
-# -- the defaults for a missing input_fn / predict_fn / output_fn ---------------------------
-
-
-def default_input_fn(input_data: bytes | str, content_type: str | None) -> Any:
-    """Decode by content type; a 1-D numeric array becomes one row, as in the scikit-learn
-    container (so one CSV line or a flat JSON list is one sample for `model.predict`)."""
-    data = codecs.decode(input_data, content_type)
-    if isinstance(data, np.ndarray) and data.ndim < 2 and data.dtype.kind in "biuf":
-        data = data.reshape(1, -1)
-    return data
-
-
-def default_predict_fn(data: Any, model: Any) -> Any:
-    return model.predict(data)
-
-
-def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
-    return codecs.encode(prediction, accept)
-
-
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -118,17 +94,27 @@ class PythonHandlerRuntime(Runtime):
 
     enforces_timeout = False
 
-    def __init__(self, model_dir: str, environment: dict[str, str], *, code_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str,
+        environment: dict[str, str],
+        *,
+        code_dir: str | None = None,
+        packages_dir: str | None = None,
+        defaults: ToolkitDefaults = CONVEYOR,
+    ) -> None:
         self.model_dir = model_dir
         self.environment = dict(environment)
         self.code_dir = code_dir if code_dir is not None else os.path.join(model_dir, "code")
+        self.packages_dir = packages_dir  # the handler's requirements.txt, installed; ahead on sys.path
+        self.defaults = defaults
         self.handler_path: str | None = None
         self.module: ModuleType | None = None
         self.model: Any = None
         self._handle: Callable[[bytes | str, str | None, str], Any] | None = None
         self._default_accept = codecs.JSON
         self._system_properties: dict[str, Any] = {}
-        self._path_entry: str | None = None
+        self._path_entries: list[str] = []
         self._replaced_environment: dict[str, str | None] = {}
         self._answering = "output_fn"  # the handler function whose result is the response
 
@@ -137,10 +123,7 @@ class PythonHandlerRuntime(Runtime):
     def start(self) -> None:
         if self._handle is not None:
             return
-        program = self.environment.get(PROGRAM_VARIABLE) or os.environ.get(PROGRAM_VARIABLE) or DEFAULT_PROGRAM
-        if not program.endswith(".py"):
-            program += ".py"
-        path = os.path.join(self.code_dir, program)
+        path = os.path.join(self.code_dir, program(self.environment if PROGRAM_VARIABLE in self.environment else os.environ))
         if not os.path.isfile(path):
             raise RuntimeStartError(
                 f"model directory {self.model_dir} has no {self._shown(path)}: the Python runtime expects a "
@@ -148,9 +131,6 @@ class PythonHandlerRuntime(Runtime):
                 "input_fn/predict_fn/output_fn or transform_fn"
             )
         self.handler_path = os.path.realpath(path)
-        requirements = os.path.join(self.code_dir, "requirements.txt")
-        if os.path.isfile(requirements):
-            logger.warning("%s is not installed; the handler's imports must already be available", requirements)
 
         for key, value in self.environment.items():  # before the import: the handler may read them
             self._replaced_environment.setdefault(key, os.environ.get(key))
@@ -171,10 +151,12 @@ class PythonHandlerRuntime(Runtime):
             raise
 
     def _import(self, path: str) -> ModuleType:
-        code_dir = os.path.dirname(path)
-        if code_dir not in sys.path:  # helper modules beside inference.py import as in SageMaker
-            sys.path.insert(0, code_dir)
-            self._path_entry = code_dir
+        # The model's installed requirements go ahead of Conveyor's packages, so its pins win for
+        # its imports; helper modules beside the handler import as in SageMaker.
+        for entry in (self.packages_dir, os.path.dirname(path)):
+            if entry is not None and entry not in sys.path:
+                sys.path.insert(0, entry)
+                self._path_entries.append(entry)
         stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
         name = f"conveyor_handler_{next(_module_numbers)}_{stem}"  # never shared by two models
         module_spec = importlib.util.spec_from_file_location(name, path)
@@ -217,11 +199,21 @@ class PythonHandlerRuntime(Runtime):
 
     def _load_model(self) -> Any:
         """pre_model_fn, model_fn, model_warmup_fn: the toolkit's loading sequence."""
-        model_fn = self._function("model_fn")
-        if model_fn is None:
-            raise RuntimeStartError(f"{self.handler_path} defines no model_fn(model_dir): the Python runtime needs one to load the model")
         self._run_loader("pre_model_fn", self.model_dir)
-        model = self._run_loader("model_fn", self.model_dir)
+        if self._function("model_fn") is not None:
+            model = self._run_loader("model_fn", self.model_dir)
+        elif self.defaults.model_fn is not None:
+            try:
+                model = self.defaults.model_fn(self.model_dir)
+            except Exception as exc:
+                raise RuntimeStartError(f"the {self.defaults.name} default model_fn failed: {self._describe(exc)}") from exc
+        elif self.defaults is CONVEYOR:
+            raise RuntimeStartError(f"{self.handler_path} {self.defaults.missing_model_fn}")
+        else:
+            raise RuntimeStartError(
+                f"{self.handler_path} defines no model_fn and the {self.defaults.name} container has no default: "
+                f"{self.defaults.missing_model_fn}"
+            )
         self._run_loader("model_warmup_fn", self.model_dir, model)
         return model
 
@@ -257,15 +249,15 @@ class PythonHandlerRuntime(Runtime):
                 )
             return lambda data, content_type, accept: transform_fn(model, data, content_type, accept)
 
-        if predict_fn is None and not callable(getattr(model, "predict", None)):
+        if predict_fn is None and self.defaults.predict_fn is model_predict and not callable(getattr(model, "predict", None)):
             raise RuntimeStartError(
                 f"{self.handler_path} defines no predict_fn and model_fn returned a {type(model).__name__} "
                 "without a predict method; define predict_fn(data, model) or transform_fn"
             )
         stages = (
-            (input_fn or default_input_fn, "input_fn", ("input_data", "content_type")),
-            (predict_fn or default_predict_fn, "predict_fn", ("data", "model")),
-            (output_fn or default_output_fn, "output_fn", ("prediction", "accept")),
+            (input_fn or self.defaults.input_fn, "input_fn", ("input_data", "content_type")),
+            (predict_fn or self.defaults.predict_fn, "predict_fn", ("data", "model")),
+            (output_fn or self.defaults.output_fn, "output_fn", ("prediction", "accept")),
         )
         (decode, wants_1), (predict, wants_2), (encode, wants_3) = (
             (function, self._takes_context(function, name, parameters)) for function, name, parameters in stages
@@ -377,10 +369,10 @@ class PythonHandlerRuntime(Runtime):
         if self.module is not None:
             sys.modules.pop(self.module.__name__, None)
             self.module = None
-        if self._path_entry is not None:
-            if self._path_entry in sys.path:
-                sys.path.remove(self._path_entry)
-            self._path_entry = None
+        for entry in self._path_entries:
+            if entry in sys.path:
+                sys.path.remove(entry)
+        self._path_entries = []
         for key, previous in self._replaced_environment.items():
             if previous is None:
                 os.environ.pop(key, None)

@@ -6,8 +6,10 @@ builds the runtime. Conveyor's own kinds, in this order (docs/architecture.md, "
 
 1. `pipeline`: a model with several `Containers` (InferenceExecutionConfig.Mode = Serial) becomes
    a serial pipeline whose stages are matched one by one against the kinds below;
-2. `python`: an empty Image, `conveyor:python`, or a SageMaker framework image whose model data
-   holds `code/inference.py` → the in-process Python handler runtime;
+2. `python`: an empty Image, `conveyor:python`, or a SageMaker framework image whose handler
+   (`SAGEMAKER_PROGRAM`, or `inference.py`) is in its code directory (`code/` in the model data,
+   or the script-mode sources of `SAGEMAKER_SUBMIT_DIRECTORY`) → the in-process Python handler
+   runtime, with that framework toolkit's defaults for the functions the handler leaves out;
 3. `xgboost`: SageMaker's built-in XGBoost (a `sagemaker-xgboost` image, or the legacy `xgboost`
    algorithm image) with no user code → `builtin_xgboost`, in-process; after `python`, because
    the same image with `code/inference.py` is framework mode;
@@ -28,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from conveyor.runtimes.base import Runtime, RuntimeStartError
+from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, HandlerCode, program
 from conveyor.runtimes.http_server import DEFAULT_STARTUP_TIMEOUT_SECONDS
 from conveyor.sagemaker.model import ContainerSpec, ModelSpec, built_in_algorithm
 
@@ -37,8 +40,6 @@ FRAMEWORK_REPOSITORIES = re.compile(
     r"huggingface-pytorch-inference|huggingface-tensorflow-inference|sagemaker-pytorch|sagemaker-tensorflow-serving)(:|@|$)"
 )
 XGBOOST_REPOSITORY = re.compile(r"(^|/)sagemaker-xgboost(:|@|$)")
-PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
-"""Set, it makes an XGBoost image run the user's module (framework mode) instead of the algorithm."""
 BATCH_VARIABLES = frozenset(
     {"SAGEMAKER_BATCH", "SAGEMAKER_MAX_PAYLOAD_IN_MB", "SAGEMAKER_BATCH_STRATEGY", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"}
 )
@@ -62,7 +63,8 @@ class RuntimeTarget:
 
     A whole model is a target; so is each stage of a serial pipeline (`stage` set, one
     container). `model_dirs` holds one prepared directory per container (None for a container
-    without ModelDataUrl), so matchers can look inside the model data."""
+    without ModelDataUrl), so matchers can look inside the model data; `code` the prepared
+    script-mode sources of each container, where the engine fetched any."""
 
     model: ModelSpec
     containers: tuple[ContainerSpec, ...]
@@ -70,15 +72,22 @@ class RuntimeTarget:
     environment: Mapping[str, str] = field(default_factory=dict)
     options: RuntimeOptions = RuntimeOptions()
     stage: int | None = None
+    code: tuple[HandlerCode | None, ...] = ()
 
     @classmethod
     def for_model(
-        cls, model: ModelSpec, model_dirs: list[str], environment: Mapping[str, str], options: RuntimeOptions = RuntimeOptions()
+        cls,
+        model: ModelSpec,
+        model_dirs: list[str],
+        environment: Mapping[str, str],
+        options: RuntimeOptions = RuntimeOptions(),
+        code: tuple[HandlerCode | None, ...] = (),
     ) -> RuntimeTarget:
         """The target for a whole model; `model_dirs` go, in order, to the containers that have
         a ModelDataUrl (or one to each container when there are as many)."""
         containers = tuple(model.containers)
-        return cls(model, containers, _directories(containers, model_dirs), dict(environment), options)
+        code = code or (None,) * len(containers)
+        return cls(model, containers, _directories(containers, model_dirs), dict(environment), options, code=code)
 
     @property
     def container(self) -> ContainerSpec:
@@ -93,6 +102,18 @@ class RuntimeTarget:
         return (self.container.image or "").strip()
 
     @property
+    def handler_code(self) -> HandlerCode | None:
+        """Where a Python handler would be found: the prepared sources, or `code/` in the model data."""
+        if self.code and self.code[0] is not None:
+            return self.code[0]
+        return HandlerCode(os.path.join(self.model_dir, "code")) if self.model_dir is not None else None
+
+    @property
+    def has_handler(self) -> bool:
+        code = self.handler_code
+        return code is not None and os.path.isfile(os.path.join(code.directory, program(self.environment)))
+
+    @property
     def label(self) -> str:
         """How the job log names this container."""
         return self.container.hostname or self.image or PYTHON_IMAGE
@@ -101,9 +122,13 @@ class RuntimeTarget:
         """One target per container, each with its own environment (as in SageMaker, a
         pipeline container sees only its own model Environment, plus the batch variables and
         the job's Environment)."""
+        code = self.code or (None,) * len(self.containers)
         for index, (container, model_dir) in enumerate(zip(self.containers, self.model_dirs)):
             environment = container_environment(self.model, index, self.environment) if len(self.containers) > 1 else self.environment
-            yield replace(self, containers=(container,), model_dirs=(model_dir,), environment=environment, stage=index if len(self.containers) > 1 else None)
+            yield replace(
+                self, containers=(container,), model_dirs=(model_dir,), environment=environment,
+                stage=index if len(self.containers) > 1 else None, code=(code[index],),
+            )
 
 
 Matcher = Callable[[RuntimeTarget], bool]
@@ -121,22 +146,22 @@ def _is_pipeline(target: RuntimeTarget) -> bool:
     return len(target.containers) > 1
 
 
+def runs_handler_code(image: str) -> bool:
+    """Whether a container of `image` runs the user's Python handler when it has one: Conveyor's
+    own image, or a SageMaker framework image."""
+    image = image.strip()
+    return image in ("", PYTHON_IMAGE) or FRAMEWORK_REPOSITORIES.search(image) is not None
+
+
 def _is_python(target: RuntimeTarget) -> bool:
-    if target.image in ("", PYTHON_IMAGE):
-        return True
-    has_handler = target.model_dir is not None and os.path.isfile(os.path.join(target.model_dir, "code", "inference.py"))
-    return has_handler and FRAMEWORK_REPOSITORIES.search(target.image) is not None
-
-
-def _has_handler(target: RuntimeTarget) -> bool:
-    return target.model_dir is not None and os.path.isfile(os.path.join(target.model_dir, "code", "inference.py"))
+    return target.image in ("", PYTHON_IMAGE) or (runs_handler_code(target.image) and target.has_handler)
 
 
 def _is_builtin_xgboost(target: RuntimeTarget) -> bool:
     """The algorithm mode of the XGBoost image: no user module named, no handler in the model data."""
     image = target.image
     is_xgboost = XGBOOST_REPOSITORY.search(image) is not None or built_in_algorithm(image) == "xgboost"
-    return is_xgboost and PROGRAM_VARIABLE not in target.environment and not _has_handler(target)
+    return is_xgboost and PROGRAM_VARIABLE not in target.environment and not target.has_handler
 
 
 def _is_builtin_kmeans(target: RuntimeTarget) -> bool:
@@ -165,12 +190,16 @@ def _pipeline(target: RuntimeTarget) -> Runtime:
 
 def _python(target: RuntimeTarget) -> Runtime:
     from conveyor.runtimes.python_handler import PythonHandlerRuntime
+    from conveyor.runtimes.toolkit_defaults import defaults_for
 
-    if target.model_dir is None:
+    code = target.handler_code
+    if target.model_dir is None or code is None:
         raise RuntimeStartError(
             f"Model {target.model.name} has no ModelDataUrl: a Python handler model needs a model directory with code/inference.py."
         )
-    return PythonHandlerRuntime(target.model_dir, dict(target.environment))
+    return PythonHandlerRuntime(
+        target.model_dir, dict(target.environment), code_dir=code.directory, packages_dir=code.packages, defaults=defaults_for(target.image)
+    )
 
 
 def _builtin_model_dir(target: RuntimeTarget, algorithm: str, expected: str) -> str:
@@ -288,14 +317,16 @@ def create_runtime(
     instance: int | None = None,
     instance_type: str | None = None,
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
+    code: tuple[HandlerCode | None, ...] = (),
 ) -> Runtime:
     """The runtime for a whole model, not yet started.
 
     `model_dirs` holds one prepared directory per container that has a ModelDataUrl, in order;
     `environment` is the job's merged batch environment (every container's Environment, the
-    SAGEMAKER_* batch variables, the job's Environment)."""
+    SAGEMAKER_* batch variables, the job's Environment); `code` each container's prepared
+    script-mode sources, if any."""
     options = RuntimeOptions(job_name=job_name, instance=instance, instance_type=instance_type, startup_timeout=startup_timeout)
-    return create_runtime_for(RuntimeTarget.for_model(model, model_dirs, environment, options))
+    return create_runtime_for(RuntimeTarget.for_model(model, model_dirs, environment, options, code))
 
 
 def container_environment(model: ModelSpec, index: int, environment: Mapping[str, str]) -> dict[str, str]:
