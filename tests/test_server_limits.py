@@ -3,10 +3,15 @@ connections."""
 
 from __future__ import annotations
 
-import orjson
+from pathlib import Path
+from typing import Iterator
 
-from tests.server import ServerProcess
-from tests.test_server_api import assert_aws_error, signed_call
+import orjson
+import pytest
+
+from conveyor.service import LOG_GROUP
+from tests.server import ServerProcess, start_server, wait_for_status
+from tests.test_server_api import assert_aws_error, create_model, job_request, signed_call, unique, write_inputs
 
 
 def test_an_error_with_60000_broken_rules_lists_ten_and_counts_the_rest(conveyor_server: ServerProcess) -> None:
@@ -24,3 +29,58 @@ def test_a_long_value_is_quoted_cut(conveyor_server: ServerProcess) -> None:
     message = assert_aws_error(response, 400, "ValidationException")
     assert f"Value '{'x' * 2048}... (100000 characters)' at 'modelName'" in message
     assert len(response.content) < 8192
+
+
+# Logs: events cut at 256 KB, pages of at most 1 MB or 10,000 events, a per-job quota
+
+LOUD = """
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    print("x" * 300_000, flush=True)
+    for index in range(3000):
+        print(f"line {index} " + "y" * 1000, flush=True)
+    return body, accept
+"""
+
+
+@pytest.fixture(scope="module")
+def quota_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server(tmp_path_factory.mktemp("quota-home"), "--log-quota-mb", "1")
+    yield server
+    server.stop()
+
+
+def test_logs_are_cut_paged_and_held_to_the_quota(quota_server: ServerProcess, tmp_path: Path) -> None:
+    sm, logs = quota_server.client(), quota_server.client("logs")
+    name = unique("loud")
+    model = create_model(sm, tmp_path, LOUD)
+    sm.create_transform_job(**job_request(name, model, write_inputs(tmp_path / "in", {"a.csv": "1\n"}), str(tmp_path / "out")))
+    assert wait_for_status(sm, name)["TransformJobStatus"] == "Completed"
+
+    stream = f"{name}/instance-1"
+    pages, token, messages = 0, None, []
+    while True:
+        arguments = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+        page = logs.get_log_events(**arguments, **({"nextToken": token} if token else {}))
+        size = sum(len(event["message"].encode()) + 26 for event in page["events"])
+        assert size <= 1024 * 1024 and len(page["events"]) <= 10_000
+        if not page["events"]:
+            break
+        pages += 1
+        messages += [event["message"] for event in page["events"]]
+        token = page["nextForwardToken"]
+    assert pages >= 2
+    big = next(message for message in messages if message.startswith("[model stdout] xxx"))
+    assert big.endswith(" [cut: 300015 bytes, over the event limit of 262144 bytes]")
+    assert len(big.encode()) == 256 * 1024 - 26
+    quota_line = "This job's log reached its quota of 1 MB (--log-quota-mb, CONVEYOR_LOG_QUOTA_MB): further lines are counted and dropped."
+    assert messages.count(quota_line) == 1
+    dropped = [message for message in messages if message.endswith("log lines were dropped past the log quota.")]
+    assert len(dropped) == 1 and int(dropped[0].split()[0]) > 1000
+    assert sum(len(message) for message in messages) < 1.5 * 1024 * 1024
+
+    filtered = logs.filter_log_events(logGroupName=LOG_GROUP, logStreamNamePrefix=name)
+    assert sum(len(event["message"].encode()) + 26 for event in filtered["events"]) <= 1024 * 1024
+    assert filtered.get("nextToken")

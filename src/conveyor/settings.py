@@ -63,6 +63,8 @@ class Settings:
     """The trees `file://` inputs, outputs, model data and capture may use (docs/security.md)."""
     runtimes: tuple[str, ...] = RUNTIME_CHOICES
     """The model kinds the server runs: a subset of RUNTIME_CHOICES (docs/security.md)."""
+    log_quota_mb: int = 100
+    """How much log one job may store; later lines are counted and dropped (one line says so)."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -80,6 +82,7 @@ class Settings:
             host=env.get("CONVEYOR_HOST") or "127.0.0.1",
             local_roots=parse_local_roots(env.get("CONVEYOR_LOCAL_ROOTS", "").split(os.pathsep)),
             runtimes=parse_runtimes(env["CONVEYOR_RUNTIMES"]) if env.get("CONVEYOR_RUNTIMES") else RUNTIME_CHOICES,
+            log_quota_mb=int(env.get("CONVEYOR_LOG_QUOTA_MB") or 100),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 

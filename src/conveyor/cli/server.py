@@ -57,6 +57,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "and none on another address); see docs/security.md",
     )
     parser.add_argument(
+        "--log-quota-mb", type=int, metavar="MB",
+        help="log one job may store; later lines are counted and dropped (default $CONVEYOR_LOG_QUOTA_MB or 100)",
+    )
+    parser.add_argument(
         "--runtimes", metavar="KINDS",
         help=f"model kinds this server runs, from {','.join(RUNTIME_CHOICES)} (default: all, which runs users' code "
         "on this host); e.g. docker,http,builtin",
@@ -76,7 +80,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {
-        "capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint, "host": args.host, "install_requirements": args.install_requirements,
+        "capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint, "host": args.host, "log_quota_mb": args.log_quota_mb, "install_requirements": args.install_requirements,
     }
     if args.home:
         overrides["home"] = Path(args.home).expanduser().resolve()

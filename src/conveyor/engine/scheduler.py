@@ -250,11 +250,14 @@ class Scheduler:
         with self._lock:
             if name in self._running:
                 self._running[name].ledger = ledger
+        listener = StoreListener(self.store, name, self.owner, log_quota_bytes=self.settings.log_quota_mb * 1024 * 1024)
         outcome = run_job(
-            job, model, self.settings, ledger=ledger, listener=StoreListener(self.store, name, self.owner), stop=stop,
+            job, model, self.settings, ledger=ledger, listener=listener, stop=stop,
             backend=self._backend_factory(), started_at=record.transform_start_time or datetime.now(timezone.utc),
         )
         ledger.release_in_flight()
+        if listener.dropped_lines:
+            log(self.store, job_stream(name), name, f"{listener.dropped_lines} log lines were dropped past the log quota.")
         if stop.is_set():
             if self._closing.is_set() and self.store.jobs.get(name).status != STOPPING:  # type: ignore[union-attr]
                 return  # the server is shutting down: the job resumes on the next start

@@ -16,6 +16,7 @@ from conveyor.engine.job import JobListener
 from conveyor.engine.ledger import LedgerSummary
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.store import Store
+from conveyor.store.logs import cut_message
 from conveyor.store.work_items import DONE, FAILED, NewWorkItem
 
 PROGRESS_WRITE_INTERVAL_SECONDS = 0.5
@@ -112,11 +113,15 @@ class StoreLedger:
 class StoreListener(JobListener):
     """Writes a job's events to the store: resolved parameters, progress and log lines."""
 
-    def __init__(self, store: Store, job_name: str, owner: str) -> None:
+    def __init__(self, store: Store, job_name: str, owner: str, *, log_quota_bytes: int | None = None) -> None:
         self.store = store
         self.job_name = job_name
         self.owner = owner
         self._last_write: dict[int, float] = {}
+        self.log_quota_bytes = log_quota_bytes
+        self._logged_bytes = store.logs.job_bytes(job_name) if log_quota_bytes is not None else 0
+        self.dropped_lines = 0
+        """Lines of the model's output dropped past the log quota, in this run."""
 
     def on_resolved(self, resolved: ResolvedParameters) -> None:
         self.store.jobs.set_execution_parameters(self.job_name, resolved.as_request_fields())
@@ -138,4 +143,22 @@ class StoreListener(JobListener):
 
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None:
         stream = data_log_stream(self.job_name, instance) if data_log else instance_stream(self.job_name, instance)
+        if self._over_quota(message):
+            return
         log(self.store, stream, self.job_name, f"[sagemaker logs]: {message}" if data_log else message)
+
+    def _over_quota(self, message: str) -> bool:
+        """Count the line against the quota; past it, drop the line, saying so on the first."""
+        if self.log_quota_bytes is None:
+            return False
+        self._logged_bytes += len(cut_message(message).encode("utf-8", "surrogatepass"))
+        if self._logged_bytes <= self.log_quota_bytes:
+            return False
+        if self.dropped_lines == 0:
+            log(
+                self.store, job_stream(self.job_name), self.job_name,
+                f"This job's log reached its quota of {self.log_quota_bytes // (1024 * 1024)} MB "
+                "(--log-quota-mb, CONVEYOR_LOG_QUOTA_MB): further lines are counted and dropped.",
+            )
+        self.dropped_lines += 1
+        return True

@@ -8,6 +8,7 @@ Events are ordered by (timestamp, id): by time, ties in the order they were appe
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -18,6 +19,11 @@ from conveyor.store.pagination import Page, Where, keyset_page
 
 MAX_EVENTS = 10_000
 """Most events one read returns (CloudWatch's own limit for GetLogEvents and FilterLogEvents)."""
+MAX_PAGE_BYTES = 1024 * 1024
+"""Most bytes one read returns (CloudWatch's limit: 1 MB, counting 26 bytes per event)."""
+EVENT_OVERHEAD_BYTES = 26
+MAX_EVENT_BYTES = 256 * 1024
+"""Longest event kept (CloudWatch's limit, overhead included); a longer message is cut, saying so."""
 _HEAD = (-(1 << 62), 0)
 _TAIL = (1 << 62, 0)
 _EVENT_COLUMNS = "stream_name, message, ingestion_time, event_time, id"
@@ -66,7 +72,7 @@ class Logs:
     def append_many(self, job_name: str, stream_name: str, events: Iterable[tuple[int, str]]) -> int:
         """Append (timestamp ms, message) events to a stream, creating it on first use; one
         transaction, so a burst of lines costs one commit."""
-        events = list(events)
+        events = [(timestamp, cut_message(message)) for timestamp, message in events]
         if not events:
             return 0
         ingested = int(self._database.now() * 1000)
@@ -136,10 +142,10 @@ class Logs:
             where.add("event_time < ?", end_time_ms)
         where.add(f"(event_time, id) {'>' if forward else '<'} (?, ?)", *position)
         order = "event_time, id" if forward else "event_time DESC, id DESC"
-        rows = self._database.execute(
+        rows = _within_page_bytes(self._database.execute(
             f"SELECT {_EVENT_COLUMNS} FROM log_events{where.sql()} ORDER BY {order} LIMIT ?",
             (*where.parameters, limit),
-        ).fetchall()
+        ))
         events = [_event(row) for row in (rows if forward else reversed(rows))]
         if not events:
             # Nothing that way: reading on forward starts at the position itself (from the head
@@ -156,10 +162,10 @@ class Logs:
     def since(self, job_name: str, after_id: int = 0, limit: int = MAX_EVENTS) -> list[LogEvent]:
         """A job's events in the order they were written, after the event `after_id`: a follower
         polling with the last id it saw misses nothing, whatever the events' timestamps."""
-        rows = self._database.execute(
+        rows = _within_page_bytes(self._database.execute(
             f"SELECT {_EVENT_COLUMNS} FROM log_events WHERE job_name = ? AND id > ? ORDER BY id LIMIT ?",
             (job_name, after_id, limit),
-        ).fetchall()
+        ))
         return [_event(row) for row in rows]
 
     def filter(
@@ -199,8 +205,43 @@ class Logs:
             max_results=limit,
             next_token=next_token,
             max_page=MAX_EVENTS,
+            max_bytes=MAX_PAGE_BYTES,
+            size_of=_row_bytes,
         )
         return Page([_event(row) for row in rows], token)
+
+    def job_bytes(self, job_name: str) -> int:
+        """What a job's log holds, in bytes, over all its streams (its log quota counts these)."""
+        row = self._database.execute("SELECT COALESCE(SUM(stored_bytes), 0) FROM log_streams WHERE job_name = ?", (job_name,)).fetchone()
+        return int(row[0])
+
+
+def cut_message(message: str) -> str:
+    """`message`, cut to MAX_EVENT_BYTES (UTF-8, overhead included) with a note of what was cut."""
+    data = message.encode("utf-8", "surrogatepass")
+    room = MAX_EVENT_BYTES - EVENT_OVERHEAD_BYTES
+    if len(data) <= room:
+        return message
+    note = f" [cut: {len(data)} bytes, over the event limit of {MAX_EVENT_BYTES} bytes]"
+    return data[: room - len(note.encode())].decode("utf-8", "ignore") + note
+
+
+def _row_bytes(row: tuple) -> int:
+    return len(row[1].encode("utf-8", "surrogatepass")) + EVENT_OVERHEAD_BYTES
+
+
+def _within_page_bytes(cursor: sqlite3.Cursor) -> list[tuple]:
+    """Rows from `cursor` until the next would take the page past MAX_PAGE_BYTES (one at least);
+    fetched one by one, so large events are never held beyond a page."""
+    rows: list[tuple] = []
+    size = 0
+    for row in cursor:
+        size += _row_bytes(row)
+        if rows and size > MAX_PAGE_BYTES:
+            break
+        rows.append(row)
+    cursor.close()
+    return rows
 
 
 def _event(row: tuple) -> LogEvent:

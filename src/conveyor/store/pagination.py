@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import orjson
 
@@ -76,11 +76,15 @@ def keyset_page(
     max_results: int,
     next_token: str | None,
     max_page: int = MAX_PAGE,
+    max_bytes: int | None = None,
+    size_of: Callable[[tuple], int] = lambda row: 0,
 ) -> tuple[list[tuple], str | None]:
     """Run one page of `select` (a `SELECT … FROM …` without WHERE) ordered by `key_columns`.
 
     The key columns must be the last len(key_columns) columns selected, and end in a unique one.
-    Returns the rows (key columns included) and the token for the next page, if any.
+    Returns the rows (key columns included) and the token for the next page, if any. With
+    `max_bytes`, the page also ends before its rows' `size_of` passes it (one row at least), and
+    rows are fetched one by one, so a page of large rows is never held whole.
     """
     if sort_order not in SORT_ORDERS:
         raise ValueError(f"sort order must be one of {SORT_ORDERS}, got {sort_order!r}")
@@ -98,11 +102,16 @@ def keyset_page(
         conditions.add(f"({row}) {'<' if descending else '>'} ({marks})", *last)
     order = ", ".join(column + direction for column in key_columns)
     sql = f"{select}{conditions.sql()} ORDER BY {order} LIMIT ?"
-    rows = connection.execute(sql, (*conditions.parameters, max_results + 1)).fetchall()
-    if len(rows) <= max_results:
-        return rows, None
-    rows = rows[:max_results]
-    return rows, encode_token(sort_label, rows[-1][-len(key_columns):])
+    cursor = connection.execute(sql, (*conditions.parameters, max_results + 1))
+    rows: list[tuple] = []
+    size = 0
+    for row in cursor:
+        size += size_of(row)
+        if len(rows) == max_results or (max_bytes is not None and rows and size > max_bytes):
+            cursor.close()
+            return rows, encode_token(sort_label, rows[-1][-len(key_columns):])
+        rows.append(row)
+    return rows, None
 
 
 def encode_token(sort_label: str, key: Sequence[Any]) -> str:
