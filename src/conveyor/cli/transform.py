@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -13,15 +14,17 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgres
 from rich.text import Text
 
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
-from conveyor.engine.instance import ResolvedParameters
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
+from conveyor.sagemaker.locations import is_local
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
+from conveyor.service.durations import format_duration
 from conveyor.settings import Settings
 from conveyor.storage.inputs import InputError
+from conveyor.storage.local import local_path
 
 EXAMPLES = """examples:
   conveyor transform --model model.tar.gz --input data/ --output out/ --content-type text/csv --split-type Line
@@ -56,12 +59,20 @@ class _Throughput(ProgressColumn):
     def render(self, task: Task) -> Text:
         listener = self.listener
         elapsed = max(time.monotonic() - listener.started, 1e-6)
-        megabytes = listener.bytes_in() / (1 << 20)
         return Text(
             f"{listener.objects_done + listener.objects_failed}/{listener.objects_total} obj "
-            f"{listener.records():,} rec {megabytes / elapsed:,.1f} MB/s",
+            f"{listener.records():,} rec {size_text(listener.bytes_in() / elapsed)}/s",
             style="cyan",
         )
+
+
+def size_text(count: float) -> str:
+    """`812 B`, `3.4 KB`, `1.2 MB`, `2.0 GB` (powers of 1,024, as MaxPayloadInMB's MB)."""
+    for unit in ("B", "KB", "MB"):
+        if count < 1024:
+            return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
+        count /= 1024
+    return f"{count:,.1f} GB"
 
 
 class _ConsoleListener(JobListener):
@@ -100,9 +111,6 @@ class _ConsoleListener(JobListener):
     def _update(self) -> None:
         self.progress.update(self.task, completed=min(self.bytes_in(), self.total_bytes))
 
-    def on_resolved(self, resolved: ResolvedParameters) -> None:
-        self._say(f"[sagemaker logs]: {resolved.log_line()}")
-
     def on_progress(self, item: WorkItem, progress: ItemProgress) -> None:
         self._live[item.item_id] = progress
         self._update()
@@ -135,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         job, model = job_and_model(args)
         items = plan_work_items(job, settings)
+        _say_matched_folders(console, job, items)
     except UsageError as exc:
         console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
         return 2
@@ -168,15 +177,28 @@ def _run_with_progress(
     return 0 if outcome.status == "Completed" else 1
 
 
+def _say_matched_folders(console: Console, job: TransformJobSpec, items: list[WorkItem]) -> None:
+    """A local prefix that is no folder matches like an S3 prefix: say which folders it took
+    when they are several, since a user of local folders may not expect it."""
+    if not is_local(job.input.uri) or os.path.isdir(local_path(job.input.uri)) or job.input.data_type != "S3Prefix":
+        return
+    folders = sorted({os.path.dirname(local_path(item.input_uri)) for item in items})
+    if len(folders) > 1:
+        shown = ", ".join(f"{folder}/" for folder in folders)
+        console.print(f"Input {job.input.uri} is a prefix, as in S3: it matched {len(folders)} folders: {shown}", markup=False, highlight=False)
+
+
 def _summary(console: Console, job: TransformJobSpec, items: list[WorkItem], outcome: JobOutcome, elapsed: float) -> None:
-    megabytes = sum(item.size for item in items) / (1 << 20)
-    rate = megabytes / elapsed if elapsed > 0 else 0.0
+    """The same figures as the console's job page: objects done and failed, records, duration."""
+    size = sum(item.size for item in items)
     color = "green" if outcome.status == "Completed" else "red"
+    failed = f", {outcome.objects_failed} failed" if outcome.objects_failed else ""
     console.print(
-        f"[bold {color}]{outcome.status}[/] {job.name}: {outcome.objects_done} of {len(items)} objects, "
-        f"{outcome.records:,} records, {megabytes:,.1f} MB in {elapsed:,.1f}s ({rate:,.1f} MB/s)",
+        f"[bold {color}]{outcome.status}[/] {job.name}: {outcome.objects_done} of {len(items)} objects{failed}, "
+        f"{outcome.records:,} records, {size_text(size)} in {format_duration(elapsed)} ({size_text(size / max(elapsed, 1e-6))}/s)",
         highlight=False,
     )
     if outcome.failure_reason:
         console.print(f"FailureReason: {outcome.failure_reason}", markup=False, highlight=False)
-    print(f"Output: {job.output.output_path}", file=sys.stdout)
+    if outcome.objects_done:
+        print(f"Output: {job.output.output_path}", file=sys.stdout)
