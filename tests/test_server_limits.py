@@ -3,6 +3,7 @@ connections."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -84,3 +85,19 @@ def test_logs_are_cut_paged_and_held_to_the_quota(quota_server: ServerProcess, t
     filtered = logs.filter_log_events(logGroupName=LOG_GROUP, logStreamNamePrefix=name)
     assert sum(len(event["message"].encode()) + 26 for event in filtered["events"]) <= 1024 * 1024
     assert filtered.get("nextToken")
+
+
+# A client that hangs up mid-body
+
+
+def test_a_client_hanging_up_mid_body_leaves_no_error_in_the_log(conveyor_server: ServerProcess) -> None:
+    before = conveyor_server.log()
+    with socket.create_connection(("127.0.0.1", conveyor_server.port), timeout=5) as connection:
+        connection.sendall(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\n"
+            b"X-Amz-Target: SageMaker.ListModels\r\nContent-Length: 100000\r\n\r\n{\"MaxResults\": "
+        )
+    # The server still answers, and the hang-up left no traceback or error line behind.
+    assert conveyor_server.client().list_models()["Models"] is not None
+    added = conveyor_server.log()[len(before):]
+    assert "Traceback" not in added and "ERROR" not in added, added

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -251,6 +251,10 @@ class AwsJsonEndpoint:
                 raise UnknownOperationException(f"Unknown operation '{call.operation}' for {call.target_prefix}.")
             result = await _invoke(handler, call)
             response = aws_response(result, request_id=request_id)
+        except ClientDisconnect:
+            # Nothing to answer, and nothing wrong on this side: anyone can hang up mid-body.
+            logger.debug("Request %s: the client disconnected before sending its whole body", request_id)
+            return
         except AuthError as error:
             logger.info("Request %s refused: %s: %s", request_id, error.code, error.message.split("\n", 1)[0])
             response = aws_error(error, request_id=request_id)
