@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from conveyor.store import MIGRATIONS, Migration, SchemaError, Store
 from conveyor.store.database import from_epoch, to_epoch
 
+SHIPPED = [migration.version for migration in MIGRATIONS]
+NEXT = SHIPPED[-1] + 1  # a step added after every shipped one
 ADD_NOTES = Migration(
-    version=2,
+    version=NEXT,
     name="notes on jobs",
     statements=(
         "ALTER TABLE transform_jobs ADD COLUMN notes TEXT",
@@ -26,14 +28,14 @@ ADD_NOTES = Migration(
 
 def test_opening_configures_wal_and_applies_the_schema(tmp_path):
     with Store(tmp_path / "conveyor.db") as store:
-        assert store.applied_migrations == [1]
+        assert store.applied_migrations == SHIPPED
         connection = store.database.connection()
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
         assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         versions = connection.execute("SELECT version, name FROM schema_migrations").fetchall()
-        assert versions == [(1, MIGRATIONS[0].name)]
+        assert versions == [(migration.version, migration.name) for migration in MIGRATIONS]
 
 
 def test_opening_an_up_to_date_store_writes_nothing(tmp_path):
@@ -44,17 +46,17 @@ def test_opening_an_up_to_date_store_writes_nothing(tmp_path):
         assert store.database.connection().total_changes == 0
 
 
-def test_a_store_at_version_1_migrates_forward_when_a_step_is_added(tmp_path):
+def test_a_store_migrates_forward_when_a_step_is_added(tmp_path):
     path = tmp_path / "conveyor.db"
     with Store(path) as store:
         store.jobs.create("job", "arn:job", "model", {}, datetime.now(timezone.utc))
     with Store(path, migrations=(*MIGRATIONS, ADD_NOTES)) as store:
-        assert store.applied_migrations == [2]
+        assert store.applied_migrations == [NEXT]
         connection = store.database.connection()
         connection.execute("UPDATE transform_jobs SET notes = 'kept' WHERE name = 'job'")
         assert connection.execute("SELECT notes FROM transform_jobs").fetchone() == ("kept",)
         versions = connection.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
-        assert versions == [(1,), (2,)]
+        assert versions == [(version,) for version in (*SHIPPED, NEXT)]
         assert store.jobs.get("job") is not None
     with Store(path, migrations=(*MIGRATIONS, ADD_NOTES)) as store:
         assert store.applied_migrations == []
@@ -63,19 +65,19 @@ def test_a_store_at_version_1_migrates_forward_when_a_step_is_added(tmp_path):
 def test_a_failing_step_leaves_the_store_at_its_old_version(tmp_path):
     path = tmp_path / "conveyor.db"
     Store(path).close()
-    broken = Migration(2, "broken", ("CREATE TABLE fine (x INTEGER)", "THIS IS NOT SQL"))
+    broken = Migration(NEXT, "broken", ("CREATE TABLE fine (x INTEGER)", "THIS IS NOT SQL"))
     with pytest.raises(sqlite3.OperationalError):
         Store(path, migrations=(*MIGRATIONS, broken))
     with Store(path) as store:
         connection = store.database.connection()
-        assert [row[0] for row in connection.execute("SELECT version FROM schema_migrations")] == [1]
+        assert [row[0] for row in connection.execute("SELECT version FROM schema_migrations")] == SHIPPED
         assert connection.execute("SELECT name FROM sqlite_master WHERE name = 'fine'").fetchone() is None
 
 
 def test_a_store_written_by_a_newer_version_is_refused(tmp_path):
     path = tmp_path / "conveyor.db"
     Store(path, migrations=(*MIGRATIONS, ADD_NOTES)).close()
-    with pytest.raises(SchemaError, match=r"\[2\]"):
+    with pytest.raises(SchemaError, match=rf"\[{NEXT}\]"):
         Store(path)
 
 
