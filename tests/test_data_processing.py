@@ -521,7 +521,7 @@ def test_bad_filter_is_refused_naming_the_filter_the_position_and_what_is_allowe
     assert status == 2
     field = "InputFilter" if flag == "--input-filter" else "OutputFilter"
     allowed = CSV_ALLOWED if layout == CSV_LINE else JSONL_ALLOWED
-    assert stderr.startswith(f'conveyor transform: Invalid {field}: "{expression}". {fault} {allowed}'), stderr
+    assert stderr.startswith(f'conveyor transform: {flag} (DataProcessing.{field}): Invalid {field}: "{expression}". {fault} {allowed}'), stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -530,7 +530,8 @@ def test_bad_filter_is_refused_naming_the_filter_the_position_and_what_is_allowe
     [
         pytest.param(
             (*JSONL_LINE, "--input-filter", "$[" + "1," * 31 + "1]"),
-            "at 'dataProcessing.inputFilter' failed to satisfy constraint: Member must have length less than or equal to 63",
+            "--input-filter (DataProcessing.InputFilter) '$[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]' "
+            "failed to satisfy constraint: Member must have length less than or equal to 63",
             id="filter-too-long",
         ),
         pytest.param(
@@ -590,7 +591,7 @@ def test_several_errors_are_reported_together(tmp_path: Path, monkeypatch: pytes
         "--join-source", "Input", "--input-filter", "$.id",
     )
     assert status == 2
-    assert stderr.startswith("conveyor transform: 3 validation errors detected: ")
+    assert stderr.startswith("conveyor transform: --accept (TransformOutput.Accept): ") and stderr.count("; --") == 2
     for message in ["Accept 'application/jsonlines' at 'transformOutput.accept' must equal ContentType 'text/csv'",
                     "SplitType 'None' at 'transformInput.splitType' must be Line",
                     'Invalid InputFilter: "$.id".']:
@@ -603,7 +604,7 @@ def test_join_source_outside_its_enum(tmp_path: Path, monkeypatch: pytest.Monkey
     status, stderr = run_cli(tmp_path, monkeypatch, capsys, "--request", str(tmp_path / "request.json"), *CSV_LINE)
     assert status == 2
     assert (
-        "Value 'Output' at 'dataProcessing.joinSource' failed to satisfy constraint: Member must satisfy enum value set: [Input, None]"
+        "DataProcessing.JoinSource 'Output' failed to satisfy constraint: Member must satisfy enum value set: [Input, None]"
     ) in stderr
 
 
