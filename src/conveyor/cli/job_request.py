@@ -17,6 +17,7 @@ import orjson
 
 from conveyor.errors import FieldError, ValidationException, render_value
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
+from conveyor.sagemaker.extensions import MAX_FAILED_RECORDS, with_reserved_key
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.service.model_check import check_local_handler
@@ -75,6 +76,11 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--timeout", type=int, metavar="SECONDS", help="InvocationsTimeoutInSeconds (default 600)")
     source.add_argument("--retries", type=int, metavar="N", help="InvocationsMaxRetries (default 3)")
     source.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="Environment entry (repeatable)")
+    source.add_argument(
+        "--max-failed-records", metavar="N|P%",
+        help="let up to N records, or P%% of the job's records, fail without failing the job: their outputs are empty "
+        "lines and <output>/<job>.errors.jsonl lists them (a Conveyor extension; Environment CONVEYOR_MAX_FAILED_RECORDS)",
+    )
     processing = parser.add_argument_group("data processing")
     processing.add_argument("--input-filter", metavar="JSONPATH", help="InputFilter, e.g. '$[1:]'")
     processing.add_argument("--output-filter", metavar="JSONPATH", help="OutputFilter, e.g. '$[0,-1]'")
@@ -140,6 +146,11 @@ def transform_request(args: argparse.Namespace, model_name: str) -> dict[str, An
             if not separator:
                 raise UsageError(f"--env {entry!r}: expected KEY=VALUE")
             environment[key] = value
+    if args.max_failed_records is not None:
+        try:
+            request["Environment"] = with_reserved_key(request.get("Environment"), MAX_FAILED_RECORDS, args.max_failed_records, "--max-failed-records")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.input_filter or args.output_filter or args.join_source:
         processing = request.setdefault("DataProcessing", {})
         _set(processing, "InputFilter", args.input_filter)

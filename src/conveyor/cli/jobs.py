@@ -156,6 +156,8 @@ def progress_summary(progress: dict[str, Any]) -> str:
         f"{progress.get('Records') or 0:,} records",
         f"{client.size(progress.get('BytesIn') or 0)} of {client.size(progress.get('BytesTotal') or 0)}",
     ]
+    if progress.get("FailedRecords"):
+        parts.append(f"{progress['FailedRecords']:,} records failed (listed in {progress['ErrorsManifest']})")
     rate = progress.get("MegabytesPerSecond")
     if rate is not None:
         parts.append(f"{rate:,.1f} MB/s")

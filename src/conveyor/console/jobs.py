@@ -80,6 +80,8 @@ def job_state(console: Console, name: str) -> dict[str, Any]:
         "objects_failed": progress.get("ObjectsFailed", 0),
         "objects_in_flight": progress.get("ObjectsInFlight", 0),
         "records": progress.get("Records", 0),
+        "failed_records": progress.get("FailedRecords", 0),
+        "errors_manifest": progress.get("ErrorsManifest") or "",
         "bytes_in": format_size(progress.get("BytesIn", 0)),
         "bytes_total": format_size(progress.get("BytesTotal", 0)),
         "bytes_out": format_size(progress.get("BytesOut", 0)),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
+from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 
 
@@ -47,7 +48,8 @@ class InstanceEvents:
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None: ...
 
-    def on_item_failed(self, item: WorkItem, reason: str) -> None: ...
+    def on_item_failed(self, item: WorkItem, reason: str, failed_records: list[FailedRecord] | None = None) -> None:
+        """`failed_records`: the bad records the item reported before it failed, in a job that tolerates some."""
 
     def on_instance_lost(self, item: WorkItem | None, lost: InstanceLost) -> None:
         """The instance is being replaced; `item` must be handed out again or failed by the receiver."""

@@ -92,6 +92,8 @@ class InstanceConfig:
             assemble_with=job.output.assemble_with,
             kms_key_id=job.output.kms_key_id,
             retry_backoff_seconds=retry_backoff_seconds,
+            tolerate_failed_records=job.max_failed_records is not None,
+            max_failed_records=job.max_failed_records.count if job.max_failed_records else None,
         )
         capture = job.data_capture
         return cls(

@@ -20,11 +20,13 @@ from datetime import datetime, timezone
 from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, JobStartFailed
 from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
-from conveyor.engine.ledger import Ledger
+from conveyor.engine.errors_manifest import errors_manifest_uri, write_errors_manifest
+from conveyor.engine.ledger import Ledger, LedgerSummary
 from conveyor.engine.local import LocalBackend
 from conveyor.engine.model_code import prepare_handler_code
 from conveyor.engine.model_data import ModelDataError, model_directory
 from conveyor.engine.requirements import RequirementsError
+from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.runtimes.environment import batch_environment
 from conveyor.sagemaker.model import ModelSpec
@@ -122,9 +124,15 @@ class JobOutcome:
 class _JobRun(InstanceEvents):
     """A backend's events applied to the ledger, with the attempt policy, then passed on."""
 
-    def __init__(self, job: TransformJobSpec, ledger: Ledger, listener: JobListener) -> None:
+    def __init__(self, job: TransformJobSpec, ledger: Ledger, listener: JobListener, stop: threading.Event) -> None:
         self.job = job
         self.ledger = ledger
+        self.stop = stop
+        self.over_limit = False  # more records failed than the job's limit allows: it is being ended
+        self.failed_records = self.records_seen = 0
+        if job.max_failed_records is not None:  # a resumed job's earlier runs count too
+            earlier = ledger.summary()
+            self.failed_records, self.records_seen = len(earlier.failed_records), earlier.records
         self.listener = listener
         self.resolved: ResolvedParameters | None = None
         self.records = 0
@@ -142,10 +150,26 @@ class _JobRun(InstanceEvents):
         self.ledger.complete(item, progress)
         self.records += progress.records
         self.listener.on_item_done(item, progress)
+        if progress.failed_records:
+            self.listener.on_log(0, f"{item.input_uri}: {len(progress.failed_records)} records failed; their outputs are empty lines.")
+        self._count_failed_records(len(progress.failed_records), progress.records)
 
-    def on_item_failed(self, item: WorkItem, reason: str) -> None:
-        self.ledger.fail(item, reason)
+    def _count_failed_records(self, failed: int, records: int) -> None:
+        """A limit on failed records is checked as they fail: past it, the job ends Failed."""
+        limit = self.job.max_failed_records
+        if limit is None:
+            return
+        self.failed_records += failed
+        self.records_seen += records
+        if not self.over_limit and limit.exceeded(self.failed_records, self.records_seen, final=False):
+            self.over_limit = True
+            self.listener.on_log(0, f"{self.failed_records} records failed, more than CONVEYOR_MAX_FAILED_RECORDS={limit} allows; ending the job.")
+            self.stop.set()
+
+    def on_item_failed(self, item: WorkItem, reason: str, failed_records: list[FailedRecord] | None = None) -> None:
+        self.ledger.fail(item, reason, failed_records or [])
         self.listener.on_item_failed(item, reason)
+        self._count_failed_records(len(failed_records or []), 0)
 
     def on_instance_lost(self, item: WorkItem | None, lost: InstanceLost) -> None:
         """A timed-out payload has spent one invocation, and its item fails once that leaves
@@ -204,7 +228,7 @@ def run_job(
     stop = stop or threading.Event()
     listener = listener or JobListener()
     started_at = started_at or datetime.now(timezone.utc)
-    run = _JobRun(job, ledger, listener)
+    run = _JobRun(job, ledger, listener, stop)
     try:
         config = instance_config(job, model, settings, started_at=started_at, log=lambda line: listener.on_log(0, line))
         (backend or LocalBackend()).run(config, instances_for(job.resources.instance_count, settings), ledger, run, stop)
@@ -213,13 +237,15 @@ def run_job(
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
     except (JobStartFailed, ModelDataError) as exc:
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
-    if stop.is_set():
+    if stop.is_set() and not run.over_limit:
         return _outcome("Stopped", None, run, ledger)
     summary = ledger.summary()
     reason = None
     if summary.failed:
         noun = "object" if summary.total == 1 else "objects"
         reason = f"{summary.failed} of {summary.total} input {noun} failed. First: {summary.first_failure}"
+    if job.max_failed_records is not None:
+        reason = _failed_records_reason(job, summary, settings, listener, reason, over_limit=run.over_limit)
     if job.data_capture is not None and summary.done + summary.failed:
         try:
             manifests = write_capture_manifests(
@@ -230,6 +256,30 @@ def run_job(
         except StorageError as exc:
             reason = reason or capture_failure(exc)
     return _outcome("Failed" if reason else "Completed", cut_failure_reason(reason) if reason else None, run, ledger)
+
+
+def _failed_records_reason(
+    job: TransformJobSpec, summary: LedgerSummary, settings: Settings, listener: JobListener, reason: str | None, *, over_limit: bool
+) -> str | None:
+    """Write the errors manifest of a job that tolerates failed records; the job's FailureReason
+    when more records failed than its limit allows (the manifest is written all the same)."""
+    limit = job.max_failed_records
+    assert limit is not None
+    failed = len(summary.failed_records)
+    if not failed and not reason:
+        return None
+    uri = errors_manifest_uri(job.output.output_path, job.name)
+    try:
+        write_errors_manifest(uri, summary.failed_records, settings.storage_for, kms_key_id=job.output.kms_key_id)
+    except StorageError as exc:
+        return reason or f"ClientError: Could not write the errors manifest {exc.uri}: {exc.code}: {exc.detail}"
+    listener.on_log(0, f"{failed} records failed in all; the errors manifest {uri} lists them.")
+    if over_limit or limit.exceeded(failed, summary.records, final=True):
+        return (
+            f"More records failed than CONVEYOR_MAX_FAILED_RECORDS={limit} allows: {failed} of {summary.records} records failed. "
+            f"The errors manifest {uri} lists them."
+        )
+    return f"{reason} The errors manifest {uri} lists the records that failed." if reason else None
 
 
 def _outcome(status: str, reason: str | None, run: _JobRun, ledger: Ledger) -> JobOutcome:

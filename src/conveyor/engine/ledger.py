@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
+from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 
 
@@ -25,6 +26,8 @@ class LedgerSummary:
     first_failure: str | None  # the reason of the first failed item, in item order
     input_uris: tuple[str, ...]  # every item's input, in item order
     done_output_uris: tuple[str, ...]  # the outputs written, in item order
+    records: int = 0  # records of the items done, failed records included
+    failed_records: tuple[tuple[str, FailedRecord], ...] = ()  # (input URI, record), in item and record order
 
 
 class Ledger(Protocol):
@@ -37,7 +40,8 @@ class Ledger(Protocol):
 
     def complete(self, item: WorkItem, progress: ItemProgress) -> None: ...
 
-    def fail(self, item: WorkItem, reason: str) -> None: ...
+    def fail(self, item: WorkItem, reason: str, failed_records: list[FailedRecord]) -> None:
+        """The item failed for good; `failed_records` are the bad records it found first."""
 
     def summary(self) -> LedgerSummary: ...
 
@@ -48,8 +52,8 @@ class MemoryLedger:
     def __init__(self, items: Iterable[WorkItem]) -> None:
         self._items = list(items)
         self._pending = deque(self._items)
-        self._done: dict[int, WorkItem] = {}
-        self._failed: dict[int, str] = {}
+        self._done: dict[int, tuple[WorkItem, ItemProgress]] = {}
+        self._failed: dict[int, tuple[str, list[FailedRecord]]] = {}
         self._lock = threading.Lock()
 
     def take(self) -> WorkItem | None:
@@ -62,20 +66,25 @@ class MemoryLedger:
 
     def complete(self, item: WorkItem, progress: ItemProgress) -> None:
         with self._lock:
-            self._done[item.item_id] = item
+            self._done[item.item_id] = (item, progress)
 
-    def fail(self, item: WorkItem, reason: str) -> None:
+    def fail(self, item: WorkItem, reason: str, failed_records: list[FailedRecord]) -> None:
         with self._lock:
-            self._failed[item.item_id] = reason
+            self._failed[item.item_id] = (reason, failed_records)
 
     def summary(self) -> LedgerSummary:
         with self._lock:
-            failures = [self._failed[item.item_id] for item in self._items if item.item_id in self._failed]
+            failures = [self._failed[item.item_id][0] for item in self._items if item.item_id in self._failed]
+            done = [self._done[item.item_id] for item in self._items if item.item_id in self._done]
+            bad = {item.item_id: progress.failed_records for item, progress in done}
+            bad.update((item_id, records) for item_id, (_, records) in self._failed.items())
             return LedgerSummary(
                 total=len(self._items),
                 done=len(self._done),
                 failed=len(self._failed),
                 first_failure=failures[0] if failures else None,
                 input_uris=tuple(item.input_uri for item in self._items),
-                done_output_uris=tuple(item.output_uri for item in self._items if item.item_id in self._done),
+                done_output_uris=tuple(item.output_uri for item, _ in done),
+                records=sum(progress.records for _, progress in done),
+                failed_records=tuple((item.input_uri, record) for item in self._items for record in bad.get(item.item_id, ())),
             )

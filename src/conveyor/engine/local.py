@@ -109,7 +109,7 @@ class LocalBackend(Backend):
             events.on_item_done(item, message.progress)
         elif isinstance(message, messages.Failed) and worker.item is not None:
             item, worker.item = worker.item, None
-            events.on_item_failed(item, message.reason)
+            events.on_item_failed(item, message.reason, message.progress.failed_records)
         elif isinstance(message, messages.TimedOut):
             worker.timed_out = message
         elif isinstance(message, messages.Log):

@@ -258,7 +258,7 @@ class Scheduler:
         ledger.release_in_flight()
         if listener.dropped_lines:
             log(self.store, job_stream(name), name, f"{listener.dropped_lines} log lines were dropped past the log quota.")
-        if stop.is_set():
+        if outcome.status == "Stopped":
             if self._closing.is_set() and self.store.jobs.get(name).status != STOPPING:  # type: ignore[union-attr]
                 return  # the server is shutting down: the job resumes on the next start
             self._sweep(job.output.output_path)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import asdict
 from typing import Iterable
 
 from conveyor.engine.instance import ResolvedParameters
 from conveyor.engine.job import JobListener
 from conveyor.engine.ledger import LedgerSummary
+from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.store import Store
 from conveyor.store.logs import cut_message
@@ -74,11 +76,14 @@ class StoreLedger:
 
     def complete(self, item: WorkItem, progress: ItemProgress) -> None:
         self._finished(item.item_id)
-        self.store.work_items.complete(item.item_id, self.owner, progress.records, progress.bytes_in, progress.bytes_out)
+        self.store.work_items.complete(
+            item.item_id, self.owner, progress.records, progress.bytes_in, progress.bytes_out,
+            failed_records=[asdict(record) for record in progress.failed_records],
+        )
 
-    def fail(self, item: WorkItem, reason: str) -> None:
+    def fail(self, item: WorkItem, reason: str, failed_records: list[FailedRecord]) -> None:
         self._finished(item.item_id)
-        self.store.work_items.fail(item.item_id, self.owner, reason)
+        self.store.work_items.fail(item.item_id, self.owner, reason, failed_records=[asdict(record) for record in failed_records])
 
     def summary(self) -> LedgerSummary:
         items = self.store.work_items.list(self.job_name)
@@ -90,6 +95,10 @@ class StoreLedger:
             first_failure=failures[0] if failures else None,
             input_uris=tuple(item.input_uri for item in items),
             done_output_uris=tuple(item.output_uri for item in items if item.state == DONE),
+            records=sum(item.records for item in items if item.state == DONE),
+            failed_records=tuple(
+                (item.input_uri, FailedRecord(**record)) for item in items for record in item.failed_records  # type: ignore[arg-type]
+            ),
         )
 
     def renew_leases(self) -> None:

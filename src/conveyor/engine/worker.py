@@ -185,7 +185,7 @@ def worker_main(config: InstanceConfig, connection: Connection, parent_pid: int,
                 )
                 messages.send(Done(progress))
             except WorkItemFailed as exc:
-                messages.send(Failed(item.item_id, str(exc), ItemProgress(item.item_id)))
+                messages.send(Failed(item.item_id, str(exc), ItemProgress(item.item_id, failed_records=exc.failed_records)))
             except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
                 messages.send(Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id)))
     finally:

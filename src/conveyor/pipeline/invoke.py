@@ -19,6 +19,11 @@ T = TypeVar("T")
 class InvocationFailed(Exception):
     """A payload failed for good (retries spent, or an error that is not retried)."""
 
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.attempts = attempts
+
 
 class InvocationWatch(Protocol):
     """Watches in-flight invocations a runtime cannot time out itself (in-process handlers).
@@ -57,6 +62,17 @@ class Invoker:
         self.log = log
         self.retries = 0
 
+    def once(self, payload_index: int, body: bytes) -> bytes:
+        """One try, no retry and no back-off: a sub-payload of a failed payload being bisected."""
+        token = self.watch.begin(payload_index, self.timeout_seconds) if self.watch else None
+        try:
+            return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
+        except InvocationError as exc:
+            raise InvocationFailed(exc.message) from None
+        finally:
+            if token is not None and self.watch is not None:
+                self.watch.end(token)
+
     def __call__(self, payload_index: int, body: bytes) -> bytes:
         attempt = self.attempts_used.get(payload_index, 0)  # spent by runs that timed out (engine.job)
         while True:
@@ -67,7 +83,7 @@ class Invoker:
                 attempt += 1
                 if not exc.retryable or attempt > self.max_retries:
                     tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
-                    raise InvocationFailed(f"{exc.message} (after {tries}; InvocationsMaxRetries={self.max_retries})") from None
+                    raise InvocationFailed(f"{exc.message} (after {tries}; InvocationsMaxRetries={self.max_retries})", attempts=attempt) from None
                 self.retries += 1
                 delay = self.retry_backoff_seconds * (2 ** (attempt - 1))
                 if self.log:

@@ -16,10 +16,11 @@ from itertools import islice
 from typing import Callable, Iterator
 
 from conveyor.pipeline.batch import Payload, iter_payloads, pack_records
+from conveyor.pipeline.bisect import FailedRecord, Piece, TooManyFailures, bisect
 from conveyor.pipeline.decompress import iter_chunks
 from conveyor.pipeline.invoke import InvocationFailed, InvocationWatch, Invoker, invoke_in_order
 from conveyor.pipeline.join import InferenceIdConfig, RecordProcessor
-from conveyor.pipeline.split import DataError, Record, iter_records
+from conveyor.pipeline.split import DataError, Record, iter_records, records_with_offsets
 from conveyor.runtimes.base import Runtime
 from conveyor.sagemaker.transform_job import DataProcessing
 from conveyor.storage.base import ObjectWriter, Storage, StorageError
@@ -55,6 +56,8 @@ class PipelineConfig:
     inference_id: InferenceIdConfig | None = None
     kms_key_id: str | None = None
     retry_backoff_seconds: float = 1.0
+    tolerate_failed_records: bool = False  # bisect a failed payload to its bad records (a limit is set)
+    max_failed_records: int | None = None  # a count limit: an object with more failed records fails
 
 
 @dataclass
@@ -67,6 +70,7 @@ class ItemProgress:
     retries: int = 0
     done: bool = False
     failure: str | None = None
+    failed_records: list[FailedRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,12 @@ class Preview:
 
 
 class WorkItemFailed(Exception):
-    """The object cannot be transformed; the message names the object and the cause."""
+    """The object cannot be transformed; the message names the object and the cause.
+    `failed_records` are the bad records found before it gave up, in a job that tolerates some."""
+
+    def __init__(self, message: str, failed_records: list[FailedRecord] | None = None) -> None:
+        super().__init__(message)
+        self.failed_records = failed_records or []
 
 
 def process_work_item(
@@ -125,6 +134,12 @@ def process_work_item(
             _transform(chunks, counted, config, invoker, writer, progress, on_progress, source, preview)
     except InvocationFailed as exc:
         raise WorkItemFailed(f"{source}: {exc}") from None
+    except TooManyFailures as exc:
+        raise WorkItemFailed(
+            f"{source}: more records failed than CONVEYOR_MAX_FAILED_RECORDS={config.max_failed_records} allows; "
+            f"the last: {exc}",
+            progress.failed_records,
+        ) from None
     except (DataError, StorageError) as exc:  # these name the object themselves
         raise WorkItemFailed(str(exc)) from None
     finally:
@@ -157,7 +172,9 @@ def _transform(
     input_filter = config.data_processing.input_filter
     filtering = input_filter is not None and not input_filter.is_root
     per_record = processor.needs_per_record_output
-    if not (filtering or per_record or preview):
+    tolerant = config.tolerate_failed_records and not preview
+    tracked = filtering or per_record or preview or tolerant  # records are kept until their payload is answered
+    if not tracked:
         payloads = iter_payloads(
             chunks,
             split_type=config.split_type,
@@ -166,7 +183,9 @@ def _transform(
             source=source,
         )
     else:
-        records: Iterator[Record] = iter_records(chunks, config.split_type, source=source)
+        records: Iterator[Record] = (
+            records_with_offsets(chunks, config.split_type, source=source) if tolerant else iter_records(chunks, config.split_type, source=source)
+        )
         if preview:
             records = islice(records, preview.records)
         filtered = _filtered_records(records, processor, filtering, config.split_type == "Line", sent, source)
@@ -181,26 +200,41 @@ def _transform(
     # as far as answered payloads reach: the payloads in flight and the bytes read ahead for the
     # next ones do not count until their answers are written.
     cut = ((payload, counted.bytes_read) for payload in payloads)
-    answers = invoke_in_order(cut, lambda index, p: invoker(index, p[0].body), max_concurrent=config.max_concurrent)
-    for (payload, read_when_cut), response in answers:
-        answered = [sent.popleft() for _ in range(payload.record_count)] if (filtering or per_record or preview) else []
-        if per_record:
-            outputs = processor.split_response(response, record_count=payload.record_count, first_record=payload.first_record, source=source)
-            for offset, (output, (original, model_input)) in enumerate(zip(outputs, answered)):
-                number = payload.first_record + offset + 1
-                joined = processor.output_record(original.bare, output, record_number=number, source=source)
-                writer.write(joined + record_end)
-                progress.bytes_out += len(joined) + len(record_end)
-                if preview:
-                    preview.on_row(PreviewRow(number, model_input.bare, output, joined))
+    call = _tolerant(invoker) if tolerant else invoker
+    answers = invoke_in_order(cut, lambda index, p: call(index, p[0].body), max_concurrent=config.max_concurrent)
+    for index, ((payload, read_when_cut), answer) in enumerate(answers):
+        answered = [sent.popleft() for _ in range(payload.record_count)] if tracked else []
+        if isinstance(answer, InvocationFailed):
+            pieces = _bisected(index, answer, answered, payload.first_record, config, invoker, progress)
         else:
-            writer.write(response)
-            progress.bytes_out += len(response)
-            if line and not response.endswith(b"\n"):
-                writer.write(b"\n")
-                progress.bytes_out += 1
-            if preview:
-                _preview_rows(preview, processor, payload, response, answered, source)
+            pieces = [Piece(0, payload.record_count, answer)]
+        for piece in pieces:
+            first = payload.first_record + piece.start
+            records = answered[piece.start : piece.start + piece.count]
+            response = piece.response
+            if response is None:  # one record that failed for good: an empty output keeps the order
+                original = records[0][0]
+                progress.failed_records.append(FailedRecord(first + 1, original.offset, piece.error, piece.attempts))
+                failed_output = b"\n" if line else b""
+                writer.write(failed_output)
+                progress.bytes_out += len(failed_output)
+            elif per_record:
+                outputs = processor.split_response(response, record_count=piece.count, first_record=first, source=source)
+                for offset, (output, (original, model_input)) in enumerate(zip(outputs, records)):
+                    number = first + offset + 1
+                    joined = processor.output_record(original.bare, output, record_number=number, source=source)
+                    writer.write(joined + record_end)
+                    progress.bytes_out += len(joined) + len(record_end)
+                    if preview:
+                        preview.on_row(PreviewRow(number, model_input.bare, output, joined))
+            else:
+                writer.write(response)
+                progress.bytes_out += len(response)
+                if line and not response.endswith(b"\n"):
+                    writer.write(b"\n")
+                    progress.bytes_out += 1
+                if preview:
+                    _preview_rows(preview, processor, payload, response, answered, source)
         progress.records += payload.record_count
         progress.payloads += 1
         progress.bytes_in = read_when_cut
@@ -210,6 +244,46 @@ def _transform(
             on_progress(progress)
             last_report = now
     progress.bytes_in = counted.bytes_read
+
+
+def _tolerant(invoker: Invoker) -> Callable[[int, bytes], bytes | InvocationFailed]:
+    """The invoker, with a payload that fails for good answered by its failure (to bisect)."""
+
+    def call(index: int, body: bytes) -> bytes | InvocationFailed:
+        try:
+            return invoker(index, body)
+        except InvocationFailed as exc:
+            return exc
+
+    return call
+
+
+def _bisected(
+    index: int,
+    failure: InvocationFailed,
+    answered: list[tuple[Record, Record]],
+    first_record: int,
+    config: PipelineConfig,
+    invoker: Invoker,
+    progress: ItemProgress,
+) -> list[Piece]:
+    """A failed payload's answered halves and failed records; an object with more failed records
+    than a count limit allows stops here (TooManyFailures)."""
+    single = config.batch_strategy == "SingleRecord"
+    bodies = [sent.bare if single else sent.framed for _, sent in answered]
+    limit = config.max_failed_records
+    already = len(progress.failed_records)
+    try:
+        return bisect(
+            bodies, lambda body: invoker.once(index, body), error=failure.message, attempts=failure.attempts,
+            may_fail=lambda failed: limit is None or already + failed <= limit,
+        )
+    except TooManyFailures as exc:  # the object fails; the bad records found so far are still reported
+        for piece in exc.pieces:
+            if piece.response is None:
+                original = answered[piece.start][0]
+                progress.failed_records.append(FailedRecord(first_record + piece.start + 1, original.offset, piece.error, piece.attempts))
+        raise
 
 
 def _preview_rows(

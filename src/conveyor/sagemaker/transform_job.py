@@ -14,7 +14,8 @@ from typing import Any, Literal
 from botocore.model import Shape
 
 from conveyor.errors import FieldError, ValidationException
-from conveyor.sagemaker import jsonpath, shapes
+from conveyor.sagemaker import extensions, jsonpath, shapes
+from conveyor.sagemaker.extensions import FailedRecordLimit
 from conveyor.sagemaker.jsonpath import JsonPath
 from conveyor.sagemaker.locations import location_errors, normalize_location
 
@@ -96,6 +97,7 @@ class TransformJobSpec:
     data_capture: DataCaptureConfig | None = None
     tags: list[dict[str, str]] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)
+    max_failed_records: FailedRecordLimit | None = None  # Environment CONVEYOR_MAX_FAILED_RECORDS, consumed
 
 
 def parse_transform_job(request: dict[str, Any]) -> TransformJobSpec:
@@ -109,6 +111,7 @@ def parse_transform_job(request: dict[str, Any]) -> TransformJobSpec:
     errors.extend(shapes.unique_tag_key_errors(request.get("Tags"), "tags"))
     errors.extend(_data_processing_errors(request))
     errors.extend(_inference_id_errors(request))
+    errors.extend(_failed_record_limit_errors(request))
     content_type, accept = _valid_or_none(_content_type(request)), _valid_or_none(_accept(request))
     input_filter = _parse_filter(request, "InputFilter", content_type, errors)
     output_filter = _parse_filter(request, "OutputFilter", accept or content_type, errors)
@@ -116,6 +119,31 @@ def parse_transform_job(request: dict[str, Any]) -> TransformJobSpec:
         raise ValidationException(errors)
     processing = request.get("DataProcessing") or {}
     return _build(request, DataProcessing(input_filter, output_filter, processing.get("JoinSource") or "None"))
+
+
+def _failed_record_limit_errors(request: dict[str, Any]) -> list[FieldError]:
+    """A limit on failed records needs each record's output to be told apart (docs/semantics.md,
+    "Tolerating bad records"): records split out of the object, and one output per record."""
+    environment = request.get("Environment")
+    if not isinstance(environment, dict) or extensions.MAX_FAILED_RECORDS not in environment:
+        return []
+    errors = extensions.limit_errors(environment)
+    if errors:
+        return errors
+    source = request.get("TransformInput") if isinstance(request.get("TransformInput"), dict) else {}
+    output = request.get("TransformOutput") if isinstance(request.get("TransformOutput"), dict) else {}
+    split_type = source.get("SplitType") or "None"
+    strategy = request.get("BatchStrategy") or "MultiRecord"
+    assemble_with = output.get("AssembleWith") or "None"
+    if split_type in ("Line", "RecordIO", "TFRecord") and (strategy == "SingleRecord" or assemble_with == "Line"):
+        return []
+    value = environment[extensions.MAX_FAILED_RECORDS]
+    message = (
+        f"Environment {extensions.MAX_FAILED_RECORDS}='{value}' needs each record's output to be told apart: SplitType Line, "
+        "RecordIO or TFRecord, with BatchStrategy SingleRecord, or MultiRecord with AssembleWith Line; this job has "
+        f"SplitType={split_type}, BatchStrategy={strategy}, AssembleWith={assemble_with}"
+    )
+    return [FieldError("environment", value, "needs records told apart", message=message)]
 
 
 def _instance_type_errors(value: str, shape: Shape, path: str) -> list[FieldError]:
@@ -327,7 +355,7 @@ def _build(request: dict[str, Any], processing: DataProcessing) -> TransformJobS
             invocations_timeout_seconds=_or_default(client.get("InvocationsTimeoutInSeconds"), DEFAULT_INVOCATIONS_TIMEOUT_SECONDS),
             invocations_max_retries=_or_default(client.get("InvocationsMaxRetries"), DEFAULT_INVOCATIONS_MAX_RETRIES),
         ),
-        environment=dict(request.get("Environment") or {}),
+        environment=extensions.without_reserved_keys(dict(request.get("Environment") or {})),
         data_processing=processing,
         data_capture=None
         if capture is None
@@ -338,7 +366,13 @@ def _build(request: dict[str, Any], processing: DataProcessing) -> TransformJobS
         ),
         tags=[dict(tag) for tag in request.get("Tags") or []],
         request=copy.deepcopy(request),
+        max_failed_records=_failed_record_limit(request.get("Environment") or {}),
     )
+
+
+def _failed_record_limit(environment: dict[str, str]) -> FailedRecordLimit | None:
+    value = environment.get(extensions.MAX_FAILED_RECORDS)
+    return None if value is None else extensions.parse_failed_record_limit(value)
 
 
 def _or_default(value: int | None, default: int) -> int:

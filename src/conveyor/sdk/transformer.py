@@ -18,6 +18,7 @@ from typing import Any, Callable, TextIO
 
 import botocore.exceptions
 
+from conveyor.sagemaker.extensions import MAX_FAILED_RECORDS, with_reserved_key
 from conveyor.sdk.session import LOG_GROUP, Session, resolve_session
 from conveyor.service import TERMINAL_STATUSES
 
@@ -92,9 +93,15 @@ class Transformer:
         *,
         session: Any = None,
         endpoint_url: str | None = None,
+        max_failed_records: int | str | None = None,
     ) -> None:
+        """`max_failed_records` (a Conveyor extension: a count, or a percentage such as "0.5%")
+        lets that many records fail without failing the job; it travels as Environment
+        CONVEYOR_MAX_FAILED_RECORDS, so a different value there is refused."""
         if session is not None and sagemaker_session is not None:
             raise ValueError("give either session= or sagemaker_session=, not both")
+        if max_failed_records is not None:
+            env = with_reserved_key(env, MAX_FAILED_RECORDS, str(max_failed_records), "max_failed_records=")
         self.model_name = model_name
         self.instance_count = instance_count
         self.instance_type = instance_type

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from conveyor.engine.errors_manifest import errors_manifest_uri
 from conveyor.engine.scheduler import Scheduler
 from conveyor.errors import job_not_found
+from conveyor.sagemaker.extensions import MAX_FAILED_RECORDS
 from conveyor.service.logs import LOG_GROUP, LogOperations
 from conveyor.service.operations import SageMakerOperations
 from conveyor.settings import Settings
@@ -84,6 +86,8 @@ class Service:
             "ObjectsFailed": progress.objects_failed,
             "ObjectsInFlight": progress.objects_in_flight,
             "Records": progress.records,
+            "FailedRecords": progress.failed_records,
+            "ErrorsManifest": _errors_manifest(record.name, record.request),
             "BytesIn": progress.bytes_in,
             "BytesOut": progress.bytes_out,
             "BytesTotal": progress.bytes_total,
@@ -91,3 +95,10 @@ class Service:
             "MegabytesPerSecond": progress.mb_per_second(now),
             "EtaSeconds": None if record.transform_end_time else progress.eta_seconds(now),
         }
+
+
+def _errors_manifest(job_name: str, request: dict[str, Any]) -> str | None:
+    """Where a job that tolerates failed records lists them; None for any other job."""
+    if MAX_FAILED_RECORDS not in (request.get("Environment") or {}):
+        return None
+    return errors_manifest_uri(request["TransformOutput"]["S3OutputPath"], job_name)

@@ -25,6 +25,8 @@ class Progress:
     objects_failed: int
     objects_in_flight: int
     records: int
+    failed_records: int
+    """Records that failed in a job that tolerates them (their outputs are empty lines)."""
     bytes_in: int
     """Input bytes read so far (compressed bytes for Gzip input), in-flight items included."""
     bytes_out: int
@@ -71,7 +73,8 @@ def job_progress(connection: sqlite3.Connection, job_name: str) -> Progress:
         " COALESCE(SUM(size), 0),"
         " COALESCE(SUM(CASE WHEN state = ? THEN size"
         "   WHEN state = ? AND size > bytes_in THEN size - bytes_in ELSE 0 END), 0),"
-        " MIN(started_at)"
+        " MIN(started_at),"
+        " COALESCE(SUM(json_array_length(failed_records)), 0)"
         " FROM work_items WHERE job_name = ?",
         (DONE, FAILED, IN_FLIGHT, PENDING, IN_FLIGHT, job_name),
     ).fetchone()
@@ -82,6 +85,7 @@ def job_progress(connection: sqlite3.Connection, job_name: str) -> Progress:
         objects_failed=row[2],
         objects_in_flight=row[3],
         records=row[4],
+        failed_records=row[10],
         bytes_in=row[5],
         bytes_out=row[6],
         bytes_total=row[7],

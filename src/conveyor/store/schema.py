@@ -106,4 +106,13 @@ ATTEMPTS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS)
+FAILED_RECORDS = Migration(
+    version=3,
+    name="work items keep the records that failed in a job that tolerates them",
+    statements=(
+        # JSON array of {record, offset, error, attempts}: the item's lines of the errors manifest.
+        "ALTER TABLE work_items ADD COLUMN failed_records TEXT NOT NULL DEFAULT '[]'",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS)

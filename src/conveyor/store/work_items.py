@@ -27,7 +27,7 @@ ITEM_STATES = (PENDING, IN_FLIGHT, DONE, FAILED)
 _COLUMNS = (
     "id, job_name, ordinal, input_uri, output_uri, relative_name, size, range_start, range_end, state,"
     " owner, lease_expires, attempts, records, bytes_in, bytes_out, failure_reason, started_at, finished_at,"
-    " payload_attempts, instance_losses"
+    " payload_attempts, instance_losses, failed_records"
 )
 _BACK_TO_PENDING = (
     f"state = '{PENDING}', owner = NULL, lease_expires = NULL, records = 0, bytes_in = 0, bytes_out = 0"
@@ -74,6 +74,8 @@ class WorkItemRecord:
     """Payload index → invocations spent on it by earlier runs that timed out."""
     instance_losses: int = 0
     """How many instances died (other than by a timeout) while transforming the item."""
+    failed_records: list[dict[str, object]] = field(default_factory=list)
+    """The records that failed in a job that tolerates them: {record, offset, error, attempts}."""
 
 
 @dataclass(frozen=True)
@@ -172,19 +174,23 @@ class WorkItems:
             records, bytes_in, bytes_out, self._database.now() + lease_seconds,
         )
 
-    def complete(self, item_id: int, owner: str, records: int, bytes_in: int, bytes_out: int) -> bool:
-        """The item's output is written: Done, with its final totals."""
+    def complete(
+        self, item_id: int, owner: str, records: int, bytes_in: int, bytes_out: int, *, failed_records: list[dict[str, object]] | None = None
+    ) -> bool:
+        """The item's output is written: Done, with its final totals (and the records that failed,
+        in a job that tolerates them)."""
         return self._guarded(
             item_id, owner,
-            f"state = '{DONE}', records = ?, bytes_in = ?, bytes_out = ?, finished_at = ?, lease_expires = NULL",
-            records, bytes_in, bytes_out, self._database.now(),
+            f"state = '{DONE}', records = ?, bytes_in = ?, bytes_out = ?, finished_at = ?, lease_expires = NULL, failed_records = ?",
+            records, bytes_in, bytes_out, self._database.now(), orjson.dumps(failed_records or []).decode(),
         )
 
-    def fail(self, item_id: int, owner: str, reason: str) -> bool:
-        """The item failed for good (retries spent): Failed, with the reason the job reports."""
+    def fail(self, item_id: int, owner: str, reason: str, *, failed_records: list[dict[str, object]] | None = None) -> bool:
+        """The item failed for good (retries spent): Failed, with the reason the job reports (and
+        the bad records it found first, in a job that tolerates some)."""
         return self._guarded(
-            item_id, owner, f"state = '{FAILED}', failure_reason = ?, finished_at = ?, lease_expires = NULL",
-            reason, self._database.now(),
+            item_id, owner, f"state = '{FAILED}', failure_reason = ?, finished_at = ?, lease_expires = NULL, failed_records = ?",
+            reason, self._database.now(), orjson.dumps(failed_records or []).decode(),
         )
 
     def release(
@@ -282,4 +288,5 @@ def _record(row: tuple) -> WorkItemRecord:
         finished_at=from_epoch(row[18]),
         payload_attempts={int(index): count for index, count in orjson.loads(row[19]).items()},
         instance_losses=row[20],
+        failed_records=orjson.loads(row[21]),
     )

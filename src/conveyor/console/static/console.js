@@ -171,7 +171,7 @@
     function showState(state) {
       header.dataset.status = state.status;
       setBadge(header.querySelector("[data-status-badge]"), state.status);
-      ["status-text", "started", "ended", "duration", "objects_done", "objects_total", "objects_failed", "records",
+      ["status-text", "started", "ended", "duration", "objects_done", "objects_total", "objects_failed", "records", "failed_records",
         "bytes_in", "bytes_total", "rate", "eta"].forEach((key) => {
         const element = live(key);
         const value = key === "status-text" ? state.status : state[key];
