@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -162,6 +164,13 @@ def test_the_limit_through_boto3_against_the_server_has_the_flags_effect(conveyo
     assert (tmp_path / "out" / "rows.csv.out").read_text() == expected
     lines = [json.loads(line) for line in (tmp_path / "out" / f"{name}.errors.jsonl").read_text().splitlines()]
     assert [entry["record"] for entry in lines] == [5, 13]
+    environment = {**conveyor_server.client_env(), "CONVEYOR_ENDPOINT": conveyor_server.endpoint, "COLUMNS": "300"}
+    described = subprocess.run([sys.executable, "-m", "conveyor", "jobs", "describe", name], capture_output=True, text=True, env=environment)
+    assert f"2 records failed (listed in file://{tmp_path}/out/{name}.errors.jsonl)" in described.stdout, described.stdout
+    logs = conveyor_server.client("logs").get_log_events(
+        logGroupName="/aws/sagemaker/TransformJobs", logStreamName=f"{name}/instance-1", startFromHead=True
+    )["events"]  # fmt: skip
+    assert any(f"2 records failed in all; the errors manifest file://{tmp_path}/out/{name}.errors.jsonl lists them." in e["message"] for e in logs)
     with pytest.raises(sm.exceptions.ClientError, match="needs each record's output to be told apart"):
         sm.create_transform_job(
             TransformJobName=f"{name}-whole", ModelName=model, Environment={"CONVEYOR_MAX_FAILED_RECORDS": "5"},
