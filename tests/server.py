@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import boto3
 import botocore.config
@@ -93,7 +93,9 @@ def _read_keys(path: Path) -> tuple[str, str]:
     return parser["default"]["aws_access_key_id"], parser["default"]["aws_secret_access_key"]
 
 
-def start_server(home: Path, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(
+    home: Path, *args: str, env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None,
+) -> ServerProcess:
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = home / f"server-{port}.log"
@@ -109,6 +111,7 @@ def start_server(home: Path, *args: str, env: dict[str, str] | None = None) -> S
         env=environment,
         stdout=open(log_path, "wb"),
         stderr=subprocess.STDOUT,
+        preexec_fn=preexec_fn,
     )
     server = ServerProcess(home, port, process, log_path, tuple(args), env or {})
     deadline = time.monotonic() + 30

@@ -65,6 +65,12 @@ class Settings:
     """The model kinds the server runs: a subset of RUNTIME_CHOICES (docs/security.md)."""
     log_quota_mb: int = 100
     """How much log one job may store; later lines are counted and dropped (one line says so)."""
+    max_connections: int = 1000
+    """Connections `conveyor server` keeps open; a request on one past it is answered 503."""
+    header_timeout_seconds: float = 10.0
+    """How long a new connection may take to send a request's headers before it is closed."""
+    keep_alive_seconds: float = 5.0
+    """How long an idle keep-alive connection is kept between requests."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -83,6 +89,9 @@ class Settings:
             local_roots=parse_local_roots(env.get("CONVEYOR_LOCAL_ROOTS", "").split(os.pathsep)),
             runtimes=parse_runtimes(env["CONVEYOR_RUNTIMES"]) if env.get("CONVEYOR_RUNTIMES") else RUNTIME_CHOICES,
             log_quota_mb=int(env.get("CONVEYOR_LOG_QUOTA_MB") or 100),
+            max_connections=int(env.get("CONVEYOR_MAX_CONNECTIONS") or 1000),
+            header_timeout_seconds=float(env.get("CONVEYOR_HEADER_TIMEOUT") or 10),
+            keep_alive_seconds=float(env.get("CONVEYOR_KEEP_ALIVE_TIMEOUT") or 5),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from conveyor.api.app import create_app
+from conveyor.api.connections import AcceptErrorLog, connection_limit, protocol_class
 from conveyor.api.credentials import CredentialsError, keys_from_env, load_or_create_credentials, static_lookup
 from conveyor.cli.server_lock import HomeInUse, ServerLock
 from conveyor.service import DATABASE_FILE, Service, UnreadableDatabase
@@ -61,6 +63,20 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="log one job may store; later lines are counted and dropped (default $CONVEYOR_LOG_QUOTA_MB or 100)",
     )
     parser.add_argument(
+        "--max-connections", type=int, metavar="N",
+        help="connections kept open at once; a request on one past it is answered 503 (default "
+        "$CONVEYOR_MAX_CONNECTIONS or 1000, lowered to fit ulimit -n)",
+    )
+    parser.add_argument(
+        "--header-timeout", type=float, metavar="SECONDS",
+        help="close a connection that has not sent a request's headers within this time (default "
+        "$CONVEYOR_HEADER_TIMEOUT or 10)",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout", type=float, metavar="SECONDS",
+        help="close an idle keep-alive connection after this time (default $CONVEYOR_KEEP_ALIVE_TIMEOUT or 5)",
+    )
+    parser.add_argument(
         "--runtimes", metavar="KINDS",
         help=f"model kinds this server runs, from {','.join(RUNTIME_CHOICES)} (default: all, which runs users' code "
         "on this host); e.g. docker,http,builtin",
@@ -81,6 +97,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = {
         "capacity": args.capacity, "s3_endpoint_url": args.s3_endpoint, "host": args.host, "log_quota_mb": args.log_quota_mb, "install_requirements": args.install_requirements,
+        "max_connections": args.max_connections, "header_timeout_seconds": args.header_timeout,
+        "keep_alive_seconds": args.keep_alive_timeout,
     }
     if args.home:
         overrides["home"] = Path(args.home).expanduser().resolve()
@@ -159,11 +177,24 @@ def _serve(args: argparse.Namespace, settings: Settings, lock: ServerLock) -> in
     print(f"  AWS CLI: aws sagemaker list-transform-jobs --endpoint-url {endpoint} --region {settings.region}")
     print(f"  console: {endpoint}/console", flush=True)
     app = create_app(service, credentials=credentials)
+    limit = connection_limit(settings.max_connections)
+    if limit < settings.max_connections:
+        print(f"  connections: at most {limit} (--max-connections {settings.max_connections} lowered to fit ulimit -n)")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
+        http=protocol_class(limit, settings.header_timeout_seconds),
+    )
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[listener])
+        asyncio.run(_run_uvicorn(uvicorn.Server(config), listener))
     finally:
         service.close()
     return 0
+
+
+async def _run_uvicorn(server: uvicorn.Server, listener: socket.socket) -> None:
+    """uvicorn's serve loop, with accept errors logged once a minute (api.connections)."""
+    asyncio.get_running_loop().set_exception_handler(AcceptErrorLog())
+    await server.serve(sockets=[listener])
 
 
 def _reason(error: OSError) -> str:
