@@ -4,8 +4,6 @@ functions, and a handler's requirements.txt installed only where allowed."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import os
@@ -13,10 +11,11 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.wheels import make_wheel
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -167,25 +166,6 @@ def test_xgboost_framework_mode_decodes_into_a_dmatrix_and_predicts_with_the_boo
 # -- requirements.txt --------------------------------------------------------------------------
 
 
-def wheel(folder: Path, name: str, version: str, module: str, body: str) -> Path:
-    """A pure-Python wheel, made by hand so that the tests need no index and no build backend."""
-    distribution = name.replace("-", "_")
-    info = f"{distribution}-{version}.dist-info"
-    files = {
-        f"{module}.py": body.encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: conveyor-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}" for path, data in files.items()]
-    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
-    path = folder / f"{distribution}-{version}-py3-none-any.whl"
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as archive:
-        for name_in_wheel, data in files.items():
-            archive.writestr(name_in_wheel, data)
-    return path
-
-
 PROBE_HANDLER = """
 import conveyor_probe
 
@@ -202,8 +182,8 @@ def probe(tmp_path: Path) -> dict[str, str]:
     """Two versions of a package: 1.0 on an offline index, 2.0 already in the environment that
     runs Conveyor (on its PYTHONPATH); the environment for `conveyor transform`."""
     wheels = tmp_path / "wheels"
-    wheel(wheels, "conveyor-probe", "1.0", "conveyor_probe", 'VERSION = "1.0"\n')
-    newer = wheel(tmp_path / "newer", "conveyor-probe", "2.0", "conveyor_probe", 'VERSION = "2.0"\n')
+    make_wheel(wheels, "conveyor-probe", "1.0", "conveyor_probe", 'VERSION = "1.0"\n')
+    newer = make_wheel(tmp_path / "newer", "conveyor-probe", "2.0", "conveyor_probe", 'VERSION = "2.0"\n')
     environment_packages = tmp_path / "environment-packages"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--target", str(environment_packages), str(newer)], check=True
@@ -232,7 +212,7 @@ def test_requirements_are_reported_not_installed_by_default(tmp_path: Path, prob
 
 
 def test_a_pin_that_cannot_run_beside_conveyor_fails_the_job_naming_both(tmp_path: Path, probe: dict[str, str]) -> None:
-    wheel(Path(probe["PIP_FIND_LINKS"]), "orjson", "0.0.1", "orjson_impostor", "")
+    make_wheel(Path(probe["PIP_FIND_LINKS"]), "orjson", "0.0.1", "orjson_impostor", "")
     model_dir = write(tmp_path / "model", {"code/inference.py": PROBE_HANDLER, "code/requirements.txt": "orjson==0.0.1\n"})
     result = run_model(tmp_path, SKLEARN_IMAGE, model_dir, {}, "--install-requirements", inputs="x\n", env=probe)
     assert result.returncode == 1
