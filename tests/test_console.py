@@ -17,7 +17,9 @@ import pytest
 from playwright.sync_api import expect
 
 from conveyor.console.auth import Sessions
+from conveyor.console.context import Console
 from conveyor.console.forms import JOB_DEFAULTS, JOB_FIELDS, Form, job_request, place_errors
+from conveyor.console.jobs import list_page
 from conveyor.errors import ConveyorError
 from conveyor.service import Service
 from conveyor.settings import Settings
@@ -420,6 +422,46 @@ def test_list_filters_sorting_and_pages(page: Any, console: dict[str, Any]) -> N
     page.select_option('select[name="status"]', "Failed")
     page.click("text=Apply")
     expect(page.locator("#jobs-table")).to_contain_text("No batch transform jobs match these filters.")
+
+
+def test_the_list_reads_a_page_of_jobs_in_the_same_queries_however_many_rows(tmp_path: Path) -> None:
+    """One batched read for the page's jobs and their progress, not one per row; the figures are
+    the progress route's."""
+    service = Service(Settings(home=tmp_path / "home"))
+    try:
+        service.sagemaker.create_model({"ModelName": "bracket", "PrimaryContainer": {"Image": "conveyor:python", "ModelDataUrl": str(write_model(tmp_path, BRACKET))}})
+        source = tmp_path / "in"
+        source.mkdir()
+        (source / "a.csv").write_text("1\n2\n")
+        for index in range(12):
+            service.sagemaker.create_transform_job({
+                "TransformJobName": f"job-{index:02d}", "ModelName": "bracket",
+                "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(source)}}},
+                "TransformOutput": {"S3OutputPath": str(tmp_path / "out" / str(index))},
+                "TransformResources": {"InstanceType": "local", "InstanceCount": 1},
+            })  # fmt: skip
+        console = Console(service, templates=None, sessions=None)  # list_page reads only the service
+        query = {"status": "", "name": "", "sort": "created", "order": "Descending", "token": "", "back": []}
+
+        def page_of(size: int) -> tuple[list[dict[str, Any]], int]:
+            statements: list[str] = []
+            service.store.database.connection().set_trace_callback(statements.append)
+            try:
+                rows = list_page(console, {**query, "size": size})["rows"]
+            finally:
+                service.store.database.connection().set_trace_callback(None)
+            return rows, len(statements)
+
+        small, small_queries = page_of(10)
+        large, large_queries = page_of(50)
+        assert (len(small), len(large)) == (10, 12)
+        assert large_queries == small_queries <= 4
+        for row in large:
+            progress = service.progress(row["name"])
+            assert (row["objects_total"], row["objects_done"], row["records"]) == (progress["ObjectsTotal"], progress["ObjectsDone"], progress["Records"])
+            assert row["status"] == "InProgress" and row["model"] == "bracket"
+    finally:
+        service.close()
 
 
 def test_create_view_and_delete_a_model(page: Any, console: dict[str, Any], screenshot: Any) -> None:

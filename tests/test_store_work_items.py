@@ -150,6 +150,26 @@ def test_progress_is_derived_from_the_items(store, clock):
         store.job_progress("no-such-job")
 
 
+def test_progress_of_several_jobs_is_one_query_with_each_jobs_own_figures(store):
+    store.jobs.create("other", "arn:other", "model", {}, T0)
+    store.jobs.create("empty", "arn:empty", "model", {}, T0)
+    store.work_items.add("job", items(3))
+    store.work_items.add("other", items(2, size=500))
+    done = store.work_items.claim("other", "instance-1", 60)
+    store.work_items.complete(done.id, "instance-1", records=7, bytes_in=500, bytes_out=70)
+    statements: list[str] = []
+    store.database.connection().set_trace_callback(statements.append)
+    found = store.jobs_progress(["job", "other", "empty", "no-such-job"])
+    store.database.connection().set_trace_callback(None)
+    assert len(statements) == 1
+    assert set(found) == {"job", "other", "empty"}
+    for name in found:
+        assert found[name] == store.job_progress(name)
+    assert (found["other"].objects_total, found["other"].objects_done, found["other"].records) == (2, 1, 7)
+    assert (found["empty"].objects_total, found["empty"].bytes_total, found["empty"].started_at) == (0, 0, None)
+    assert store.jobs_progress([]) == {}
+
+
 def test_threads_never_claim_the_same_item(tmp_path):
     path = tmp_path / "conveyor.db"
     with Store(path) as store:

@@ -15,8 +15,8 @@ from starlette.routing import Route
 from conveyor.console.context import Console, flash
 from conveyor.console.outputs import OutputError, OutputListing, list_outputs, preview
 from conveyor.console.templating import format_size, format_time
-from conveyor.errors import ConveyorError
-from conveyor.service import JOB_STATUSES as STATUSES, TERMINAL_STATUSES
+from conveyor.errors import ConveyorError, job_not_found
+from conveyor.service import JOB_STATUSES as STATUSES, TERMINAL_STATUSES, JobProgress
 from conveyor.service.durations import format_duration
 SORT_COLUMNS = {"name": "Name", "created": "CreationTime", "status": "Status"}
 PAGE_SIZES = (10, 25, 50, 100)
@@ -52,20 +52,31 @@ def _seconds(description: dict[str, Any]) -> float:
     return (end - start).total_seconds()
 
 
+def _job(console: Console, name: str) -> JobProgress:
+    found = console.service.jobs_progress([name])
+    if name not in found:
+        raise job_not_found(name)
+    return found[name]
+
+
 def job_state(console: Console, name: str) -> dict[str, Any]:
     """One job as the list row, the detail page and their polling show it (all display-ready)."""
-    service = console.service
-    description = service.sagemaker.describe_transform_job({"TransformJobName": name})
-    try:
-        progress: dict[str, Any] | None = service.progress(name)
-    except ConveyorError:
-        progress = None
+    return _state(_job(console, name))
+
+
+def job_states(console: Console, names: list[str]) -> list[dict[str, Any]]:
+    """The jobs that exist among `names`, in that order, from one batched read (a page's rows)."""
+    found = console.service.jobs_progress(names)
+    return [_state(found[name]) for name in names if name in found]
+
+
+def _state(job: JobProgress) -> dict[str, Any]:
+    description, progress = job
     status = description["TransformJobStatus"]
-    progress = progress or {}
     eta = progress.get("EtaSeconds")
     rate = progress.get("MegabytesPerSecond")
     return {
-        "name": name,
+        "name": description["TransformJobName"],
         "status": status,
         "terminal": status in TERMINAL_STATUSES,
         "model": description["ModelName"],
@@ -134,12 +145,7 @@ def list_page(console: Console, query: dict[str, Any]) -> dict[str, Any]:
         response = console.service.sagemaker.list_transform_jobs(request)
     except ConveyorError as exc:
         response, error = {"TransformJobSummaries": []}, exc.message
-    rows = []
-    for summary in response["TransformJobSummaries"]:
-        try:
-            rows.append(job_state(console, summary["TransformJobName"]))
-        except ConveyorError:
-            continue
+    rows = job_states(console, [summary["TransformJobName"] for summary in response["TransformJobSummaries"]])
     next_token = response.get("NextToken")
     sort_links = {
         column: _link(query, sort=column, token="", back=[], order="Ascending" if query["sort"] == column and query["order"] == "Descending" else "Descending")
@@ -178,14 +184,15 @@ def job_outputs(console: Console, name: str) -> OutputListing | None:
 
 def detail_page(console: Console, name: str) -> dict[str, Any]:
     service = console.service
-    description = service.sagemaker.describe_transform_job({"TransformJobName": name})
+    job = _job(console, name)
+    description = job.description
     try:
         tags = service.sagemaker.list_tags({"ResourceArn": description["TransformJobArn"]})["Tags"]
     except ConveyorError:
         tags = []
     return {
         "job": description,
-        "state": job_state(console, name),
+        "state": _state(job),
         "tags": tags,
         "model_exists": _model_exists(console, description["ModelName"]),
         "outputs": _outputs_of(console, description),
@@ -220,13 +227,7 @@ def routes(console: Console) -> list[Route]:
 
     async def rows(request: Request) -> Response:
         names = request.query_params.getlist("name")[:100]
-        found = []
-        for name in names:
-            try:
-                found.append(await console.call(job_state, console, name))
-            except ConveyorError:
-                continue
-        return JSONResponse({"jobs": found})
+        return JSONResponse({"jobs": await console.call(job_states, console, names)})
 
     async def state(request: Request) -> Response:
         try:

@@ -4,19 +4,20 @@ progress and log views, over one store and one scheduler."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Sequence
 
 from conveyor.engine.errors_manifest import errors_manifest_uri
 from conveyor.engine.scheduler import Scheduler
 from conveyor.errors import job_not_found
 from conveyor.sagemaker.extensions import MAX_FAILED_RECORDS
+from conveyor.service.wire import describe_transform_job
 from conveyor.service.logs import LOG_GROUP, LogOperations
 from conveyor.service.operations import SageMakerOperations
 from conveyor.settings import Settings
-from conveyor.store import STATUSES, TERMINAL, NotFound, Store, UnreadableDatabase
+from conveyor.store import STATUSES, TERMINAL, Progress, Store, TransformJobRecord, UnreadableDatabase
 from conveyor.store.work_items import DONE
 
-__all__ = ["DATABASE_FILE", "JOB_STATUSES", "LOG_GROUP", "Service", "TERMINAL_STATUSES", "UnreadableDatabase"]
+__all__ = ["DATABASE_FILE", "JOB_STATUSES", "JobProgress", "LOG_GROUP", "Service", "TERMINAL_STATUSES", "UnreadableDatabase"]
 
 DATABASE_FILE = "conveyor.db"
 """The store's file in the state directory (CONVEYOR_HOME)."""
@@ -70,31 +71,49 @@ class Service:
 
     def progress(self, job_name: str) -> dict[str, Any]:
         """Conveyor's progress view of a job: objects, records, bytes, MB/s and ETA."""
-        record = self.store.jobs.get(job_name)
-        if record is None:
+        found = self.jobs_progress([job_name])
+        if job_name not in found:
             raise job_not_found(job_name)
-        try:
-            progress = self.store.job_progress(job_name)
-        except NotFound:
-            raise job_not_found(job_name) from None
-        now = record.transform_end_time or datetime.now(timezone.utc)
+        return found[job_name].progress
+
+    def jobs_progress(self, job_names: Sequence[str]) -> dict[str, JobProgress]:
+        """Each named job that exists with its progress view, in two queries however many are
+        named: the console's list shows a page of jobs at once."""
+        records = self.store.jobs.get_many(job_names)
+        counters = self.store.jobs_progress(list(records))
         return {
-            "TransformJobName": job_name,
-            "TransformJobStatus": record.status,
-            "ObjectsTotal": progress.objects_total,
-            "ObjectsDone": progress.objects_done,
-            "ObjectsFailed": progress.objects_failed,
-            "ObjectsInFlight": progress.objects_in_flight,
-            "Records": progress.records,
-            "FailedRecords": progress.failed_records,
-            "ErrorsManifest": _errors_manifest(record.name, record.request),
-            "BytesIn": progress.bytes_in,
-            "BytesOut": progress.bytes_out,
-            "BytesTotal": progress.bytes_total,
-            "ElapsedSeconds": progress.elapsed_seconds(now),
-            "MegabytesPerSecond": progress.mb_per_second(now),
-            "EtaSeconds": None if record.transform_end_time else progress.eta_seconds(now),
+            name: JobProgress(describe_transform_job(record), _progress_view(record, counters[name]))
+            for name, record in records.items()
+            if name in counters
         }
+
+
+class JobProgress(NamedTuple):
+    """A job as DescribeTransformJob answers it, with Conveyor's progress view of it."""
+
+    description: dict[str, Any]
+    progress: dict[str, Any]
+
+
+def _progress_view(record: TransformJobRecord, progress: Progress) -> dict[str, Any]:
+    now = record.transform_end_time or datetime.now(timezone.utc)
+    return {
+        "TransformJobName": record.name,
+        "TransformJobStatus": record.status,
+        "ObjectsTotal": progress.objects_total,
+        "ObjectsDone": progress.objects_done,
+        "ObjectsFailed": progress.objects_failed,
+        "ObjectsInFlight": progress.objects_in_flight,
+        "Records": progress.records,
+        "FailedRecords": progress.failed_records,
+        "ErrorsManifest": _errors_manifest(record.name, record.request),
+        "BytesIn": progress.bytes_in,
+        "BytesOut": progress.bytes_out,
+        "BytesTotal": progress.bytes_total,
+        "ElapsedSeconds": progress.elapsed_seconds(now),
+        "MegabytesPerSecond": progress.mb_per_second(now),
+        "EtaSeconds": None if record.transform_end_time else progress.eta_seconds(now),
+    }
 
 
 def _errors_manifest(job_name: str, request: dict[str, Any]) -> str | None:

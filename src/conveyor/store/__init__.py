@@ -43,7 +43,7 @@ from conveyor.store.jobs import (
 from conveyor.store.logs import LogEvent, LogEventsPage, Logs, LogStream
 from conveyor.store.models import ModelRecord, Models, ModelSummary
 from conveyor.store.pagination import Page
-from conveyor.store.progress import Progress, job_progress
+from conveyor.store.progress import Progress, job_progress, jobs_progress
 from conveyor.store.schema import MIGRATIONS
 from conveyor.store.tags import Tags
 from conveyor.store.work_items import NewWorkItem, WorkItemCounts, WorkItemRecord, WorkItems
@@ -88,6 +88,10 @@ class Store:
     def job_progress(self, job_name: str) -> Progress:
         """Counters for the job derived from its work items; NotFound for an unknown job."""
         return job_progress(self.database.connection(), job_name)
+
+    def jobs_progress(self, job_names: Sequence[str]) -> dict[str, Progress]:
+        """Counters for each named job that exists, in one query (a page of the console's list)."""
+        return jobs_progress(self.database.connection(), job_names)
 
     def close(self) -> None:
         self.database.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from conveyor.store.database import Database, from_epoch, from_json, to_epoch, to_json
 from conveyor.store.errors import AlreadyExists, IllegalTransition, NotFound
@@ -116,6 +116,15 @@ class TransformJobs:
 
     def get(self, name: str) -> TransformJobRecord | None:
         return _select(self._database.connection(), name)
+
+    def get_many(self, names: Sequence[str]) -> dict[str, TransformJobRecord]:
+        """Each named job that exists, in one query (a page of jobs shown together)."""
+        if not names:
+            return {}
+        rows = self._database.connection().execute(
+            f"SELECT {_COLUMNS} FROM transform_jobs WHERE name IN ({', '.join('?' * len(names))})", tuple(names)
+        ).fetchall()
+        return {record.name: record for record in map(_record, rows)}
 
     def list(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Sequence
 
 from conveyor.store.database import from_epoch
 from conveyor.store.errors import NotFound
@@ -58,37 +59,49 @@ class Progress:
 
 
 def job_progress(connection: sqlite3.Connection, job_name: str) -> Progress:
-    """One aggregate over the job's items (served by the (job_name, state, ordinal) index)."""
-    job = connection.execute(
-        "SELECT transform_start_time FROM transform_jobs WHERE name = ?", (job_name,)
-    ).fetchone()
-    if job is None:
+    """One job's counters; NotFound for an unknown job."""
+    found = jobs_progress(connection, [job_name])
+    if job_name not in found:
         raise NotFound("transform job", job_name)
-    row = connection.execute(
-        "SELECT COUNT(*),"
-        " COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(records), 0), COALESCE(SUM(bytes_in), 0), COALESCE(SUM(bytes_out), 0),"
-        " COALESCE(SUM(size), 0),"
-        " COALESCE(SUM(CASE WHEN state = ? THEN size"
-        "   WHEN state = ? AND size > bytes_in THEN size - bytes_in ELSE 0 END), 0),"
-        " MIN(started_at),"
-        " COALESCE(SUM(json_array_length(failed_records)), 0)"
-        " FROM work_items WHERE job_name = ?",
-        (DONE, FAILED, IN_FLIGHT, PENDING, IN_FLIGHT, job_name),
-    ).fetchone()
-    started = job[0] if job[0] is not None else row[9]
+    return found[job_name]
+
+
+def jobs_progress(connection: sqlite3.Connection, job_names: Sequence[str]) -> dict[str, Progress]:
+    """The counters of each named job that exists, in one aggregate however many are named (a
+    console page of jobs); each job's items are found by the (job_name, state, ordinal) index."""
+    if not job_names:
+        return {}
+    placeholders = ", ".join("?" * len(job_names))
+    rows = connection.execute(
+        "SELECT jobs.name, jobs.transform_start_time, COUNT(items.id),"
+        " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(items.records), 0), COALESCE(SUM(items.bytes_in), 0), COALESCE(SUM(items.bytes_out), 0),"
+        " COALESCE(SUM(items.size), 0),"
+        " COALESCE(SUM(CASE WHEN items.state = ? THEN items.size"
+        "   WHEN items.state = ? AND items.size > items.bytes_in THEN items.size - items.bytes_in ELSE 0 END), 0),"
+        " MIN(items.started_at),"
+        " COALESCE(SUM(json_array_length(items.failed_records)), 0)"
+        " FROM transform_jobs AS jobs LEFT JOIN work_items AS items ON items.job_name = jobs.name"
+        f" WHERE jobs.name IN ({placeholders}) GROUP BY jobs.name",
+        (DONE, FAILED, IN_FLIGHT, PENDING, IN_FLIGHT, *job_names),
+    ).fetchall()
+    return {row[0]: _progress(row) for row in rows}
+
+
+def _progress(row: tuple[Any, ...]) -> Progress:
+    started = row[1] if row[1] is not None else row[11]
     return Progress(
-        objects_total=row[0],
-        objects_done=row[1],
-        objects_failed=row[2],
-        objects_in_flight=row[3],
-        records=row[4],
-        failed_records=row[10],
-        bytes_in=row[5],
-        bytes_out=row[6],
-        bytes_total=row[7],
-        bytes_remaining=row[8],
+        objects_total=row[2],
+        objects_done=row[3],
+        objects_failed=row[4],
+        objects_in_flight=row[5],
+        records=row[6],
+        failed_records=row[12],
+        bytes_in=row[7],
+        bytes_out=row[8],
+        bytes_total=row[9],
+        bytes_remaining=row[10],
         started_at=from_epoch(started),
     )
