@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from conveyor.console import job_form, jobs, login, models
-from conveyor.console.auth import SessionMiddleware, Sessions, console_secret
+from conveyor.console.auth import Revocations, SessionMiddleware, Sessions, console_secret
 from conveyor.console.context import Console
 from conveyor.console.templating import make_templates
 from conveyor.service import Service
@@ -40,7 +40,8 @@ def console_routes(service: Service, *, credentials: Callable[[str], "str | None
     `credentials` is the API's key lookup (None under `--no-auth`); `secret_key` signs the
     session cookies (default: one kept in `<home>/console-secret`).
     """
-    sessions = Sessions(secret_key or console_secret(service.settings.home), credentials)
+    home = service.settings.home
+    sessions = Sessions(secret_key or console_secret(home), credentials, Revocations(home))
     console = Console(service, make_templates(), sessions)
     routes = [
         *login.routes(console),

@@ -1,8 +1,10 @@
 """Console sessions: log in with the server's access key and secret, then a signed cookie.
 
-The cookie (HttpOnly, SameSite=Lax, path `/console`) holds the access key id, a per-session
-CSRF token and a fingerprint of the key's secret, signed with the console's secret key, so a
-rotated secret or a server switched from `--no-auth` to keys ends every old session. Every
+The cookie (HttpOnly, SameSite=Lax, path `/console`) holds the access key id, a session id, a
+per-session CSRF token and a fingerprint of the key's secret, signed with the console's secret
+key, so a rotated secret or a server switched from `--no-auth` to keys ends every old session.
+Signing out records the session id as revoked on the server, so a copy of the cookie stops
+working too. Every
 POST under `/console` must carry the session's CSRF token (form field `csrf_token` or header
 `X-CSRF-Token`); nothing but the login page and the static files answers without a session.
 """
@@ -14,6 +16,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -31,6 +34,8 @@ SESSION_SECONDS = 12 * 3600
 MAX_FORM_BYTES = 1 << 20
 NO_AUTH_USER = "(no-auth)"
 SECRET_FILE = "console-secret"
+REVOKED_FILE = "console-revoked"
+REVOKED_FILE_PRUNE_BYTES = 64 * 1024
 SCOPE_KEY = "conveyor.console.session"
 # Pages run only the console's own script; nothing frames them.
 SECURITY_HEADERS = (
@@ -46,6 +51,7 @@ class Session:
     user: str | None  # the access key id once logged in; NO_AUTH_USER under --no-auth
     csrf: str
     fingerprint: str = ""
+    id: str = ""  # names a signed-in session, so that signing out can revoke it
     notices: tuple[tuple[str, str], ...] = ()  # (kind, text) shown once on the next page
 
     @property
@@ -71,11 +77,67 @@ def console_secret(home: Path) -> str:
     return path.read_text().strip()
 
 
+class Revocations:
+    """Session ids signed out before their cookie expires. Kept in `<home>/console-revoked`
+    (mode 0600, one `id expiry` line each) so that a restart, or another server on the same
+    home, honours them; only in memory without a home."""
+
+    def __init__(self, home: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._path = Path(home) / REVOKED_FILE if home is not None else None
+        self._clock = clock
+        self._entries: dict[str, float] = {}
+        self._read_at: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
+
+    def revoke(self, session_id: str) -> None:
+        expiry = self._clock() + SESSION_SECONDS
+        self._entries[session_id] = expiry
+        if self._path is None:
+            return
+        descriptor = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(descriptor, "a") as handle:
+            handle.write(f"{session_id} {expiry:.0f}\n")
+        if self._path.stat().st_size > REVOKED_FILE_PRUNE_BYTES:
+            self._prune(self._path)
+
+    def is_revoked(self, session_id: str) -> bool:
+        self._refresh()
+        expiry = self._entries.get(session_id)
+        return expiry is not None and expiry > self._clock()
+
+    def _refresh(self) -> None:
+        """Re-read the file when it changed (another server may have written it)."""
+        if self._path is None:
+            return
+        try:
+            status = self._path.stat()
+        except FileNotFoundError:
+            return
+        if self._read_at == (status.st_mtime_ns, status.st_size):
+            return
+        for line in self._path.read_text().splitlines():
+            session_id, _, expiry = line.partition(" ")
+            if session_id and expiry.isdigit():
+                self._entries[session_id] = max(float(expiry), self._entries.get(session_id, 0.0))
+        self._read_at = (status.st_mtime_ns, status.st_size)
+
+    def _prune(self, path: Path) -> None:
+        """Drop expired entries, so that the file holds at most a session lifetime's sign-outs."""
+        self._refresh()
+        now = self._clock()
+        self._entries = {key: expiry for key, expiry in self._entries.items() if expiry > now}
+        temporary = path.with_name(f".{REVOKED_FILE}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.writelines(f"{key} {expiry:.0f}\n" for key, expiry in self._entries.items())
+        os.replace(temporary, path)
+
+
 class Sessions:
     """Signs, checks and issues sessions; knows whether authentication is on."""
 
-    def __init__(self, secret_key: str, credentials: Credentials | None) -> None:
+    def __init__(self, secret_key: str, credentials: Credentials | None, revocations: Revocations | None = None) -> None:
         self.credentials = credentials
+        self.revocations = revocations or Revocations()
         self._secret = secret_key.encode()
         self._serializer = URLSafeTimedSerializer(secret_key, salt="conveyor-console-session")
 
@@ -98,18 +160,20 @@ class Sessions:
         if not isinstance(data, dict) or not isinstance(data.get("c"), str):
             return None
         notices = tuple((str(notice[0]), str(notice[1])) for notice in data.get("n") or () if isinstance(notice, list) and len(notice) == 2)
-        session = Session(user=data.get("u"), csrf=data["c"], fingerprint=data.get("f", ""), notices=notices)
+        session = Session(user=data.get("u"), csrf=data["c"], fingerprint=data.get("f", ""), id=str(data.get("i") or ""), notices=notices)
         if not self.auth_enabled:
             return replace(session, user=NO_AUTH_USER, fingerprint="")
-        if not isinstance(session.user, str) or session.user == NO_AUTH_USER:
-            return replace(session, user=None, fingerprint="")
+        if not isinstance(session.user, str) or session.user == NO_AUTH_USER or not session.id:
+            return replace(session, user=None, fingerprint="", id="")
+        if self.revocations.is_revoked(session.id):
+            return replace(session, user=None, fingerprint="", id="")
         secret = self.credentials(session.user)  # type: ignore[misc]
         if secret is None or not hmac.compare_digest(self._fingerprint(session.user, secret), session.fingerprint):
             return replace(session, user=None, fingerprint="")
         return session
 
     def dump(self, session: Session) -> str:
-        data: dict = {"u": session.user, "c": session.csrf, "f": session.fingerprint}
+        data: dict = {"u": session.user, "c": session.csrf, "f": session.fingerprint, "i": session.id}
         if session.notices:
             data["n"] = [list(notice) for notice in session.notices]
         return self._serializer.dumps(data)
@@ -122,9 +186,14 @@ class Sessions:
         if expected is None or not hmac.compare_digest(expected.encode(), secret_access_key.strip().encode()):
             return None
         user = access_key_id.strip()
-        return Session(user=user, csrf=secrets.token_urlsafe(32), fingerprint=self._fingerprint(user, expected))
+        return Session(
+            user=user, csrf=secrets.token_urlsafe(32), fingerprint=self._fingerprint(user, expected), id=secrets.token_urlsafe(16),
+        )
 
-    def log_out(self) -> Session:
+    def log_out(self, session: Session) -> Session:
+        """An anonymous session; the one signed out is revoked, wherever its cookie is kept."""
+        if session.id:
+            self.revocations.revoke(session.id)
         return Session(user=None if self.auth_enabled else NO_AUTH_USER, csrf=secrets.token_urlsafe(32))
 
     def _fingerprint(self, user: str, secret: str) -> str:
