@@ -5,6 +5,10 @@ Jobs hold a lease in the store, renewed while they run. A server that dies stops
 (and its instance processes die with it); the next scheduler claims the job once the lease has
 expired — at once when the dead owner was a process on this host — sweeps the temporaries the
 crash left, and carries on with the items not yet done.
+
+When the disk holding the state directory fills up, the job whose write failed is failed with
+a reason naming the disk (recorded as soon as a write goes through again), and the loop backs
+off, logging one line a minute instead of a traceback per tick.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ from conveyor.settings import Settings
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
 from conveyor.store import ACTIVE, COMPLETED, FAILED, STOPPED, STOPPING, Store, TransformJobRecord
+from conveyor.store.errors import StateDiskFull
 from conveyor.store.work_items import IN_FLIGHT, PENDING
 
 logger = logging.getLogger("conveyor.scheduler")
 
 LEASE_SECONDS = 15.0
 RENEW_SECONDS = 3.0
+DISK_FULL_RETRY_SECONDS = 5.0
+DISK_FULL_WARNING_SECONDS = 60.0
 
 
 @dataclass
@@ -85,6 +92,8 @@ class Scheduler:
         self._backend_factory = backend_factory
         self._poll_seconds = poll_seconds
         self._running: dict[str, _Running] = {}
+        self._failing: dict[str, str] = {}  # job → FailureReason not yet stored (the disk was full)
+        self._disk_full_warned_at = float("-inf")
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -119,7 +128,9 @@ class Scheduler:
     def _loop(self) -> None:
         renew_at = 0.0
         while not self._closing.is_set():
+            pause = self._poll_seconds
             try:
+                self._record_failures()
                 due = time.monotonic() >= renew_at
                 if due:
                     self._take_over_dead_owners()
@@ -127,10 +138,27 @@ class Scheduler:
                 if due:
                     self._renew()
                     renew_at = time.monotonic() + RENEW_SECONDS
+            except StateDiskFull as error:
+                self._warn_disk_full(error)
+                pause = DISK_FULL_RETRY_SECONDS
             except Exception:  # the scheduler must outlive any one bad tick
                 logger.exception("scheduler tick failed")
-            self._wake.wait(self._poll_seconds)
+            self._wake.wait(pause)
             self._wake.clear()
+
+    def _warn_disk_full(self, error: StateDiskFull) -> None:
+        """One line a minute while the state disk stays full."""
+        now = time.monotonic()
+        if now - self._disk_full_warned_at >= DISK_FULL_WARNING_SECONDS:
+            logger.warning("%s; retrying every %.0f s", error, DISK_FULL_RETRY_SECONDS)
+            self._disk_full_warned_at = now
+
+    def _record_failures(self) -> None:
+        """Store the failures that a full disk kept from being stored."""
+        for name, reason in list(self._failing.items()):
+            self._finish(name, FAILED, reason)
+            self.store.jobs.release(name, self.owner)
+            del self._failing[name]
 
     def _tick(self) -> None:
         with self._lock:
@@ -142,7 +170,7 @@ class Scheduler:
         free = max(self.settings.capacity - self.instances_in_use, 0)
         queue_blocked = False
         for record in self.store.jobs.schedulable():
-            if record.name in running:
+            if record.name in running or record.name in self._failing:
                 continue
             if record.owner and owner_is_dead(record.owner):
                 self._take_over(record)
@@ -203,13 +231,17 @@ class Scheduler:
         name = record.name
         try:
             self._run_claimed(record, instances, stop)
+        except StateDiskFull as exc:
+            logger.warning("job %s failed: %s", name, exc)
+            self._failing[name] = f"InternalServerError: {exc}"
         except Exception as exc:  # an unexpected error fails the job rather than leaving it hanging
             logger.exception("job %s failed unexpectedly", name)
             self._finish(name, FAILED, f"InternalServerError: {exc}")
         finally:
             with self._lock:
                 self._running.pop(name, None)
-            self.store.jobs.release(name, self.owner)
+            if name not in self._failing:
+                self.store.jobs.release(name, self.owner)
             self._wake.set()
 
     def _run_claimed(self, record: TransformJobRecord, instances: int, stop: threading.Event) -> None:

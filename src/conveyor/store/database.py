@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence, cast, overload
 
 import orjson
 
-from conveyor.store.errors import SchemaError, UnreadableDatabase
+from conveyor.store.errors import SchemaError, StateDiskFull, UnreadableDatabase
 
 Clock = Callable[[], float]
 
@@ -105,12 +105,24 @@ class Database:
         if connection.in_transaction:
             yield connection
             return
-        with _immediate(connection):
-            yield connection
+        try:
+            with _immediate(connection):
+                yield connection
+        except sqlite3.OperationalError as error:
+            raise self._translated(error) from None
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
         """One statement on this thread's connection (atomic by itself in autocommit mode)."""
-        return self.connection().execute(sql, parameters)
+        try:
+            return self.connection().execute(sql, parameters)
+        except sqlite3.OperationalError as error:
+            raise self._translated(error) from None
+
+    def _translated(self, error: sqlite3.OperationalError) -> Exception:
+        """A full disk as StateDiskFull, naming the file; any other error as it is."""
+        if getattr(error, "sqlite_errorname", None) == "SQLITE_FULL":
+            return StateDiskFull(self.path, str(error))
+        return error
 
     def now(self) -> float:
         return self.clock()
@@ -193,6 +205,10 @@ def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
     connection.execute("COMMIT")
 
 
+@overload
+def to_epoch(moment: datetime) -> float: ...
+@overload
+def to_epoch(moment: None) -> None: ...
 def to_epoch(moment: datetime | None) -> float | None:
     """A timezone-aware datetime as epoch seconds; naive datetimes are refused (no guessed zone)."""
     if moment is None:

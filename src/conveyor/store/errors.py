@@ -48,6 +48,18 @@ class SchemaError(StoreError):
     """The database was written by a newer Conveyor, or the migration list is malformed."""
 
 
+class StateDiskFull(StoreError):
+    """SQLite could not write the database: the filesystem holding the state directory is full.
+    Reads still work; writes fail until space is freed."""
+
+    def __init__(self, path: str, sqlite_message: str) -> None:
+        super().__init__(
+            f"the disk holding the state directory is full: SQLite cannot write {path} ({sqlite_message!r}); "
+            "free space on that filesystem (CONVEYOR_HOME)"
+        )
+        self.path = path
+
+
 class UnreadableDatabase(StoreError):
     """The database file is not one SQLite can open (corrupt, or another kind of file)."""
 
