@@ -39,7 +39,8 @@ def list_inputs(data_type: str, uri: str, storage_for: Callable[[str], Storage],
         try:
             objects = _list_prefix(uri, storage_for(uri))
         except StorageError as exc:
-            raise InputError(f"Could not list the input data source {uri}: {_problem(exc, 's3:ListBucket', region)}") from None
+            where = f"{uri}: the object {exc.uri} cannot be read" if exc.uri != uri else uri
+            raise InputError(f"Could not list the input data source {where}: {_problem(exc, 's3:ListBucket', region)}") from None
     if not objects:
         raise InputError(no_objects_message(uri, region))
     return objects

@@ -136,7 +136,16 @@ class LocalStorage(Storage):
 
     @staticmethod
     def _info(path: str) -> ObjectInfo:
-        stat = os.stat(path)
+        """The object's size and version; a dangling symbolic link or an unreadable entry is a
+        StorageError naming the path and the cause, not an OSError from the middle of a listing."""
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            target = os.readlink(path) if os.path.islink(path) else None
+            cause = f"a symbolic link to {target}, which does not exist" if target is not None else "no such file"
+            raise StorageError(file_uri(path), "NoSuchKey", cause) from None
+        except OSError as exc:
+            raise StorageError(file_uri(path), "AccessDenied" if exc.errno in (errno.EACCES, errno.EPERM) else "InvalidObjectState", exc.strerror or str(exc)) from None
         return ObjectInfo(
             uri=file_uri(path), key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}", last_modified=stat.st_mtime
         )
