@@ -8,6 +8,8 @@ once and the other tests reuse that session. Each test leaves a screenshot in
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,11 +27,26 @@ from conveyor.service import Service
 from conveyor.settings import Settings
 from tests.models import BRACKET, sleepy, write_model
 from tests.server import ServerProcess, _read_keys, start_server, wait_for_status
+from tests.test_transform_cli import conveyor as transform_cli
 
 pytest_plugins = ["tests.browser"]  # the `browser`, `new_page` and `screenshot` fixtures
 
 # Answers each request after a pause: a job over a few hundred records runs for minutes.
 SLEEPY = sleepy(0.25)
+# Answers each record after a pause and fails on "bad": a failed object has answered records first.
+FAILS_LATE = """
+import time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    body = body if isinstance(body, bytes) else body.encode()
+    time.sleep(0.2)
+    if b"bad" in body:
+        raise ValueError("cannot score a bad record")
+    return body
+"""
 LIVE = 30_000  # ms: how long a live update may take to show
 
 
@@ -52,11 +69,15 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     several.mkdir()
     for part in range(6):
         (several / f"part-{part}.txt").write_text("".join(f"row {part}-{index}\n" for index in range(8)))
+    failing = root / "failing"  # one object done, one that fails after some of its records were answered
+    failing.mkdir()
+    (failing / "a.txt").write_text("one\ntwo\n")
+    (failing / "b.txt").write_text("".join(f"good {index}\n" for index in range(8)) + "bad\n")
     html = root / "html"
     html.mkdir()
     (html / "page.txt").write_text('<b>bold</b>\n<script>window.__pwned = 1</script>\n<img src=x onerror="window.__pwned = 2">\n')
     try:
-        yield {"server": server, "client": client, "root": root, "small": small, "long": long_input, "several": several, "html": html}
+        yield {"server": server, "client": client, "root": root, "small": small, "long": long_input, "several": several, "failing": failing, "html": html}
     finally:
         server.stop()
 
@@ -355,6 +376,44 @@ def test_stop_a_running_job_from_its_page(page: Any, console: dict[str, Any], sc
         expect(page.locator("#stop-job-form")).to_be_hidden()
     finally:
         _stop_quietly(console, "long-detail")
+
+
+def test_a_failed_job_shows_the_figures_the_cli_prints(page: Any, console: dict[str, Any], tmp_path: Path, screenshot: Any) -> None:
+    """Failed objects are finished objects (the bar full and red) and a failed object's records,
+    never written, are not counted: as `conveyor transform` and `conveyor jobs describe` say."""
+    model_dir = write_model(tmp_path, FAILS_LATE, name="fails-late")
+    server = console["server"]
+    console["client"].create_model(ModelName="fails-late", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": str(model_dir)})
+    _create_job(console, "fails-late", model="fails-late", source="failing", BatchStrategy="SingleRecord", MaxConcurrentTransforms=1,
+                ModelClientConfig={"InvocationsMaxRetries": 0})  # fmt: skip
+    wait_for_status(console["client"], "fails-late", ("Failed",))
+    transformed = transform_cli(
+        "transform", "--model", str(model_dir), "--input", str(console["failing"]), "--output", str(tmp_path / "cli-out"),
+        "--content-type", "text/plain", "--split-type", "Line", "--strategy", "SingleRecord", "--max-concurrent", "1",
+        "--retries", "0", home=tmp_path / "cli-home",
+    )  # fmt: skip
+    assert ": 1 of 2 objects, 1 failed, 2 records," in transformed.stderr, transformed.stderr
+    described = subprocess.run(
+        [sys.executable, "-m", "conveyor", "jobs", "describe", "fails-late"], capture_output=True, text=True, timeout=60,
+        env={**server.client_env(), "CONVEYOR_ENDPOINT": server.endpoint, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert "2/2 objects (1 failed), 2 records," in described.stdout, described.stdout + described.stderr
+
+    page.goto(_url(console, "/jobs/fails-late"))
+    expect(page.locator('[data-live="status-text"]')).to_have_text("Failed")
+    expect(page.locator('[data-live="objects_finished"]')).to_have_text("2")
+    expect(page.locator('[data-live="objects_total"]')).to_have_text("2")
+    expect(page.locator('[data-live="objects_failed"]')).to_have_text("1")
+    expect(page.locator('[data-live="records"]')).to_have_text("2")
+    fill = page.locator('[data-live="progressbar"] .progress-fill')
+    expect(fill).to_have_class(re.compile(r"\bis-failed\b"))
+    expect(fill).to_have_attribute("style", re.compile(r"width: 100%"))
+    screenshot(page, "job-failed")
+    page.goto(_url(console, "/jobs?name=fails-late"))
+    row = _row(page, "fails-late")
+    expect(row.locator(".progress-text")).to_have_text("2/2 objects (1 failed)")
+    expect(row.locator(".progress-fill")).to_have_class(re.compile(r"\bis-failed\b"))
+    expect(row.locator(".progress-fill")).to_have_attribute("style", re.compile(r"width: 100%"))
 
 
 # --- Clone, previews, list features, models -----------------------------------------------

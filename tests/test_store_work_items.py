@@ -134,7 +134,8 @@ def test_progress_is_derived_from_the_items(store, clock):
     failed = store.work_items.claim("job", "instance-1", 60)
     running = store.work_items.claim("job", "instance-1", 60)
     store.work_items.complete(done.id, "instance-1", records=100, bytes_in=1 << 20, bytes_out=2000)
-    store.work_items.fail(failed.id, "instance-1", "bad record")
+    store.work_items.report_progress(failed.id, "instance-1", records=5, bytes_in=0, bytes_out=0)
+    store.work_items.fail(failed.id, "instance-1", "bad record")  # its 5 records were never written
     store.work_items.report_progress(running.id, "instance-1", records=10, bytes_in=1 << 19, bytes_out=0)
 
     progress = store.job_progress("job")

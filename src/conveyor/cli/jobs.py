@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from conveyor.cli import client
 from conveyor.cli.client import Connection
 from conveyor.service import JOB_STATUSES as STATUSES, TERMINAL_STATUSES
+from conveyor.service.objects_text import objects_text
 SORT_KEYS = ("CreationTime", "Name", "Status")
 SORT_ORDERS = ("Descending", "Ascending")
 
@@ -150,9 +151,8 @@ def _details(*parts: Any) -> str:
 
 def progress_summary(progress: dict[str, Any]) -> str:
     """`3/10 objects (1 failed), 1,234 records, 1.2 MB of 5.0 MB, 2.3 MB/s, ETA 12s`."""
-    failed = progress.get("ObjectsFailed") or 0
     parts = [
-        f"{(progress.get('ObjectsDone') or 0) + failed}/{progress.get('ObjectsTotal') or 0} objects" + (f" ({failed} failed)" if failed else ""),
+        objects_text(progress),
         f"{progress.get('Records') or 0:,} records",
         f"{client.size(progress.get('BytesIn') or 0)} of {client.size(progress.get('BytesTotal') or 0)}",
     ]

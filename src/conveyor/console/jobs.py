@@ -18,30 +18,36 @@ from conveyor.console.templating import format_size, format_time
 from conveyor.errors import ConveyorError, job_not_found
 from conveyor.service import JOB_STATUSES as STATUSES, TERMINAL_STATUSES, JobProgress
 from conveyor.service.durations import format_duration
+from conveyor.service.objects_text import objects_finished, objects_text
 SORT_COLUMNS = {"name": "Name", "created": "CreationTime", "status": "Status"}
 PAGE_SIZES = (10, 25, 50, 100)
 LOG_PAGE = 500
 FINE_PROGRESS_BYTES = 256 << 20  # inputs this large show progress by bytes read
 
 
-def _percent(status: str, progress: dict[str, Any] | None) -> int:
-    """Objects done; for large inputs, the bytes the answered payloads reach (finer; capped below
-    100 until the job completes, while the last outputs are committed)."""
+def _percent(status: str, progress: dict[str, Any]) -> int:
+    """Objects finished (done or failed); for large inputs, the bytes the answered payloads reach
+    (finer; capped below 100 until the job completes, while the last outputs are committed)."""
     if status == "Completed":
         return 100
-    if not progress or not progress.get("ObjectsTotal"):
+    if not progress.get("ObjectsTotal"):
         return 0
-    objects = int(100 * progress["ObjectsDone"] / progress["ObjectsTotal"])
+    objects = int(100 * objects_finished(progress) / progress["ObjectsTotal"])
     if progress.get("BytesTotal", 0) >= FINE_PROGRESS_BYTES:
         return max(objects, min(99, int(100 * progress["BytesIn"] / progress["BytesTotal"])))
     return objects
+
+
+def _bar(status: str, percent: int) -> int:
+    """The bar's width: a failed job has ended, so its bar is full (and red), as a completed one's."""
+    return 100 if status == "Failed" else percent
 
 
 def _eta(status: str, eta: float | None, progress: dict[str, Any]) -> str:
     """The server's ETA; none once the job has ended, nor while it says 0 with objects left."""
     if eta is None or status in TERMINAL_STATUSES:
         return "—"
-    if eta < 1 and progress.get("ObjectsDone", 0) < progress.get("ObjectsTotal", 0):
+    if eta < 1 and objects_finished(progress) < progress.get("ObjectsTotal", 0):
         return "—"
     return format_duration(eta)
 
@@ -75,6 +81,7 @@ def _state(job: JobProgress) -> dict[str, Any]:
     status = description["TransformJobStatus"]
     eta = progress.get("EtaSeconds")
     rate = progress.get("MegabytesPerSecond")
+    percent = _percent(status, progress)
     return {
         "name": description["TransformJobName"],
         "status": status,
@@ -85,7 +92,10 @@ def _state(job: JobProgress) -> dict[str, Any]:
         "started": format_time(description.get("TransformStartTime")),
         "ended": format_time(description.get("TransformEndTime")),
         "duration": format_duration(_seconds(description)),
-        "percent": _percent(status, progress),
+        "percent": percent,
+        "bar": _bar(status, percent),
+        "objects_text": objects_text(progress),
+        "objects_finished": objects_finished(progress),
         "objects_done": progress.get("ObjectsDone", 0),
         "objects_total": progress.get("ObjectsTotal", 0),
         "objects_failed": progress.get("ObjectsFailed", 0),

@@ -26,6 +26,9 @@ class Progress:
     objects_failed: int
     objects_in_flight: int
     records: int
+    """Records of the objects written, and while a job runs those answered so far in objects in
+    flight; a failed object's records are not counted, since nothing of it is written (as the
+    engine's ledger counts them, and so `conveyor transform`)."""
     failed_records: int
     """Records that failed in a job that tolerates them (their outputs are empty lines)."""
     bytes_in: int
@@ -77,7 +80,8 @@ def jobs_progress(connection: sqlite3.Connection, job_names: Sequence[str]) -> d
         " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
         " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
         " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(items.records), 0), COALESCE(SUM(items.bytes_in), 0), COALESCE(SUM(items.bytes_out), 0),"
+        " COALESCE(SUM(CASE WHEN items.state = ? THEN 0 ELSE items.records END), 0),"
+        " COALESCE(SUM(items.bytes_in), 0), COALESCE(SUM(items.bytes_out), 0),"
         " COALESCE(SUM(items.size), 0),"
         " COALESCE(SUM(CASE WHEN items.state = ? THEN items.size"
         "   WHEN items.state = ? AND items.size > items.bytes_in THEN items.size - items.bytes_in ELSE 0 END), 0),"
@@ -85,7 +89,7 @@ def jobs_progress(connection: sqlite3.Connection, job_names: Sequence[str]) -> d
         " COALESCE(SUM(json_array_length(items.failed_records)), 0)"
         " FROM transform_jobs AS jobs LEFT JOIN work_items AS items ON items.job_name = jobs.name"
         f" WHERE jobs.name IN ({placeholders}) GROUP BY jobs.name",
-        (DONE, FAILED, IN_FLIGHT, PENDING, IN_FLIGHT, *job_names),
+        (DONE, FAILED, IN_FLIGHT, FAILED, PENDING, IN_FLIGHT, *job_names),
     ).fetchall()
     return {row[0]: _progress(row) for row in rows}
 

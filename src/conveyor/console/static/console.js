@@ -43,7 +43,7 @@
     if (!bar) return;
     bar.setAttribute("aria-valuenow", String(state.percent));
     const fill = bar.querySelector(".progress-fill");
-    fill.style.width = state.percent + "%";
+    fill.style.width = state.bar + "%";
     fill.classList.toggle("is-failed", state.status === "Failed");
     fill.classList.toggle("is-stopped", state.terminal && state.status !== "Completed" && state.status !== "Failed");
   }
@@ -112,7 +112,7 @@
         setBadge(row.querySelector("[data-status-badge]"), state.status);
         row.querySelector('[data-cell="duration"]').textContent = state.duration;
         setProgress(row.querySelector(".progress"), state);
-        row.querySelector(".progress-text").textContent = state.objects_done + "/" + state.objects_total + " objects";
+        row.querySelector(".progress-text").textContent = state.objects_text;
       });
       refreshActions();
       return true;
@@ -171,7 +171,7 @@
     function showState(state) {
       header.dataset.status = state.status;
       setBadge(header.querySelector("[data-status-badge]"), state.status);
-      ["status-text", "started", "ended", "duration", "objects_done", "objects_total", "objects_failed", "records", "failed_records",
+      ["status-text", "started", "ended", "duration", "objects_finished", "objects_total", "objects_failed", "records", "failed_records",
         "bytes_in", "bytes_total", "rate", "eta"].forEach((key) => {
         const element = live(key);
         const value = key === "status-text" ? state.status : state[key];
