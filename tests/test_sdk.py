@@ -163,7 +163,7 @@ def test_runs_in_process_without_a_server(tmp_path: Path, monkeypatch: pytest.Mo
         assert transformer.session is model.session  # one in-process service per CONVEYOR_HOME
         model.create()
         transformer.transform("in/", content_type="text/csv", split_type="Line", join_source="Input", job_name="local-job")
-        output = tmp_path / "home" / "output" / "local-job" / "data.csv.out"
+        output = tmp_path / "output" / "local-job" / "data.csv.out"
         assert output.read_bytes() == b"1,2,3,3\n4,5,2\n6,1\n"
         assert transformer.describe()["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == str(tmp_path / "in") + "/"
         assert capsys.readouterr().out.splitlines()[-1] == "Completed."

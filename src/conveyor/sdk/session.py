@@ -183,7 +183,9 @@ class LocalSession(Session):
             raise botocore.exceptions.ClientError(response, operation) from None  # type: ignore[arg-type]
 
     def default_output_path(self, job_name: str) -> str:
-        return str(Path(self.settings.home) / "output" / job_name)
+        """`./output/<job name>` in the working directory: never the state directory, which no
+        job may read or write (docs/security.md)."""
+        return str(Path.cwd() / "output" / job_name)
 
     def close(self) -> None:
         with self._lock:
