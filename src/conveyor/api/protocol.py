@@ -40,6 +40,7 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 ACCEPTED_CONTENT_TYPES = frozenset({CONTENT_TYPE, "application/json"})
 REQUEST_ID_HEADER = "x-amzn-RequestId"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DRAIN_FACTOR = 8
 
 TARGET_PREFIXES: Mapping[str, str] = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
 """`X-Amz-Target` prefix → the SigV4 signing name its clients use (botocore service metadata)."""
@@ -141,11 +142,16 @@ def check_content_type(value: str | None) -> None:
 async def read_body(request: Request, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
     """The whole body, refused as soon as it is known to exceed `max_body_bytes`.
 
-    A declared Content-Length over the limit is refused before reading a byte; a chunked body is
-    counted while it streams, so a client cannot make the server buffer more than the limit.
+    A declared Content-Length over the limit is refused without keeping a byte; a chunked body
+    is counted while it streams, so a client cannot make the server buffer more than the limit.
+    A refused body of up to DRAIN_FACTOR times the limit is read and dropped first, so that the
+    client, still sending, reads the 413 rather than a connection reset.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > max_body_bytes:
+        if int(declared) <= DRAIN_FACTOR * max_body_bytes:
+            async for _ in request.stream():
+                pass
         raise RequestEntityTooLargeException(
             f"Request body of {int(declared)} bytes exceeds the limit of {max_body_bytes} bytes."
         )
