@@ -52,7 +52,10 @@ def _conveyor_route(service: Service, credentials: Credentials | None, view: Cal
 
 def _taking_bodies(operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]]) -> dict[str, Callable[[AwsRequest], dict[str, Any]]]:
     """The service takes request bodies; the endpoint hands over whole parsed requests."""
-    return {target: (lambda call, operation=operation: operation(call.body)) for target, operation in operations.items()}
+    def taking_body(operation: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[AwsRequest], dict[str, Any]]:
+        return lambda call: operation(call.body)
+
+    return {target: taking_body(operation) for target, operation in operations.items()}
 
 
 def create_app(service: Service, *, credentials: Credentials | None, extra_routes: list | None = None) -> Starlette:

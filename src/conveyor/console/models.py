@@ -60,7 +60,7 @@ def list_page(console: Console, name: str, token: str, back: list[str]) -> dict[
 
 def _jobs_using(console: Console, model_name: str) -> list[dict[str, Any]]:
     """Recent jobs that name this model (ListTransformJobs has no model filter)."""
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     request: dict[str, Any] = {"MaxResults": 100}
     scanned = 0
     while scanned < 1000 and len(jobs) < RELATED_JOBS:

@@ -9,7 +9,7 @@ then transforms work items one at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Any, Callable
 
 from conveyor.pipeline.invoke import InvocationWatch
 from conveyor.pipeline.join import InferenceIdConfig
@@ -167,7 +167,7 @@ def _first_set(*values: int | None) -> int:
 class Instance:
     """A started instance: a loaded model plus the resolved pipeline configuration."""
 
-    def __init__(self, runtime: Runtime, pipeline: PipelineConfig, resolved: ResolvedParameters, s3_options: dict[str, object]) -> None:
+    def __init__(self, runtime: Runtime, pipeline: PipelineConfig, resolved: ResolvedParameters, s3_options: dict[str, Any]) -> None:
         self.runtime = runtime
         self.pipeline = pipeline
         self.resolved = resolved

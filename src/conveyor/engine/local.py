@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from conveyor.engine import worker as messages
 from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, ItemSource, JobStartFailed
@@ -42,7 +43,7 @@ class _Run:
 
 class LocalBackend(Backend):
     def __init__(self, start_method: str = "spawn") -> None:
-        self._context = multiprocessing.get_context(start_method)
+        self._context: Any = multiprocessing.get_context(start_method)  # typeshed's BaseContext lacks Process
 
     def run(self, config: InstanceConfig, instance_count: int, items: ItemSource, events: InstanceEvents, stop: threading.Event) -> None:
         run = _Run(config, items, events)

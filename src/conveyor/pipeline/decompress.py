@@ -7,7 +7,7 @@ decompression step is capped (`max_length`), so a small gzip bomb cannot inflate
 from __future__ import annotations
 
 import zlib
-from typing import BinaryIO, Iterator
+from typing import Iterator, Protocol
 
 from conveyor.pipeline.split import DataError
 
@@ -18,8 +18,14 @@ DEFAULT_CHUNK_SIZE = 1 << 20
 _GZIP_WBITS = 47
 
 
+class ByteStream(Protocol):
+    """What chunks are read from: a binary file, a store's reader, a counting wrapper of either."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def iter_chunks(
-    stream: BinaryIO,
+    stream: ByteStream,
     *,
     compression: str = "None",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -40,7 +46,7 @@ def iter_chunks(
     raise ValueError(f"unknown CompressionType {compression!r}; expected one of {', '.join(COMPRESSION_TYPES)}")
 
 
-def _plain_chunks(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+def _plain_chunks(stream: ByteStream, chunk_size: int) -> Iterator[bytes]:
     read = stream.read
     while True:
         chunk = read(chunk_size)
@@ -49,7 +55,7 @@ def _plain_chunks(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:
         yield chunk if type(chunk) is bytes else bytes(chunk)
 
 
-def _gunzipped_chunks(stream: BinaryIO, chunk_size: int, source: str) -> Iterator[bytes]:
+def _gunzipped_chunks(stream: ByteStream, chunk_size: int, source: str) -> Iterator[bytes]:
     read = stream.read
     decompressor = zlib.decompressobj(_GZIP_WBITS)
     in_member = False  # whether the current member has been handed any input yet

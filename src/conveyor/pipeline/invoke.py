@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 from conveyor.runtimes.base import InvocationError, Runtime
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class InvocationFailed(Exception):
@@ -97,14 +98,14 @@ class Invoker:
 
 
 def invoke_in_order(
-    payloads: Iterable[T], invoke: Callable[[int, T], bytes], *, max_concurrent: int
-) -> Iterator[tuple[T, bytes]]:
+    payloads: Iterable[T], invoke: Callable[[int, T], R], *, max_concurrent: int
+) -> Iterator[tuple[T, R]]:
     """Yield `(payload, response)` in payload order with up to `max_concurrent` in flight."""
     if max_concurrent <= 1:
         for index, payload in enumerate(payloads):
             yield payload, invoke(index, payload)
         return
-    pending: deque[tuple[T, Future[bytes]]] = deque()
+    pending: deque[tuple[T, Future[R]]] = deque()
     pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="invoke")
     try:
         for index, payload in enumerate(payloads):

@@ -210,17 +210,17 @@ def _transform(
             pieces = [Piece(0, payload.record_count, answer)]
         for piece in pieces:
             first = payload.first_record + piece.start
-            records = answered[piece.start : piece.start + piece.count]
+            piece_records = answered[piece.start : piece.start + piece.count]
             response = piece.response
             if response is None:  # one record that failed for good: an empty output keeps the order
-                original = records[0][0]
+                original = piece_records[0][0]
                 progress.failed_records.append(FailedRecord(first + 1, original.offset, piece.error, piece.attempts))
                 failed_output = b"\n" if line else b""
                 writer.write(failed_output)
                 progress.bytes_out += len(failed_output)
             elif per_record:
                 outputs = processor.split_response(response, record_count=piece.count, first_record=first, source=source)
-                for offset, (output, (original, model_input)) in enumerate(zip(outputs, records)):
+                for offset, (output, (original, model_input)) in enumerate(zip(outputs, piece_records)):
                     number = first + offset + 1
                     joined = processor.output_record(original.bare, output, record_number=number, source=source)
                     writer.write(joined + record_end)

@@ -301,7 +301,7 @@ def _read_response(reader: BinaryIO) -> tuple[int, bytes, str | None, bool]:
 
 
 def _read_headers(reader: BinaryIO) -> dict[bytes, bytes]:
-    headers = {}
+    headers: dict[bytes, bytes] = {}
     for _ in range(_MAX_HEADERS):
         line = reader.readline(_MAX_LINE)
         if line in (b"\r\n", b"\n", b""):
@@ -312,7 +312,7 @@ def _read_headers(reader: BinaryIO) -> dict[bytes, bytes]:
 
 
 def _read_chunked(reader: BinaryIO) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size_line = reader.readline(_MAX_LINE)
         try:

@@ -254,7 +254,7 @@ class PythonHandlerRuntime(Runtime):
                 f"{self.handler_path} defines no predict_fn and model_fn returned a {type(model).__name__} "
                 "without a predict method; define predict_fn(data, model) or transform_fn"
             )
-        stages = (
+        stages: tuple[tuple[Callable[..., Any], str, tuple[str, ...]], ...] = (
             (input_fn or self.defaults.input_fn, "input_fn", ("input_data", "content_type")),
             (predict_fn or self.defaults.predict_fn, "predict_fn", ("data", "model")),
             (output_fn or self.defaults.output_fn, "output_fn", ("prediction", "accept")),

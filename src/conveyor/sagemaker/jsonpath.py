@@ -86,7 +86,7 @@ class JsonPath:
     also checks the operators against the content type and words errors for the field."""
 
     expression: str
-    steps: tuple[Step, ...] = field(default=None, compare=False)  # type: ignore[assignment]
+    steps: tuple[Step, ...] = field(default=None, compare=False)  # type: ignore[arg-type]  # parsed in __post_init__
 
     def __post_init__(self) -> None:
         if self.steps is None:

@@ -130,8 +130,8 @@ def _failed_record_limit_errors(request: dict[str, Any]) -> list[FieldError]:
     errors = extensions.limit_errors(environment)
     if errors:
         return errors
-    source = request.get("TransformInput") if isinstance(request.get("TransformInput"), dict) else {}
-    output = request.get("TransformOutput") if isinstance(request.get("TransformOutput"), dict) else {}
+    source: dict[str, Any] = request["TransformInput"] if isinstance(request.get("TransformInput"), dict) else {}
+    output: dict[str, Any] = request["TransformOutput"] if isinstance(request.get("TransformOutput"), dict) else {}
     split_type = source.get("SplitType") or "None"
     strategy = request.get("BatchStrategy") or "MultiRecord"
     assemble_with = output.get("AssembleWith") or "None"

@@ -213,7 +213,7 @@ class Transformer:
             description = self.session.describe_model({"ModelName": self.model_name})
         except botocore.exceptions.ClientError:
             raise ValueError(f"Failed to fetch model information for {self.model_name}. Please ensure that the model exists.") from None
-        container = description.get("PrimaryContainer") or next(iter(description.get("Containers") or []), {})
+        container: dict[str, Any] = description.get("PrimaryContainer") or next(iter(description.get("Containers") or []), {})
         image = container.get("Image")
         return base_name_from_image(image) if image else self.model_name
 

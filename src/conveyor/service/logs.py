@@ -156,7 +156,7 @@ class LogOperations:
         ]
         response: dict[str, Any] = {
             "events": events,
-            "searchedLogStreams": [{"logStreamName": name, "searchedCompletely": True} for name in sorted({e["logStreamName"] for e in events})],
+            "searchedLogStreams": [{"logStreamName": name, "searchedCompletely": True} for name in sorted({str(e["logStreamName"]) for e in events})],
         }
         if page.next_token:
             response["nextToken"] = page.next_token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -225,7 +226,7 @@ class TransformJobs:
             )
             return _select_or_raise(connection, name)
 
-    def schedulable(self, limit: int = 100) -> list[TransformJobRecord]:
+    def schedulable(self, limit: int = 100) -> builtins.list[TransformJobRecord]:
         """InProgress and Stopping jobs that no scheduler holds (no owner, or lease expired), oldest first."""
         rows = self._database.execute(
             f"SELECT {_COLUMNS} FROM transform_jobs WHERE status IN (?, ?)"

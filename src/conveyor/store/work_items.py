@@ -8,6 +8,7 @@ it from a False return instead of overwriting its successor's state.
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -234,14 +235,14 @@ class WorkItems:
     def list(self, job_name: str, state: str | None = None) -> list[WorkItemRecord]:
         """The job's items in ordinal order, optionally only those in one state."""
         sql = f"SELECT {_COLUMNS} FROM work_items WHERE job_name = ?"
-        parameters: list[object] = [job_name]
+        parameters: builtins.list[object] = [job_name]
         if state is not None:
             sql += " AND state = ?"
             parameters.append(state)
         rows = self._database.execute(sql + " ORDER BY ordinal", parameters).fetchall()
         return [_record(row) for row in rows]
 
-    def failed(self, job_name: str) -> list[WorkItemRecord]:
+    def failed(self, job_name: str) -> builtins.list[WorkItemRecord]:
         """The failed items with their reasons, in ordinal order (for the job's FailureReason and log)."""
         return self.list(job_name, FAILED)
 
