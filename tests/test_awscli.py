@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.job_requests import job_request
 from tests.models import BRACKET, SLOW_ON_SLOW, write_model
 from tests.server import ServerProcess, wait_for_status
 
@@ -36,20 +37,6 @@ def create_from_file(server: ServerProcess, operation: str, request: dict[str, A
     return aws_json(server, "sagemaker", operation, "--cli-input-json", f"file://{path}")
 
 
-def job_request(name: str, model: str, source: Path, output: Path, content_type: str = "text/plain") -> dict[str, Any]:
-    return {
-        "TransformJobName": name,
-        "ModelName": model,
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source.as_uri()}},
-            "ContentType": content_type,
-            "SplitType": "Line",
-        },
-        "TransformOutput": {"S3OutputPath": output.as_uri(), "AssembleWith": "Line"},
-        "TransformResources": {"InstanceCount": 1, "InstanceType": "ml.m5.large"},
-    }
-
-
 @pytest.fixture(scope="module")
 def finished_job(conveyor_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A model and a completed job, both created with `--cli-input-json file://…`."""
@@ -66,7 +53,7 @@ def finished_job(conveyor_server: ServerProcess, tmp_path_factory: pytest.TempPa
     (root / "in").mkdir()
     (root / "in" / "a.txt").write_text("one\ntwo\n")
     name = f"awscli-job-{suffix}"
-    created = create_from_file(conveyor_server, "create-transform-job", job_request(name, model, root / "in", root / "out"), root)
+    created = create_from_file(conveyor_server, "create-transform-job", job_request(name, model, (root / "in").as_uri(), (root / "out").as_uri(), content_type="text/plain", AssembleWith="Line"), root)
     assert created["TransformJobArn"].endswith(f":transform-job/{name}")
     wait_for_status(conveyor_server.client(), name)
     return {"name": name, "model": model, "root": root}
@@ -106,7 +93,7 @@ def test_stop_transform_job_on_a_slow_model(conveyor_server: ServerProcess, tmp_
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.bin").write_bytes(b"slow\n")
     name = f"{model}-job"
-    create_from_file(conveyor_server, "create-transform-job", job_request(name, model, tmp_path / "in", tmp_path / "out", "application/octet-stream"), tmp_path)
+    create_from_file(conveyor_server, "create-transform-job", job_request(name, model, (tmp_path / "in").as_uri(), (tmp_path / "out").as_uri(), content_type="application/octet-stream", AssembleWith="Line"), tmp_path)
 
     assert aws(conveyor_server, "sagemaker", "stop-transform-job", "--transform-job-name", name).returncode == 0
     status = aws_json(conveyor_server, "sagemaker", "describe-transform-job", "--transform-job-name", name)["TransformJobStatus"]

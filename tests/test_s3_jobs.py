@@ -27,6 +27,7 @@ from botocore.exceptions import ClientError
 
 import conveyor
 from conveyor.sdk import LocalSession, RemoteSession
+from tests.job_requests import job_request
 from tests.models import slow_on_slow
 from tests.numbered_lines import numbered_lines
 from tests.s3_proxy import S3Proxy
@@ -124,27 +125,6 @@ def put_model(sm: Any, s3: Any, bucket: str, tarball: bytes, *, name: str | None
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def job_request(name: str, model: str, input_uri: str, output_path: str, **extra: Any) -> dict[str, Any]:
-    data_type = extra.pop("data_type", "S3Prefix")
-    request: dict[str, Any] = {
-        "TransformJobName": name,
-        "ModelName": model,
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": data_type, "S3Uri": input_uri}},
-            "ContentType": "text/csv",
-            "SplitType": "Line",
-        },
-        "TransformOutput": {"S3OutputPath": output_path},
-        "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
-    }
-    for key, value in extra.items():
-        if key in ("KmsKeyId", "AssembleWith", "Accept"):
-            request["TransformOutput"][key] = value
-        else:
-            request[key] = value
-    return request
 
 
 def keys_under(s3: Any, bucket: str, prefix: str = "") -> list[str]:

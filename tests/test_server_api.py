@@ -27,6 +27,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError, WaiterError
 
+from tests.job_requests import job_request
 from tests.models import BRACKET, FAIL_ON_BAD, sleepy, slow_on_slow, write_model
 from tests.server import ServerProcess, start_server, wait_for_status
 
@@ -65,22 +66,6 @@ def write_inputs(directory: Path, files: dict[str, str]) -> str:
     for name, text in files.items():
         (directory / name).write_text(text)
     return f"file://{directory}/"
-
-
-def job_request(name: str, model: str, input_uri: str, output_uri: str, **extra: Any) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "TransformJobName": name,
-        "ModelName": model,
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
-            "ContentType": "text/csv",
-            "SplitType": "Line",
-        },
-        "TransformOutput": {"S3OutputPath": output_uri},
-        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
-    }
-    request.update(extra)
-    return request
 
 
 def error_of(excinfo: pytest.ExceptionInfo[ClientError]) -> tuple[str, str, int]:

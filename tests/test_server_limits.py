@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from conveyor.service import LOG_GROUP
+from tests.job_requests import job_request
 from tests.server import ServerProcess, start_server, wait_for_status
-from tests.test_server_api import assert_aws_error, create_model, job_request, signed_call, unique, write_inputs
+from tests.test_server_api import assert_aws_error, create_model, signed_call, unique, write_inputs
 
 
 def test_an_error_with_60000_broken_rules_lists_ten_and_counts_the_rest(conveyor_server: ServerProcess) -> None:

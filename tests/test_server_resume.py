@@ -12,10 +12,11 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import psutil
 
+from tests.job_requests import job_request
 from tests.models import write_model
 from tests.server import ServerProcess, start_server, wait_for_status
 
@@ -41,20 +42,6 @@ def transform_fn(model, body, content_type, accept):
         marks.write(f"{{os.getpid()}} {{body.decode().split(',')[0]}}\\n")
     return b"scored " + body
 '''
-
-
-def job_request(name: str, model: str, input_dir: Path, output_dir: Path) -> dict[str, Any]:
-    return {
-        "TransformJobName": name,
-        "ModelName": model,
-        "TransformInput": {
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"file://{input_dir}/"}},
-            "ContentType": "text/csv",
-            "SplitType": "Line",
-        },
-        "TransformOutput": {"S3OutputPath": f"file://{output_dir}", "AssembleWith": "Line"},
-        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 2},
-    }
 
 
 def outputs(directory: Path) -> dict[str, tuple[int, int]]:
@@ -121,7 +108,7 @@ def test_kill_9_mid_job_then_resume(tmp_path: Path) -> None:
     with marking_server(tmp_path, marks_file, SECONDS_PER_PAYLOAD) as servers:
         server = servers.started[0]
         sm = server.client()
-        sm.create_transform_job(**job_request("crashes", "marking", inputs, crashed_out))
+        sm.create_transform_job(**job_request("crashes", "marking", f"file://{inputs}/", f"file://{crashed_out}", instance_count=2, AssembleWith="Line"))
 
         # Wait until some objects are written and others are half done, then kill -9.
         deadline = time.monotonic() + 60
@@ -181,7 +168,7 @@ def test_kill_9_mid_job_then_resume(tmp_path: Path) -> None:
         assert resuming[0]["timestamp"] / 1000 - restarted_at < 5, (resuming[0]["timestamp"] / 1000 - killed_at, "seconds after the kill")
 
         # The same job, never interrupted, gives byte-identical outputs.
-        sm.create_transform_job(**job_request("uninterrupted", "marking", inputs, clean_out))
+        sm.create_transform_job(**job_request("uninterrupted", "marking", f"file://{inputs}/", f"file://{clean_out}", instance_count=2, AssembleWith="Line"))
         assert wait_for_status(sm, "uninterrupted", timeout=60)["TransformJobStatus"] == "Completed"
         clean = outputs(clean_out)
         assert sorted(clean) == sorted(after)
@@ -199,7 +186,7 @@ def test_orphaned_job_with_no_progress_resumes_from_scratch(tmp_path: Path) -> N
     with marking_server(tmp_path, marks_file, 1.0) as servers:
         server = servers.started[0]
         sm = server.client()
-        sm.create_transform_job(**job_request("early", "marking", inputs, out))
+        sm.create_transform_job(**job_request("early", "marking", f"file://{inputs}/", f"file://{out}", instance_count=2, AssembleWith="Line"))
         deadline = time.monotonic() + 60
         while not temporaries(out):
             assert time.monotonic() < deadline
@@ -222,7 +209,7 @@ def test_graceful_stop_mid_job_then_resume(tmp_path: Path) -> None:
     with marking_server(tmp_path, marks_file, SECONDS_PER_PAYLOAD) as servers:
         server = servers.started[0]
         sm = server.client()
-        sm.create_transform_job(**job_request("restarted", "marking", inputs, out))
+        sm.create_transform_job(**job_request("restarted", "marking", f"file://{inputs}/", f"file://{out}", instance_count=2, AssembleWith="Line"))
         deadline = time.monotonic() + 60
         while len(finished(out)) < 2:
             assert time.monotonic() < deadline

@@ -17,9 +17,10 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.job_requests import job_request
 from tests.models import BRACKET, write_model
 from tests.server import ServerProcess, start_server, wait_for_status
-from tests.test_server_api import ROLE, create_model, job_request, unique, write_inputs
+from tests.test_server_api import ROLE, create_model, unique, write_inputs
 
 
 def refusal(call: Any, **arguments: Any) -> str:
