@@ -235,3 +235,18 @@ def test_pytorch_defaults_that_need_torch_say_so_where_it_is_missing(tmp_path: P
     result = run_model(tmp_path, PYTORCH_IMAGE, model_dir, {})
     assert result.returncode == 1
     assert "the PyTorch toolkit's default input_fn needs torch, which is not installed here: define input_fn in the handler, or install torch" in result.stderr
+
+
+def test_a_framework_models_broken_local_handler_is_refused_before_running(tmp_path: Path) -> None:
+    model_dir = write(tmp_path / "model", {"weights.txt": "w", "code/inference.py": "def model_fn(model_dir)\n"})
+    result = run_model(tmp_path, SKLEARN_IMAGE, model_dir, {})
+    assert result.returncode == 2
+    assert "does not compile: expected ':' (line 1)" in result.stderr
+
+
+def test_a_local_submit_directory_without_its_program_is_refused_before_running(tmp_path: Path) -> None:
+    model_dir = write(tmp_path / "model", {"weights.txt": "w"})
+    sources = write(tmp_path / "src", {"helpers.py": HELPERS})
+    result = run_model(tmp_path, XGBOOST_IMAGE, model_dir, {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_SUBMIT_DIRECTORY": str(sources)})
+    assert result.returncode == 2
+    assert f"the submit directory {sources} has no serve.py" in result.stderr

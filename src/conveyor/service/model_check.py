@@ -1,10 +1,12 @@
 """A model whose Python handler is broken is refused at CreateModel, not when a job runs.
 
-Only what can be known cheaply then is checked: a container that runs in this process (an empty
-Image or `conveyor:python`) with model data in a local folder must hold its handler,
-`code/<SAGEMAKER_PROGRAM or inference.py>`, and the handler must compile. Models that run
-otherwise (containers, remote or archived model data) are checked when a job starts, as before,
-and the same faults keep their run-time message there.
+Only what can be known cheaply then is checked, for a container that runs its handler in this
+process (`runtimes.registry.runs_handler_code`): where its sources are a local folder (script
+mode's SAGEMAKER_SUBMIT_DIRECTORY, else `code/` in model data that is a local folder), the
+handler `<SAGEMAKER_PROGRAM or inference.py>` must be there and compile. Conveyor's own image
+must have it; a framework image is checked where it names or holds one (without, it may be the
+built-in algorithm). Models that run otherwise (containers, remote or archived sources) are
+checked when a job starts, as before, and the same faults keep their run-time message there.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 import os
 
 from conveyor.errors import FieldError, ValidationException
-from conveyor.sagemaker.model import ModelSpec
+from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, SUBMIT_DIRECTORY_VARIABLE, program, submit_directory
+from conveyor.runtimes.registry import PYTHON_IMAGE, runs_handler_code
+from conveyor.sagemaker.model import ContainerSpec, ModelSpec
 from conveyor.storage.uri import parse_uri
-
-IN_PROCESS_IMAGES = ("", "conveyor:python")
-PROGRAM_VARIABLE = "SAGEMAKER_PROGRAM"
 
 
 def check_local_handler(model: ModelSpec, *, primary: bool) -> None:
@@ -24,32 +25,48 @@ def check_local_handler(model: ModelSpec, *, primary: bool) -> None:
     or does not compile. `primary`: the request used PrimaryContainer (not Containers)."""
     errors = []
     for index, container in enumerate(model.containers):
-        if (container.image or "") not in IN_PROCESS_IMAGES or not container.model_data_url:
+        image = (container.image or "").strip()
+        located = _local_sources(container) if runs_handler_code(image) else None
+        if located is None:
             continue
-        scheme, _, model_dir = parse_uri(container.model_data_url)
-        if scheme != "file" or not os.path.isdir(model_dir):
-            continue
-        program = container.environment.get(PROGRAM_VARIABLE) or "inference.py"
-        program = program if program.endswith(".py") else program + ".py"
-        path = os.path.join(model_dir, "code", program)
-        field = "primaryContainer.modelDataUrl" if primary else f"containers.{index + 1}.member.modelDataUrl"
-        problem = _handler_problem(path)
+        member, value, folder = located
+        path = os.path.join(folder, program(container.environment))
+        own_image = image in ("", PYTHON_IMAGE)
+        if not (own_image or PROGRAM_VARIABLE in container.environment or os.path.exists(path)):
+            continue  # a framework image with no handler: its built-in algorithm, or a container
+        field = ("primaryContainer" if primary else f"containers.{index + 1}.member") + f".{member}"
+        problem = _handler_problem(path, member)
         if problem is not None:
-            errors.append(FieldError(field, container.model_data_url, problem, message=f"Model '{model.name}': {problem}"))
+            errors.append(FieldError(field, value, problem, message=f"Model '{model.name}': {problem}"))
     if errors:
         raise ValidationException(errors)
 
 
-def _handler_problem(path: str) -> str | None:
-    """What keeps the handler at `path` from loading, or None."""
+def _local_sources(container: ContainerSpec) -> tuple[str, str, str] | None:
+    """(field, value, folder) of the handler's sources when they are a local folder."""
+    submit = submit_directory(container.environment)
+    if submit is not None:
+        scheme, _, folder = parse_uri(submit)
+        return ("environment", f"{SUBMIT_DIRECTORY_VARIABLE}={submit}", folder) if scheme == "file" and os.path.isdir(folder) else None
+    if not container.model_data_url:
+        return None
+    scheme, _, model_dir = parse_uri(container.model_data_url)
+    return ("modelDataUrl", container.model_data_url, os.path.join(model_dir, "code")) if scheme == "file" and os.path.isdir(model_dir) else None
+
+
+def _handler_problem(path: str, member: str) -> str | None:
+    """What keeps the handler at `path` from loading, or None; `member` says where the sources
+    came from (`modelDataUrl`: code/ in the model directory; `environment`: a submit directory)."""
+    where, shown = ("the model directory", os.path.join("code", os.path.basename(path))) if member == "modelDataUrl" else (
+        f"the submit directory {os.path.dirname(path)}", os.path.basename(path)
+    )
     try:
         with open(path, "rb") as handle:
             source = handle.read()
     except FileNotFoundError:
         return (
-            f"the model directory has no {os.path.join('code', os.path.basename(path))}: the Python runtime expects a "
-            "SageMaker inference handler there, a module defining model_fn(model_dir) and optionally "
-            "input_fn/predict_fn/output_fn or transform_fn"
+            f"{where} has no {shown}: the Python runtime expects a SageMaker inference handler there, a module defining "
+            "model_fn(model_dir) and optionally input_fn/predict_fn/output_fn or transform_fn"
         )
     except OSError as error:
         return f"cannot read the handler {path}: {error.strerror}"
