@@ -101,6 +101,7 @@ def test_an_instance_that_dies_mid_item_is_replaced_and_the_item_runs_again(tmp_
     assert (tmp_path / "out" / "b.csv.out").read_text() == "<4>\n"
     assert f"Instance 1 exited with code 7 while transforming file://{tmp_path}/in/a.csv" in recorder.lines
     assert sorted(recorder.done) == ["a.csv", "b.csv"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.csv.out", "b.csv.out"]  # the dead writer's temporary swept
 
 
 def test_an_item_whose_instance_always_dies_fails_alone(tmp_path: Path, settings: Settings) -> None:

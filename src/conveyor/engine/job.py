@@ -32,7 +32,7 @@ from conveyor.runtimes.environment import batch_environment
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
-from conveyor.storage.base import StorageError
+from conveyor.storage.base import Storage, StorageError
 from conveyor.storage.inputs import list_inputs, output_uri
 from conveyor.store.jobs import cut_failure_reason
 
@@ -124,10 +124,14 @@ class JobOutcome:
 class _JobRun(InstanceEvents):
     """A backend's events applied to the ledger, with the attempt policy, then passed on."""
 
-    def __init__(self, job: TransformJobSpec, ledger: Ledger, listener: JobListener, stop: threading.Event) -> None:
+    def __init__(
+        self, job: TransformJobSpec, ledger: Ledger, listener: JobListener, stop: threading.Event, storage_for: Callable[[str], Storage]
+    ) -> None:
         self.job = job
         self.ledger = ledger
         self.stop = stop
+        self.storage_for = storage_for
+        self.lost_outputs: set[str] = set()  # outputs an instance died writing: their temporaries are swept
         self.over_limit = False  # more records failed than the job's limit allows: it is being ended
         self.failed_records = self.records_seen = 0
         if job.max_failed_records is not None:  # a resumed job's earlier runs count too
@@ -179,6 +183,8 @@ class _JobRun(InstanceEvents):
         if item is None:
             self.listener.on_log(lost.instance, f"Instance {number} exited with code {lost.exit_code}; starting it again")
             return
+        self.lost_outputs.add(item.output_uri)
+        self.sweep(item.output_uri)
         if lost.timed_out_payload is not None:
             payload = lost.timed_out_payload
             used = {**item.attempts_used, payload: item.attempts_used.get(payload, 0) + 1}
@@ -209,6 +215,13 @@ class _JobRun(InstanceEvents):
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None:
         self.listener.on_log(instance, message, data_log=data_log)
 
+    def sweep(self, output_uri: str) -> None:
+        """Remove what a dead instance left half-written for `output_uri` (its writer never aborted)."""
+        try:
+            self.storage_for(output_uri).sweep_temporaries(output_uri)
+        except StorageError as exc:
+            self.listener.on_log(0, f"Could not remove the temporaries of {output_uri}: {exc.code}: {exc.detail}")
+
 
 def run_job(
     job: TransformJobSpec,
@@ -228,7 +241,7 @@ def run_job(
     stop = stop or threading.Event()
     listener = listener or JobListener()
     started_at = started_at or datetime.now(timezone.utc)
-    run = _JobRun(job, ledger, listener, stop)
+    run = _JobRun(job, ledger, listener, stop, settings.storage_for)
     try:
         config = instance_config(job, model, settings, started_at=started_at, log=lambda line: listener.on_log(0, line))
         (backend or LocalBackend()).run(config, instances_for(job.resources.instance_count, settings), ledger, run, stop)
@@ -237,6 +250,8 @@ def run_job(
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
     except (JobStartFailed, ModelDataError) as exc:
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
+    for output_uri in run.lost_outputs:  # an instance killed at the end leaves its writer's temporaries too
+        run.sweep(output_uri)
     if stop.is_set() and not run.over_limit:
         return _outcome("Stopped", None, run, ledger)
     summary = ledger.summary()

@@ -95,4 +95,5 @@ class Storage(ABC):
 
     @abstractmethod
     def sweep_temporaries(self, prefix_uri: str) -> int:
-        """Remove temporaries (and pending uploads) a crashed writer left under the prefix."""
+        """Remove temporaries (and pending uploads) a crashed writer left under the prefix; an
+        object's own URI as the prefix removes what its writers left."""

@@ -29,6 +29,13 @@ def file_uri(path: str) -> str:
     return "file://" + os.path.abspath(path)
 
 
+def write_failure(uri: str, exc: OSError) -> StorageError:
+    """An OS error while writing `uri`, as a StorageError that names the object ("No space left
+    on device" names the output, not the line of Conveyor that met it)."""
+    code = "AccessDenied" if exc.errno in (errno.EACCES, errno.EPERM) else "WriteFailed"
+    return StorageError(uri, code, exc.strerror or str(exc))
+
+
 class LocalFileWriter(ObjectWriter):
     def __init__(self, path: str) -> None:
         self.uri = file_uri(path)
@@ -41,15 +48,21 @@ class LocalFileWriter(ObjectWriter):
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._file is not None, "write after commit or abort"
-        self._file.write(data)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise write_failure(self.uri, exc) from None
 
     def commit(self) -> None:
         assert self._file is not None, "commit after commit or abort"
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._file = None
-        os.replace(self._temp_path, self._path)
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            os.replace(self._temp_path, self._path)
+        except OSError as exc:
+            raise write_failure(self.uri, exc) from None
 
     def abort(self) -> None:
         if self._file is not None:
@@ -114,8 +127,7 @@ class LocalStorage(Storage):
         try:
             return LocalFileWriter(local_path(uri))
         except OSError as exc:
-            code = "AccessDenied" if exc.errno in (errno.EACCES, errno.EPERM) else "WriteFailed"
-            raise StorageError(uri, code, exc.strerror or str(exc)) from None
+            raise write_failure(uri, exc) from None
 
     def delete(self, uri: str) -> None:
         try:
@@ -124,9 +136,16 @@ class LocalStorage(Storage):
             pass
 
     def sweep_temporaries(self, prefix_uri: str) -> int:
+        """Under a folder, every temporary; for one object's URI, that object's temporaries."""
         root = local_path(prefix_uri)
         if not os.path.isdir(root):
-            return 0
+            directory, name = os.path.split(root)
+            if not os.path.isdir(directory):
+                return 0
+            own = [entry.path for entry in os.scandir(directory) if entry.name.startswith(f".{name}{TEMP_MARKER}")]
+            for path in own:
+                os.unlink(path)
+            return len(own)
         removed = 0
         for path in _walk_files(root, include_temporaries=True):
             if TEMP_MARKER in os.path.basename(path):
