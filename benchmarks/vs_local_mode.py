@@ -81,9 +81,9 @@ class SetupError(Exception):
 def ensure_docker(image: str, base: str | None) -> str:
     """A daemon that answers, the base image and the BYOC image, by tests/docker_env.py's steps."""
     sys.path.insert(0, str(REPOSITORY))
-    from tests import docker_env  # noqa: PLC0415 (its helpers call pytest.fail, which raises Failed)
-
     import _pytest.outcomes  # noqa: PLC0415
+
+    from tests import docker_env  # noqa: PLC0415 (its helpers call pytest.fail, which raises Failed)
 
     try:
         if not docker_env._daemon_answers():

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from conveyor.pipeline.batch import Payload, RecordTooLarge, iter_payloads, pack_records
 from conveyor.pipeline.split import DataError, Record, iter_records
-
 from tests.test_split import MAGIC, recordio_record, tfrecord_frame
 
 SOURCE = "s3://bucket/in/part-7.csv"

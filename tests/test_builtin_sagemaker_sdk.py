@@ -23,7 +23,8 @@ import pytest
 
 from tests.test_builtin_kmeans import FIXTURES as KMEANS_FIXTURES
 from tests.test_builtin_kmeans import JSONLINES_ANSWER as KMEANS_JSONLINES
-from tests.test_builtin_xgboost import EXPECTED, FIXTURES as XGBOOST_FIXTURES, LOGISTIC
+from tests.test_builtin_xgboost import EXPECTED, LOGISTIC
+from tests.test_builtin_xgboost import FIXTURES as XGBOOST_FIXTURES
 from tests.test_s3_jobs import unique
 from tests.test_sagemaker_sdk import network_watch, sagemaker, sagemaker_session, server  # noqa: F401 (fixtures)
 

@@ -222,7 +222,7 @@ def test_models_create_describe_list_delete(env: dict[str, str], tmp_path: Path,
     assert conveyor("models", "delete", name, env=env).stdout.strip() == f"Deleted model {name}"
     gone = conveyor("models", "describe", name, env=env)
     assert gone.returncode == 1
-    assert gone.stderr.startswith(f'conveyor models describe: ValidationException: Could not find model "arn:aws:sagemaker:')
+    assert gone.stderr.startswith('conveyor models describe: ValidationException: Could not find model "arn:aws:sagemaker:')
 
 
 def test_models_create_passes_uris_through(env: dict[str, str], suffix: str, conveyor_server: ServerProcess) -> None:

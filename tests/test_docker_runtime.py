@@ -20,9 +20,8 @@ import pytest
 
 from conveyor.runtimes.base import RuntimeStartError
 from conveyor.runtimes.docker_server import DockerServerRuntime, has_gpus
-from tests.test_http_runtime import SCRIPTED_SERVER
+from tests.test_http_runtime import SCRIPTED_SERVER, write_model_request
 from tests.test_process_runtime import IRIS, iris_model, wait_until, write_pipeline_request
-from tests.test_http_runtime import write_model_request
 from tests.test_transform_cli import conveyor
 
 BYOC = Path(__file__).parent / "byoc"

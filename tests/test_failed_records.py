@@ -102,7 +102,7 @@ def test_over_the_limit_the_job_fails_naming_the_limit_and_the_manifest(tmp_path
     result, _ = run(tmp_path, "--max-failed-records", "1")
     assert result.returncode == 1
     uri = f"file://{tmp_path / 'out' / 'tolerant.errors.jsonl'}"
-    assert f"More records failed than CONVEYOR_MAX_FAILED_RECORDS=1 allows: 2 of " in result.stderr
+    assert "More records failed than CONVEYOR_MAX_FAILED_RECORDS=1 allows: 2 of " in result.stderr
     assert f"The errors manifest {uri} lists them." in result.stderr
     assert [entry["record"] for entry in manifest(tmp_path)] == [5, 13]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 import venv
 from pathlib import Path
 from typing import Iterator

@@ -27,7 +27,7 @@ from conveyor.api.protocol import (
     aws_response,
     to_epoch,
 )
-from conveyor.errors import FieldError, SerializationException, ValidationException
+from conveyor.errors import FieldError, ValidationException
 from tests.live_server import serve
 
 ACCESS_KEY = "AKIAPROTOCOLTEST0000"

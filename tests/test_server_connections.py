@@ -8,7 +8,6 @@ from __future__ import annotations
 import resource
 import socket
 import time
-from pathlib import Path
 from typing import Iterator
 
 import orjson

@@ -275,7 +275,7 @@ class AwsJsonEndpoint:
 
 
 async def _invoke(handler: Handler, call: AwsRequest) -> Output:
-    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__):
         result = handler(call)
     else:
         result = await run_in_threadpool(handler, call)

@@ -12,8 +12,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from conveyor.cli import client
 from conveyor.cli.client import Connection
-from conveyor.service import JOB_STATUSES as STATUSES, TERMINAL_STATUSES
+from conveyor.service import JOB_STATUSES as STATUSES
+from conveyor.service import TERMINAL_STATUSES
 from conveyor.service.objects_text import objects_text
+
 SORT_KEYS = ("CreationTime", "Name", "Status")
 SORT_ORDERS = ("Descending", "Ascending")
 

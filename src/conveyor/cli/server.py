@@ -19,7 +19,6 @@ from conveyor.cli.server_lock import HomeInUse, ServerLock
 from conveyor.service import DATABASE_FILE, Service, UnreadableDatabase
 from conveyor.settings import RUNTIME_CHOICES, Settings, SettingsError, parse_local_roots, parse_runtimes
 
-
 EXAMPLES = """examples:
   conveyor server                              # http://127.0.0.1:8765, state in ~/.conveyor
   conveyor server --port 9000 --home ./state   # another port and state directory

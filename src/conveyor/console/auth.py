@@ -320,7 +320,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 def _csrf_ok(request: Request, body: bytes, expected: str) -> bool:
     token = request.headers.get("x-csrf-token")
     if token is None and request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        token = (parse_qs(body.decode("utf-8", "replace")).get("csrf_token") or [None])[0]
+        token = next(iter(parse_qs(body.decode("utf-8", "replace")).get("csrf_token") or []), None)
     return token is not None and hmac.compare_digest(token.encode(), expected.encode())
 
 

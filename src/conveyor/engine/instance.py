@@ -20,7 +20,7 @@ from conveyor.runtimes.registry import create_runtime
 from conveyor.sagemaker.jsonpath import parse_filter
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import DataProcessing, TransformJobSpec
-from conveyor.storage import storage_for
+from conveyor.storage import Storage, storage_for
 
 DEFAULT_MAX_CONCURRENT_TRANSFORMS = 1
 DEFAULT_MAX_PAYLOAD_MB = 6
@@ -173,7 +173,7 @@ class Instance:
         self.resolved = resolved
         self._s3_options = s3_options
 
-    def storage_for(self, uri: str):  # noqa: ANN201 - a Storage
+    def storage_for(self, uri: str) -> Storage:
         return storage_for(uri, **self._s3_options)
 
     def process(

@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 
 from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, JobStartFailed
 from conveyor.engine.data_capture import capture_failure, write_capture_manifests
-from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.engine.errors_manifest import errors_manifest_uri, write_errors_manifest
+from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.engine.ledger import Ledger, LedgerSummary
 from conveyor.engine.local import LocalBackend
 from conveyor.engine.model_code import prepare_handler_code
@@ -250,8 +250,8 @@ def run_job(
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
     except (JobStartFailed, ModelDataError) as exc:
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
-    for output_uri in run.lost_outputs:  # an instance killed at the end leaves its writer's temporaries too
-        run.sweep(output_uri)
+    for lost_output in run.lost_outputs:  # an instance killed at the end leaves its writer's temporaries too
+        run.sweep(lost_output)
     if stop.is_set() and not run.over_limit:
         return _outcome("Stopped", None, run, ledger)
     summary = ledger.summary()

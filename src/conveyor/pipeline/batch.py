@@ -13,7 +13,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class RecordTooLarge(DataError):
             message = f"record {record_number} of {source} is {size_text}, more than {limit_text}; raise MaxPayloadInMB"
         super().__init__(message)
 
-    def __reduce__(self):  # noqa: ANN204 - keyword-only arguments need help to cross processes
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only arguments need help to cross processes
         fields = ("source", "record_number", "size", "limit", "exact", "whole_object")
         return (partial(RecordTooLarge, **{name: getattr(self, name) for name in fields}), ())
 

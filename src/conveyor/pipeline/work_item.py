@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from conveyor.pipeline.batch import Payload, iter_payloads, pack_records
 from conveyor.pipeline.bisect import FailedRecord, Piece, TooManyFailures, bisect
@@ -320,7 +320,7 @@ def _filtered_records(
 class _CountingStream:
     """Counts the bytes read from the store (compressed bytes for Gzip input)."""
 
-    def __init__(self, stream) -> None:  # noqa: ANN001 - any binary file-like object
+    def __init__(self, stream: Any) -> None:  # any binary file-like object: a file, a store's reader
         self._stream = stream
         self.bytes_read = 0
 
@@ -329,7 +329,7 @@ class _CountingStream:
         self.bytes_read += len(data)
         return data
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         count = self._stream.readinto(buffer)
         self.bytes_read += count or 0
         return count

@@ -11,7 +11,6 @@ and XGBoost containers import from what they downloaded (docs/semantics.md, "Scr
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 

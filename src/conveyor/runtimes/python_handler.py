@@ -26,12 +26,10 @@ import traceback
 from types import ModuleType
 from typing import Any, Callable
 
-
 from conveyor.runtimes import codecs
 from conveyor.runtimes.base import ExecutionParameters, InvocationError, Runtime, RuntimeStartError
 from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, program
 from conveyor.runtimes.toolkit_defaults import CONVEYOR, ToolkitDefaults, model_predict
-
 
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 """The Accept used when a request has none or `*/*` (the toolkit's variable)."""

@@ -134,7 +134,7 @@ def _map_entry(entry: memoryview) -> tuple[str, Tensor | None]:
     name, tensor = "", None
     for number, wire, value in _fields(entry):
         if number == 1 and wire == 2:
-            name = bytes(value).decode("utf-8")  # type: ignore[arg-type]
+            name = bytes(value).decode("utf-8")
         elif number == 2 and wire == 2:
             tensor = _value(value)  # type: ignore[arg-type]
     return name, tensor

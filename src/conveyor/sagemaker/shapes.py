@@ -168,12 +168,12 @@ def without_nulls(value: Any, shape: Shape) -> Any:
     reads with `.get(name, default)` then sees the default, as SageMaker treats null as absent."""
     kind = shape.type_name
     if kind == "structure" and isinstance(value, dict):
-        members = shape.members  # type: ignore[attr-defined]
+        members = shape.members
         return {name: without_nulls(item, members[name]) for name, item in value.items() if item is not None}
     if kind == "list" and isinstance(value, list):
-        return [without_nulls(item, shape.member) for item in value]  # type: ignore[attr-defined]
+        return [without_nulls(item, shape.member) for item in value]
     if kind == "map" and isinstance(value, dict):
-        return {key: without_nulls(item, shape.value) for key, item in value.items()}  # type: ignore[attr-defined]
+        return {key: without_nulls(item, shape.value) for key, item in value.items()}
     return value
 
 

@@ -180,7 +180,7 @@ class LocalSession(Session):
         except ConveyorError as error:
             operation = (_SAGEMAKER_OPERATIONS if service == "sagemaker" else _LOGS_OPERATIONS)[method]
             response = {"Error": {"Code": error.code, "Message": error.message}, "ResponseMetadata": {"HTTPStatusCode": error.status}}
-            raise botocore.exceptions.ClientError(response, operation) from None  # type: ignore[arg-type]
+            raise botocore.exceptions.ClientError(response, operation) from None
 
     def default_output_path(self, job_name: str) -> str:
         """`./output/<job name>` in the working directory: never the state directory, which no

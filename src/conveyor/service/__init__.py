@@ -10,9 +10,9 @@ from conveyor.engine.errors_manifest import errors_manifest_uri
 from conveyor.engine.scheduler import Scheduler
 from conveyor.errors import job_not_found
 from conveyor.sagemaker.extensions import MAX_FAILED_RECORDS
-from conveyor.service.wire import describe_transform_job
 from conveyor.service.logs import LOG_GROUP, LogOperations
 from conveyor.service.operations import SageMakerOperations
+from conveyor.service.wire import describe_transform_job
 from conveyor.settings import Settings
 from conveyor.store import STATUSES, TERMINAL, Progress, Store, TransformJobRecord, UnreadableDatabase
 from conveyor.store.work_items import DONE

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from conveyor.engine.job import plan_work_items
 from conveyor.engine.allowed_runtimes import check_allowed_runtimes
+from conveyor.engine.job import plan_work_items
 from conveyor.engine.store_link import add_planned_items
 from conveyor.errors import ResourceInUse, ResourceNotFound, ValidationException, job_not_found
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
@@ -22,7 +22,7 @@ from conveyor.service.model_check import check_local_handler
 from conveyor.settings import Settings
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError, check_output_location
-from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Page, Store
+from conveyor.store import STOPPING, TERMINAL, AlreadyExists, InvalidToken, Page, Store, TransformJobRecord
 
 
 def _validated(operation: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +191,7 @@ class SageMakerOperations:
         self.on_change()
         return {}
 
-    def _job(self, name: str):  # noqa: ANN202 - a TransformJobRecord
+    def _job(self, name: str) -> TransformJobRecord:
         record = self.store.jobs.get(name)
         if record is None:
             raise job_not_found(name)

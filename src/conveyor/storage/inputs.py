@@ -8,10 +8,9 @@ that cannot hold outputs, is refused before the model runs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
-
-import os
 
 import orjson
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, cast, overload
+from typing import Any, Callable, Iterator, Sequence, overload
 
 import orjson
 
@@ -80,13 +80,13 @@ class Database:
             # Opened by the parent before a fork: keep it referenced and never use or close
             # it here, so that this process does not tear down the parent's SQLite state.
             self._inherited.append(inherited)
-        connection = cast(_Connection, sqlite3.connect(
+        connection = sqlite3.connect(
             self.path,
             timeout=self.busy_timeout_seconds,
             isolation_level=None,  # autocommit; transactions are explicit (see `transaction`)
             check_same_thread=False,  # only so that `close` may close it from another thread
             factory=_Connection,
-        ))
+        )
         connection.pid = os.getpid()
         connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
         connection.execute("PRAGMA journal_mode = WAL")
