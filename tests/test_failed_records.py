@@ -16,6 +16,7 @@ import pytest
 
 from tests.models import write_model
 from tests.server import ServerProcess, start_server, wait_for_status
+from tests.test_server_trust import sign_in
 from tests.test_transform_cli import conveyor
 
 # Upper-cases each line; fails any payload holding a "bad" record; counts its invocations.
@@ -171,6 +172,14 @@ def test_the_limit_through_boto3_against_the_server_has_the_flags_effect(conveyo
         logGroupName="/aws/sagemaker/TransformJobs", logStreamName=f"{name}/instance-1", startFromHead=True
     )["events"]  # fmt: skip
     assert any(f"2 records failed in all; the errors manifest file://{tmp_path}/out/{name}.errors.jsonl lists them." in e["message"] for e in logs)
+    console = sign_in(conveyor_server)
+    try:
+        state = console.get(f"/console/api/jobs/{name}").json()
+        page = console.get(f"/console/jobs/{name}").text
+    finally:
+        console.close()
+    assert (state["failed_records"], state["errors_manifest"]) == (2, f"file://{tmp_path}/out/{name}.errors.jsonl")
+    assert "Failed records" in page and f"listed in file://{tmp_path}/out/{name}.errors.jsonl" in page
     with pytest.raises(sm.exceptions.ClientError, match="needs each record's output to be told apart"):
         sm.create_transform_job(
             TransformJobName=f"{name}-whole", ModelName=model, Environment={"CONVEYOR_MAX_FAILED_RECORDS": "5"},

@@ -171,7 +171,7 @@ def test_an_unknown_runtime_kind_is_refused_at_start_up(tmp_path: Path) -> None:
 # The console's preview
 
 
-def _sign_in(server: ServerProcess) -> httpx.Client:
+def sign_in(server: ServerProcess) -> httpx.Client:
     client = httpx.Client(base_url=server.endpoint, timeout=10)
     page = client.get("/console/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
@@ -194,7 +194,7 @@ def test_the_preview_serves_only_objects_the_job_wrote(conveyor_server: ServerPr
     model = create_model(sm, tmp_path, BRACKET)
     sm.create_transform_job(**job_request(name, model, write_inputs(tmp_path / "in", {"a.csv": "1\n"}), f"file://{out}"))
     assert wait_for_status(sm, name)["TransformJobStatus"] == "Completed"
-    console = _sign_in(conveyor_server)
+    console = sign_in(conveyor_server)
     try:
         written = console.get(f"/console/api/jobs/{name}/preview", params={"object": "a.csv.out"})
         assert written.status_code == 200 and written.json()["text"], written.text
