@@ -99,3 +99,13 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     finally:
         for context in contexts:
             context.close()
+
+
+def sign_in(page: Any, server: Any, secret: str | None = None) -> None:
+    """Fill the console's sign-in form with the server's keys (or a wrong `secret`) and send it."""
+    from tests.server import _read_keys
+
+    access_key_id, secret_access_key = _read_keys(server.credentials_file)
+    page.fill("#access_key_id", access_key_id)
+    page.fill("#secret_access_key", secret if secret is not None else secret_access_key)
+    page.click("button[type=submit]")

@@ -25,6 +25,7 @@ from conveyor.console.jobs import list_page
 from conveyor.errors import ConveyorError
 from conveyor.service import Service
 from conveyor.settings import Settings
+from tests.browser import sign_in
 from tests.models import BRACKET, sleepy, write_model
 from tests.server import ServerProcess, _read_keys, start_server, wait_for_status
 from tests.test_transform_cli import conveyor as transform_cli
@@ -86,12 +87,6 @@ def _keys(server: ServerProcess) -> tuple[str, str]:
     return _read_keys(server.credentials_file)
 
 
-def _sign_in(page: Any, server: ServerProcess, secret: str | None = None) -> None:
-    access_key_id, secret_access_key = _keys(server)
-    page.fill("#access_key_id", access_key_id)
-    page.fill("#secret_access_key", secret if secret is not None else secret_access_key)
-    page.click("button[type=submit]")
-
 
 @pytest.fixture(scope="module")
 def session_state(browser: Any, console: dict[str, Any]) -> Any:
@@ -99,7 +94,7 @@ def session_state(browser: Any, console: dict[str, Any]) -> Any:
     context = browser.new_context()
     page = context.new_page()
     page.goto(console["server"].endpoint + "/console/")
-    _sign_in(page, console["server"])
+    sign_in(page, console["server"])
     expect(page.locator("h1")).to_have_text("Batch transform jobs")
     state = context.storage_state()
     context.close()
@@ -153,11 +148,11 @@ def test_sign_in_with_the_servers_keys(new_page: Any, console: dict[str, Any], s
     page = new_page()
     page.goto(_url(console, "/jobs/create"))
     expect(page.locator("h1")).to_have_text("Sign in to Conveyor")
-    _sign_in(page, console["server"], secret="not-the-secret")
+    sign_in(page, console["server"], secret="not-the-secret")
     expect(page.locator(".alert-error")).to_contain_text("not correct")
     expect(page.locator("#access_key_id")).to_have_value(_keys(console["server"])[0])
     screenshot(page, "login-refused")
-    _sign_in(page, console["server"])
+    sign_in(page, console["server"])
     expect(page.locator("h1")).to_have_text("Create batch transform job")  # back where it was going
     cookie = next(c for c in page.context.cookies() if c["name"] == "conveyor_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/console"

@@ -12,7 +12,8 @@ import pytest
 from playwright.sync_api import expect
 
 from conveyor.console.throttle import SignInThrottle
-from tests.server import ServerProcess, _read_keys, start_server
+from tests.browser import sign_in
+from tests.server import ServerProcess, start_server
 
 pytest_plugins = ["tests.browser"]  # the `browser`, `new_page` and `screenshot` fixtures
 
@@ -25,12 +26,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     process.stop()
 
 
-def _sign_in(page: Any, server: ServerProcess, secret: str | None = None) -> None:
-    access_key_id, secret_access_key = _read_keys(server.credentials_file)
-    page.fill("#access_key_id", access_key_id)
-    page.fill("#secret_access_key", secret if secret is not None else secret_access_key)
-    page.click("button[type=submit]")
-
 
 def _jobs_page_status(server: ServerProcess, cookie: dict[str, Any]) -> int:
     with httpx.Client(base_url=server.endpoint, cookies={cookie["name"]: cookie["value"]}) as client:
@@ -40,7 +35,7 @@ def _jobs_page_status(server: ServerProcess, cookie: dict[str, Any]) -> int:
 def test_signing_out_revokes_the_session_on_the_server(new_page: Any, server: ServerProcess, screenshot: Any) -> None:
     page = new_page()
     page.goto(server.endpoint + "/console/")
-    _sign_in(page, server)
+    sign_in(page, server)
     expect(page.locator("h1")).to_have_text("Batch transform jobs")
     copied, = [cookie for cookie in page.context.cookies() if cookie["name"] == "conveyor_console"]
     assert _jobs_page_status(server, copied) == 200
@@ -61,9 +56,9 @@ def test_failed_sign_ins_are_throttled_per_address(new_page: Any, server: Server
     page = new_page()
     page.goto(server.endpoint + "/console/login")
     for _ in range(5):
-        _sign_in(page, server, secret="not-the-secret")
+        sign_in(page, server, secret="not-the-secret")
         expect(page.locator(".alert-error")).to_contain_text("is not correct")
-    _sign_in(page, server)  # the right keys too: a throttled attempt is not checked
+    sign_in(page, server)  # the right keys too: a throttled attempt is not checked
     alert = page.locator(".alert-error")
     expect(alert).to_contain_text("Too many failed sign-ins from 127.0.0.1 (5 a minute): try again in")
     screenshot(page, "sign-in-throttled")
