@@ -49,7 +49,7 @@ class S3Writer(ObjectWriter):
         self._part_size = part_size
         self._extra_args = extra_args
         self._checksum_algorithm = checksum_algorithm
-        self._pending: list[bytes | memoryview] = []  # the next part's bytes, joined once when it is full
+        self._pending: list[bytes | bytearray | memoryview] = []  # the next part's bytes, joined once when it is full
         self._pending_size = 0
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
@@ -122,10 +122,14 @@ class S3Writer(ObjectWriter):
             except Exception as exc:  # the sweep on resume removes what is left
                 logger.warning("%s: could not abort multipart upload %s: %s", self.uri, self._upload_id, exc)
 
-    def _take_pending(self) -> bytes:
-        data = self._pending[0] if len(self._pending) == 1 and type(self._pending[0]) is bytes else b"".join(self._pending)
+    def _take_pending(self) -> bytearray:
+        """The pending bytes as one body, and a bytearray, not bytes: botocore wraps a bytes body in
+        a BytesIO, copies it out again in slices to checksum it, and sends it 16 KiB at a time after
+        an `Expect: 100-continue` round trip; a bytearray is checksummed and sent whole."""
+        only = self._pending[0] if len(self._pending) == 1 else None
+        data = only if type(only) is bytearray else bytearray().join(self._pending)
         self._pending, self._pending_size = [], 0
-        return data  # type: ignore[return-value]
+        return data
 
     def _next_part_size(self) -> int:
         return self._part_size << (len(self._parts) // PART_GROWTH_INTERVAL)
@@ -161,7 +165,7 @@ class S3Writer(ObjectWriter):
         self._upload_id = response["UploadId"]
         self._pool = ThreadPoolExecutor(max_workers=self._max_parts_in_flight, thread_name_prefix="s3-part")
 
-    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, data: bytearray) -> dict[str, Any]:
         arguments = {"ChecksumAlgorithm": self._checksum_algorithm} if self._checksum_algorithm else {}
         response = self._client.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=data, **arguments
