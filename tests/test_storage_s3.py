@@ -294,6 +294,33 @@ def test_mixed_writes_make_exact_parts_and_a_reused_buffer_is_safe(s3_server, s3
     assert part_sizes == [5 * MiB] * 4 + [3 * MiB + 11]
 
 
+@pytest.mark.parametrize("checksums", [None, "when_required"])
+def test_http_bodies_are_hashed_only_where_no_crc32_goes_with_them(s3_server, s3_bucket, checksums) -> None:
+    """Over plain http botocore signs a SHA-256 of every body; where a CRC32 that the store checks
+    goes with each upload, the body goes as UNSIGNED-PAYLOAD (as over https); without one, the
+    SHA-256 stays, being the only check. Parts go as one buffer, with no Expect round trip."""
+    storage = S3Storage(s3_server.s3_config(part_size=5 * MiB, checksums=checksums))
+    sent: list[dict[str, str]] = []
+
+    def record(request, **_) -> None:
+        sent.append({name: value.decode() if isinstance(value, bytes) else value for name, value in request.headers.items()})
+
+    for operation in ("PutObject", "UploadPart"):
+        storage.client.meta.events.register(f"before-send.s3.{operation}", record)
+    data = b"".join(numbered_lines(6 * MiB))
+    for key, size in (("small.out", 100), ("large.out", len(data))):
+        with storage.open_write(f"s3://{s3_bucket}/{key}") as writer:
+            writer.write(data[:size])
+        assert storage.read_bytes(f"s3://{s3_bucket}/{key}") == data[:size]
+    assert len(sent) == 3  # one PutObject, two parts
+    for headers in sent:
+        assert "Expect" not in headers
+        if checksums is None:
+            assert headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD" and "x-amz-checksum-crc32" in headers
+        else:
+            assert len(headers["X-Amz-Content-SHA256"]) == 64 and "x-amz-checksum-crc32" not in headers
+
+
 def test_abort_leaves_no_object_and_no_pending_upload(s3_server, s3_bucket, storage) -> None:
     client = s3_server.client()
     uri = f"s3://{s3_bucket}/out/aborted.out"
