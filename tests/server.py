@@ -106,13 +106,14 @@ def start_server(
         "CONVEYOR_CAPACITY": "2",
         **(env or {}),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "server", "--port", str(port), *args],
-        env=environment,
-        stdout=open(log_path, "wb"),
-        stderr=subprocess.STDOUT,
-        preexec_fn=preexec_fn,
-    )
+    with open(log_path, "wb") as log:  # the server keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "server", "--port", str(port), *args],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+        )
     server = ServerProcess(home, port, process, log_path, tuple(args), env or {})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -202,7 +202,16 @@ def _reason(error: OSError) -> str:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before the banner so that the banner is only printed by a
-    server that has its port."""
+    """The server's socket, bound before the banner so that the banner is only printed by a
+    server that has its port. It listens only once uvicorn serves on it (asyncio calls listen()),
+    after the state is open: a client that connects earlier is refused, not left waiting on a
+    server that may yet fail to start."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    return socket.create_server((host, port), family=family)
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener
