@@ -226,7 +226,6 @@ def main() -> None:
     rounds: dict[str, list[Row]] = {}
     try:
         import boto3
-
         from botocore.config import Config
 
         client = boto3.client("s3", endpoint_url=store.endpoint_url, region_name=REGION)
@@ -243,9 +242,9 @@ def main() -> None:
 
         runs: dict[str, Callable[[], int]] = {
             "boto3 GET iter_chunks(1 MiB)": lambda: boto3_get(client, bucket, key),
-            "boto3 upload_fileobj": lambda: boto3_upload(client, bucket, "benchmark/upload", data),
-            "boto3 upload_fileobj, UNSIGNED-PAYLOAD": lambda: boto3_upload(unsigned, bucket, "benchmark/upload", data),
-            "open_write": lambda: storage_write(storage, f"s3://{bucket}/benchmark/written", data),
+            "boto3 upload_fileobj": partial(boto3_upload, client, bucket, "benchmark/upload", data),
+            "boto3 upload_fileobj, UNSIGNED-PAYLOAD": partial(boto3_upload, unsigned, bucket, "benchmark/upload", data),
+            "open_write": partial(storage_write, storage, f"s3://{bucket}/benchmark/written", data),
         }
         for strategy in strategies:
             reader = S3Storage(S3Config(endpoint_url=store.endpoint_url, region=REGION, read_strategy=strategy))
@@ -256,6 +255,7 @@ def main() -> None:
             runs[f"transform job [{strategy}], one line"] = partial(job.run, f"s3://{bucket}/benchmark/one-line/", output, 0)
             runs[f"transform job [{strategy}]"] = partial(job.run, f"s3://{bucket}/benchmark/input/", output, size)
         rounds = measure_rounds(runs, store, repeat)
+        runs.clear()  # the runs hold the 1 GB object
         del data
         for strategy in strategies:
             whole, start_up = rounds[f"transform job [{strategy}]"], rounds[f"transform job [{strategy}], one line"]

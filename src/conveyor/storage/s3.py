@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator, cast
 from urllib.parse import urlsplit
 
 import botocore.session
@@ -176,7 +176,7 @@ class S3Storage(Storage):
             last_modified=modified.timestamp() if modified else None,
         )
 
-    def open_read(self, uri: str) -> S3Reader:
+    def open_read(self, uri: str) -> BinaryIO:
         bucket, key = _bucket_and_key(uri)
         config = self.config
         client = self._client_for(uri)
@@ -209,7 +209,8 @@ class S3Storage(Storage):
             raise self._not_found(uri, bucket, exc, action="opening for reading") from None
         except Exception as exc:
             raise storage_error(uri, exc, action="opening for reading") from None
-        return S3Reader(uri, chunks, size=size, etag=etag, read_ahead=read_ahead)
+        # A raw binary stream (read, readinto, close, a context manager): all a BinaryIO is used for.
+        return cast(BinaryIO, S3Reader(uri, chunks, size=size, etag=etag, read_ahead=read_ahead))
 
     def open_write(self, uri: str, *, kms_key_id: str | None = None) -> ObjectWriter:
         bucket, key = _bucket_and_key(uri)

@@ -56,7 +56,7 @@ class S3Writer(ObjectWriter):
         self._slots = threading.BoundedSemaphore(max(1, max_parts_in_flight))
         self._max_parts_in_flight = max(1, max_parts_in_flight)
         self._pool: ThreadPoolExecutor | None = None
-        self._failure: BaseException | None = None
+        self._failure: Exception | None = None
         self._state = "open"  # → committed | aborted
 
     @property
@@ -68,9 +68,11 @@ class S3Writer(ObjectWriter):
             raise StorageError(self.uri, "InvalidState", f"write after the writer was {self._state}")
         size = memoryview(data).nbytes
         if size < SMALL_WRITE and self._pending_size + size < self._next_part_size():
-            if not self._pending or type(self._pending[-1]) is not bytearray:
-                self._pending.append(bytearray())
-            self._pending[-1] += data  # type: ignore[operator] - small writes (a record each) share one buffer
+            last = self._pending[-1] if self._pending else None
+            if not isinstance(last, bytearray):
+                last = bytearray()
+                self._pending.append(last)
+            last += data  # small writes (a record each) share one buffer
             self._pending_size += size
             return
         piece = data if type(data) is bytes else bytes(data)  # kept until its part is sent: the caller may reuse its buffer
@@ -151,8 +153,9 @@ class S3Writer(ObjectWriter):
 
     def _part_done(self, future: Future[dict[str, Any]]) -> None:
         self._slots.release()
-        if not future.cancelled() and future.exception() is not None and self._failure is None:
-            self._failure = future.exception()
+        failure = None if future.cancelled() else future.exception()
+        if isinstance(failure, Exception) and self._failure is None:
+            self._failure = failure
 
     def _start_upload(self) -> None:
         arguments = dict(self._extra_args)
