@@ -237,3 +237,25 @@ def test_a_kill_9_mid_job_resumes_with_the_same_outputs_and_manifest(tmp_path: P
     entries = [json.loads(line) for line in (tmp_path / "out" / "resumed.errors.jsonl").read_text().splitlines()]
     listed = [(Path(entry["object"]).name, entry["record"]) for entry in entries]
     assert listed == [(name, record) for name in sorted(objects) for record in (2, 7)]
+
+
+def test_a_payload_that_times_out_for_good_counts_its_records_as_failed(tmp_path: Path) -> None:
+    handler = (
+        "import time\n\ndef model_fn(model_dir):\n    return None\n\n"
+        "def transform_fn(model, body, content_type, accept):\n"
+        "    body = body if isinstance(body, bytes) else body.encode()\n"
+        "    if b'slow' in body:\n        time.sleep(3600)\n    return body.upper()\n"
+    )  # fmt: skip
+    model = write_model(tmp_path, handler)
+    rows = ["a", "b", "slow", "d", "e"]
+    write_rows(tmp_path / "in", "rows.csv", rows)
+    result = conveyor(
+        "transform", "--name", "tolerant", "--model", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+        "--content-type", "text/csv", "--split-type", "Line", "--assemble-with", "Line", "--strategy", "SingleRecord",
+        "--timeout", "1", "--retries", "0", "--max-failed-records", "1", home=tmp_path / "home",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "rows.csv.out").read_text() == "A\nB\n\nD\nE\n"
+    [entry] = manifest(tmp_path)
+    assert (entry["record"], entry["attempts"]) == (3, 1)
+    assert "did not answer within InvocationsTimeoutInSeconds=1 in 1 attempts" in entry["error"]

@@ -177,8 +177,10 @@ class _JobRun(InstanceEvents):
 
     def on_instance_lost(self, item: WorkItem | None, lost: InstanceLost) -> None:
         """A timed-out payload has spent one invocation, and its item fails once that leaves
-        none of InvocationsMaxRetries; any other death counts against the item, which fails
-        after MAX_INSTANCE_LOSSES_PER_ITEM of them. Otherwise the item is handed out again."""
+        none of InvocationsMaxRetries (in a job that tolerates failed records, the item goes on
+        and that payload's records count as failed); any other death counts against the item,
+        which fails after MAX_INSTANCE_LOSSES_PER_ITEM of them. Otherwise the item is handed out
+        again."""
         number = lost.instance + 1
         if item is None:
             self.listener.on_log(lost.instance, f"Instance {number} exited with code {lost.exit_code}; starting it again")
@@ -195,7 +197,7 @@ class _JobRun(InstanceEvents):
                 data_log=True,
             )
             retries = self.job.model_client.invocations_max_retries
-            if used[payload] > retries:
+            if used[payload] > retries and self.job.max_failed_records is None:  # a tolerant job counts its records as failed
                 self.on_item_failed(
                     item,
                     f"{item.input_uri}: the model did not answer within InvocationsTimeoutInSeconds={lost.timeout_seconds:g} "

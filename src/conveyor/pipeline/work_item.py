@@ -246,10 +246,22 @@ def _transform(
     progress.bytes_in = counted.bytes_read
 
 
+class _TimedOut(InvocationFailed):
+    """A payload whose every allowed invocation ran past the timeout (each one restarted the
+    instance): its records count as failed without bisection, which would time out again."""
+
+
 def _tolerant(invoker: Invoker) -> Callable[[int, bytes], bytes | InvocationFailed]:
     """The invoker, with a payload that fails for good answered by its failure (to bisect)."""
 
     def call(index: int, body: bytes) -> bytes | InvocationFailed:
+        spent = invoker.attempts_used.get(index, 0)
+        if spent > invoker.max_retries:
+            return _TimedOut(
+                f"the model did not answer within InvocationsTimeoutInSeconds={invoker.timeout_seconds:g} in {spent} attempts "
+                f"(InvocationsMaxRetries={invoker.max_retries})",
+                attempts=spent,
+            )
         try:
             return invoker(index, body)
         except InvocationFailed as exc:
@@ -274,6 +286,11 @@ def _bisected(
     limit = config.max_failed_records
     already = len(progress.failed_records)
     try:
+        if isinstance(failure, _TimedOut):
+            pieces = [Piece(start, 1, None, failure.message, failure.attempts) for start in range(len(answered))]
+            if limit is not None and already + len(pieces) > limit:
+                raise TooManyFailures(failure.message, pieces)
+            return pieces
         return bisect(
             bodies, lambda body: invoker.once(index, body), error=failure.message, attempts=failure.attempts,
             may_fail=lambda failed: limit is None or already + failed <= limit,
