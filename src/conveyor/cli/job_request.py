@@ -42,6 +42,7 @@ FLAGS = {
     "maxConcurrentTransforms": ("max_concurrent", "--max-concurrent"),
     "modelClientConfig.invocationsTimeoutInSeconds": ("timeout", "--timeout"),
     "modelClientConfig.invocationsMaxRetries": ("retries", "--retries"),
+    "environment.CONVEYOR_MAX_FAILED_RECORDS": ("max_failed_records", "--max-failed-records"),
     "environment": ("env", "--env"),
     "dataProcessing.inputFilter": ("input_filter", "--input-filter"),
     "dataProcessing.outputFilter": ("output_filter", "--output-filter"),
@@ -212,7 +213,9 @@ def flag_error(error: FieldError, args: argparse.Namespace) -> str:
     """One broken rule as a command-line user reads it: the flag, then the field it sets
     (`--output (TransformOutput.S3OutputPath) is required`); a field that `--request FILE` set
     is named as the field alone."""
-    path = next((path for path in FLAGS if error.path == path or error.path.startswith(path + ".")), None)
+    matching = [path for path in FLAGS if error.path == path or error.path.startswith(path + ".")]
+    # The flag the user gave wins (a reserved Environment key may come from its own flag or from --env).
+    path = next((path for path in matching if getattr(args, FLAGS[path][0], None)), matching[0] if matching else None)
     field = ".".join(part[:1].upper() + part[1:] for part in error.path.split("."))
     name = field
     if path is not None:

@@ -155,7 +155,7 @@ class _JobRun(InstanceEvents):
         self.records += progress.records
         self.listener.on_item_done(item, progress)
         if progress.failed_records:
-            self.listener.on_log(0, f"{item.input_uri}: {len(progress.failed_records)} records failed; their outputs are empty lines.")
+            self.listener.on_log(0, f"{item.input_uri}: {_records(len(progress.failed_records))} failed; their outputs are empty lines.")
         self._count_failed_records(len(progress.failed_records), progress.records)
 
     def _count_failed_records(self, failed: int, records: int) -> None:
@@ -290,13 +290,17 @@ def _failed_records_reason(
         write_errors_manifest(uri, summary.failed_records, settings.storage_for, kms_key_id=job.output.kms_key_id)
     except StorageError as exc:
         return reason or f"ClientError: Could not write the errors manifest {exc.uri}: {exc.code}: {exc.detail}"
-    listener.on_log(0, f"{failed} records failed in all; the errors manifest {uri} lists them.")
+    listener.on_log(0, f"{_records(failed)} failed in all; the errors manifest {uri} lists them.")
     if over_limit or limit.exceeded(failed, summary.records, final=True):
         return (
             f"More records failed than CONVEYOR_MAX_FAILED_RECORDS={limit} allows: {failed} of {summary.records} records failed. "
             f"The errors manifest {uri} lists them."
         )
     return f"{reason} The errors manifest {uri} lists the records that failed." if reason else None
+
+
+def _records(count: int) -> str:
+    return f"{count} record" if count == 1 else f"{count} records"
 
 
 def _outcome(status: str, reason: str | None, run: _JobRun, ledger: Ledger) -> JobOutcome:

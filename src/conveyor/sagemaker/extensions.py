@@ -66,7 +66,7 @@ def limit_errors(environment: dict[str, str]) -> list[FieldError]:
         parse_failed_record_limit(value)
     except ValueError as exc:
         message = f"Environment {MAX_FAILED_RECORDS}='{value}' is not a limit Conveyor can use: it {exc}"
-        return [FieldError("environment", value, str(exc), message=message)]
+        return [FieldError(f"environment.{MAX_FAILED_RECORDS}", value, str(exc), message=message)]
     return []
 
 

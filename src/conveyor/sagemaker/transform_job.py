@@ -143,7 +143,7 @@ def _failed_record_limit_errors(request: dict[str, Any]) -> list[FieldError]:
         "RecordIO or TFRecord, with BatchStrategy SingleRecord, or MultiRecord with AssembleWith Line; this job has "
         f"SplitType={split_type}, BatchStrategy={strategy}, AssembleWith={assemble_with}"
     )
-    return [FieldError("environment", value, "needs records told apart", message=message)]
+    return [FieldError(f"environment.{extensions.MAX_FAILED_RECORDS}", value, "needs records told apart", message=message)]
 
 
 def _instance_type_errors(value: str, shape: Shape, path: str) -> list[FieldError]:
