@@ -69,7 +69,8 @@ class LocalBackend(Backend):
     def _start(self, config: InstanceConfig, index: int) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=messages.worker_main, args=(config, child_end, os.getpid(), index), name=f"conveyor-instance-{index + 1}", daemon=True
+            target=messages.worker_main, args=(config, child_end, os.getpid(), index), name=f"conveyor-instance-{index + 1}",
+            daemon=False,  # an instance may start processes of its own (decode workers); it dies with us all the same
         )
         process.start()
         child_end.close()
