@@ -17,10 +17,10 @@ import orjson
 
 from conveyor.errors import FieldError, ValidationException, render_value
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
-from conveyor.sagemaker.extensions import MAX_FAILED_RECORDS, with_reserved_key
+from conveyor.sagemaker.extensions import DECODE_WORKERS, MAX_FAILED_RECORDS, with_reserved_key
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
-from conveyor.service.model_check import check_local_handler
+from conveyor.service.model_check import check_decode_workers, check_local_handler
 from conveyor.storage.inputs import check_output_location
 
 FLAGS = {
@@ -43,6 +43,7 @@ FLAGS = {
     "modelClientConfig.invocationsTimeoutInSeconds": ("timeout", "--timeout"),
     "modelClientConfig.invocationsMaxRetries": ("retries", "--retries"),
     "environment.CONVEYOR_MAX_FAILED_RECORDS": ("max_failed_records", "--max-failed-records"),
+    "environment.CONVEYOR_DECODE_WORKERS": ("decode_workers", "--decode-workers"),
     "environment": ("env", "--env"),
     "dataProcessing.inputFilter": ("input_filter", "--input-filter"),
     "dataProcessing.outputFilter": ("output_filter", "--output-filter"),
@@ -81,6 +82,11 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-failed-records", metavar="N|P%",
         help="let up to N records, or P%% of the job's records, fail without failing the job: their outputs are empty "
         "lines and <output>/<job>.errors.jsonl lists them (a Conveyor extension; Environment CONVEYOR_MAX_FAILED_RECORDS)",
+    )
+    source.add_argument(
+        "--decode-workers", metavar="N",
+        help="run the Python handler's input_fn and output_fn in N worker processes of each instance, predict_fn in the "
+        "instance (a Conveyor extension; Environment CONVEYOR_DECODE_WORKERS; docs/models.md, \"Parallel decode\")",
     )
     processing = parser.add_argument_group("data processing")
     processing.add_argument("--input-filter", metavar="JSONPATH", help="InputFilter, e.g. '$[1:]'")
@@ -152,6 +158,11 @@ def transform_request(args: argparse.Namespace, model_name: str) -> dict[str, An
             request["Environment"] = with_reserved_key(request.get("Environment"), MAX_FAILED_RECORDS, args.max_failed_records, "--max-failed-records")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    if args.decode_workers is not None:
+        try:
+            request["Environment"] = with_reserved_key(request.get("Environment"), DECODE_WORKERS, args.decode_workers, "--decode-workers")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.input_filter or args.output_filter or args.join_source:
         processing = request.setdefault("DataProcessing", {})
         _set(processing, "InputFilter", args.input_filter)
@@ -198,9 +209,12 @@ def job_and_model(args: argparse.Namespace) -> tuple[TransformJobSpec, ModelSpec
     request = model_request(args, wanted if isinstance(wanted, str) else None)
     model = parse_model(request)
     check_model_for_batch(model)
+    primary = request.get("PrimaryContainer") is not None
+    check_decode_workers(model, primary=primary)
     try:
-        check_local_handler(model, primary=request.get("PrimaryContainer") is not None)
+        check_local_handler(model, primary=primary)
         job = parse_transform_job(transform_request(args, model.name))
+        check_decode_workers(model, primary=primary, job_decode_workers=job.decode_workers)
         check_output_location(job.input.data_type, job.input.uri, job.output.output_path)
     except ValidationException as error:
         if not error.errors:

@@ -96,6 +96,8 @@ class InstanceConfig:
             max_failed_records=job.max_failed_records.count if job.max_failed_records else None,
         )
         capture = job.data_capture
+        if job.decode_workers is not None:  # the job's CONVEYOR_DECODE_WORKERS wins over its containers', as job values do
+            model = replace(model, containers=[replace(container, decode_workers=job.decode_workers) for container in model.containers])
         return cls(
             job_name=job.name,
             model=model,
@@ -139,7 +141,7 @@ class InstanceConfig:
                 self.pipeline,
                 batch_strategy=resolved.batch_strategy,
                 max_payload_bytes=resolved.max_payload_mb << 20,
-                max_concurrent=resolved.max_concurrent_transforms,
+                max_concurrent=runtime.payloads_in_flight(resolved.max_concurrent_transforms),
                 data_processing=self._data_processing(),
                 inference_id=InferenceIdConfig(start_time=self.generate_inference_id_at) if self.generate_inference_id_at else None,
             )

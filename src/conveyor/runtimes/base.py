@@ -11,8 +11,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from conveyor.sagemaker.transform_job import MAX_PAYLOAD_MB
-
 
 class InvocationError(Exception):
     """One invocation failed. `retryable` follows docs/semantics.md, decision 8 (connection errors,
@@ -42,6 +40,8 @@ class ExecutionParameters:
         """`{"MaxConcurrentTransforms": 8, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}`,
         each key optional, as a container's `/execution-parameters` or a handler's
         `execution_parameters_fn` answers; ValueError names every value out of SageMaker's range."""
+        from conveyor.sagemaker.transform_job import MAX_PAYLOAD_MB  # here: a decode worker imports this module, not botocore
+
         problems = []
         concurrency = answer.get("MaxConcurrentTransforms")
         if concurrency is not None and not (type(concurrency) is int and concurrency >= 1):
@@ -79,6 +79,12 @@ class Runtime(ABC):
 
     def execution_parameters(self) -> ExecutionParameters:
         return ExecutionParameters()
+
+    def payloads_in_flight(self, max_concurrent: int) -> int:
+        """How many payloads the pipeline keeps in flight, told the resolved MaxConcurrentTransforms.
+        A runtime that works on payloads in stages (parallel decode) asks for more, and itself
+        keeps the model's own calls to `max_concurrent` at once."""
+        return max_concurrent
 
     @abstractmethod
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:

@@ -56,6 +56,10 @@ class SerialPipelineRuntime(Runtime):
             max_payload_mb=wishes[0].max_payload_mb,
         )
 
+    def payloads_in_flight(self, max_concurrent: int) -> int:
+        """The most any container asks for; each keeps its own model calls to `max_concurrent`."""
+        return max(stage.payloads_in_flight(max_concurrent) for stage in self.stages)
+
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         """One pass through every container; the timeout covers the whole chain."""
         deadline = time.monotonic() + timeout

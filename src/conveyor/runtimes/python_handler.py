@@ -10,7 +10,8 @@ the scikit-learn and PyTorch serving containers use it (docs/semantics.md, decis
 One instance is one process that imports one model's handler; `invoke()` runs on up to
 MaxConcurrentTransforms threads sharing the one loaded model, so nothing here mutates shared
 state per call. `invoke()` cannot stop a handler at its timeout (`enforces_timeout = False`):
-the instance's watchdog restarts the process instead.
+the instance's watchdog restarts the process instead. With CONVEYOR_DECODE_WORKERS, input_fn
+and output_fn run in worker processes (`runtimes.decode_pool`; docs/models.md, "Parallel decode").
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import json
 import os
 import re
 import sys
+import threading
 import traceback
+from contextlib import AbstractContextManager, nullcontext
 from types import ModuleType
 from typing import Any, Callable
 
 from conveyor.runtimes import codecs
 from conveyor.runtimes.base import ExecutionParameters, InvocationError, Runtime, RuntimeStartError
+from conveyor.runtimes.decode_pool import INPUT_FN, OUTPUT_FN, DecodePool, WorkerSetup
 from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, program
 from conveyor.runtimes.toolkit_defaults import CONVEYOR, ToolkitDefaults, model_predict
 
@@ -35,6 +39,8 @@ DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 """The Accept used when a request has none or `*/*` (the toolkit's variable)."""
 
 _module_numbers = itertools.count(1)
+Stage = Callable[[Any, str | None, str], Any]
+"""One handler step bound to its function: (value, content type, accept) → its result."""
 
 
 class RequestProcessor:
@@ -100,16 +106,23 @@ class PythonHandlerRuntime(Runtime):
         code_dir: str | None = None,
         packages_dir: str | None = None,
         defaults: ToolkitDefaults = CONVEYOR,
+        decode_workers: int | None = None,
     ) -> None:
         self.model_dir = model_dir
         self.environment = dict(environment)
         self.code_dir = code_dir if code_dir is not None else os.path.join(model_dir, "code")
         self.packages_dir = packages_dir  # the handler's requirements.txt, installed; ahead on sys.path
         self.defaults = defaults
+        self.decode_workers = decode_workers  # CONVEYOR_DECODE_WORKERS, consumed before the environment
         self.handler_path: str | None = None
         self.module: ModuleType | None = None
         self.model: Any = None
-        self._handle: Callable[[bytes | str, str | None, str], Any] | None = None
+        self._handle: Stage | None = None
+        self._decode: Stage | None = None
+        self._predict: Stage | None = None
+        self._encode: Stage | None = None
+        self._pool: DecodePool | None = None
+        self._predicting: AbstractContextManager[Any] = nullcontext()  # at most MaxConcurrentTransforms predict_fn at once
         self._default_accept = codecs.JSON
         self._system_properties: dict[str, Any] = {}
         self._path_entries: list[str] = []
@@ -121,6 +134,37 @@ class PythonHandlerRuntime(Runtime):
     def start(self) -> None:
         if self._handle is not None:
             return
+        path = self._set_up()
+        name = f"conveyor_handler_{next(_module_numbers)}_{_stem(path)}"  # never shared by two models
+        try:
+            if self.decode_workers:  # they start while the model loads
+                setup = WorkerSetup(self.model_dir, self.code_dir, self.packages_dir, self.environment, self.defaults, name)
+                self._pool = DecodePool(self.decode_workers, setup)
+                self._pool.launch()
+            self.module = self._import(path, name)
+            self.model = self._load_model()
+            self._handle = self._resolve_chain()
+            if self._pool is not None:
+                self._join_pool()
+        except BaseException:
+            self.close()
+            raise
+
+    def start_codec(self, module_name: str) -> None:
+        """What a decode worker runs (`runtimes.decode_pool`): the handler imported as the
+        instance did, under the instance's `module_name`, with input_fn and output_fn bound; no
+        model is loaded."""
+        path = self._set_up()
+        try:
+            self.module = self._import(path, module_name)
+            self._resolve_stages()
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self) -> str:
+        """Find the handler and set the model's Environment (before the import: the handler may
+        read it); the handler's path."""
         path = os.path.join(self.code_dir, program(self.environment if PROGRAM_VARIABLE in self.environment else os.environ))
         if not os.path.isfile(path):
             raise RuntimeStartError(
@@ -129,34 +173,41 @@ class PythonHandlerRuntime(Runtime):
                 "input_fn/predict_fn/output_fn or transform_fn"
             )
         self.handler_path = os.path.realpath(path)
-
-        for key, value in self.environment.items():  # before the import: the handler may read them
+        for key, value in self.environment.items():
             self._replaced_environment.setdefault(key, os.environ.get(key))
             os.environ[key] = value
         self._default_accept = os.environ.get(DEFAULT_ACCEPT_VARIABLE) or codecs.JSON
         self._system_properties = {
             "model_dir": self.model_dir,
-            "gpu_id": None,
+            "gpu_id": 0 if self.environment.get("CUDA_VISIBLE_DEVICES") else None,  # devices number from 0 under it
             "batch_size": 1,
             "server_name": "conveyor",
         }
-        try:
-            self.module = self._import(path)
-            self.model = self._load_model()
-            self._handle = self._resolve_chain()
-        except BaseException:
-            self.close()
-            raise
+        return path
 
-    def _import(self, path: str) -> ModuleType:
+    def _join_pool(self) -> None:
+        """Wait for the decode workers; a transform_fn cannot be split, so there the setting is
+        ignored, with one line in the job log."""
+        assert self._pool is not None
+        if self._decode is None:
+            from conveyor.sagemaker.extensions import DECODE_WORKERS  # here: a decode worker needs no botocore
+
+            self._pool.close()
+            self._pool = None
+            print(
+                f"{DECODE_WORKERS}={self.decode_workers} is ignored: {self._shown(self.handler_path or '')} defines "
+                "transform_fn, which cannot be split into input_fn, predict_fn and output_fn; it runs whole in the instance"
+            )
+            return
+        self._pool.wait_ready()
+
+    def _import(self, path: str, name: str) -> ModuleType:
         # The model's installed requirements go ahead of Conveyor's packages, so its pins win for
         # its imports; helper modules beside the handler import as in SageMaker.
         for entry in (self.packages_dir, os.path.dirname(path)):
             if entry is not None and entry not in sys.path:
                 sys.path.insert(0, entry)
                 self._path_entries.append(entry)
-        stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-        name = f"conveyor_handler_{next(_module_numbers)}_{stem}"  # never shared by two models
         module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
             raise RuntimeStartError(f"cannot load {path} as a Python module")
@@ -228,7 +279,7 @@ class PythonHandlerRuntime(Runtime):
         except (Exception, SystemExit) as exc:
             raise RuntimeStartError(f"{name} in {self.handler_path} failed: {self._describe(exc)}") from exc
 
-    def _resolve_chain(self) -> Callable[[bytes | str, str | None, str], Any]:
+    def _resolve_chain(self) -> Stage:
         """Bind the request path once, so a call does no look-ups and no signature checks."""
         model = self.model
         transform_fn = self._function("transform_fn")
@@ -252,26 +303,31 @@ class PythonHandlerRuntime(Runtime):
                 f"{self.handler_path} defines no predict_fn and model_fn returned a {type(model).__name__} "
                 "without a predict method; define predict_fn(data, model) or transform_fn"
             )
-        stages: tuple[tuple[Callable[..., Any], str, tuple[str, ...]], ...] = (
-            (input_fn or self.defaults.input_fn, "input_fn", ("input_data", "content_type")),
-            (predict_fn or self.defaults.predict_fn, "predict_fn", ("data", "model")),
-            (output_fn or self.defaults.output_fn, "output_fn", ("prediction", "accept")),
-        )
-        (decode, wants_1), (predict, wants_2), (encode, wants_3) = (
-            (function, self._takes_context(function, name, parameters)) for function, name, parameters in stages
-        )
-        if not (wants_1 or wants_2 or wants_3):
-            return lambda data, content_type, accept: encode(predict(decode(data, content_type), model), accept)
+        decode, encode = self._resolve_stages()
+        predict = self._predict = self._bind(predict_fn or self.defaults.predict_fn, "predict_fn", ("data", "model"), model)
+        return lambda data, content_type, accept: encode(predict(decode(data, content_type, accept), content_type, accept), content_type, accept)
 
-        make_context = self._request_context
+    def _resolve_stages(self) -> tuple[Stage, Stage]:
+        """input_fn and output_fn (or the toolkit's defaults), bound: what a decode worker runs."""
+        decode = self._decode = self._bind(self._function("input_fn") or self.defaults.input_fn, "input_fn", ("input_data", "content_type"))
+        encode = self._encode = self._bind(self._function("output_fn") or self.defaults.output_fn, "output_fn", ("prediction", "accept"))
+        return decode, encode
 
-        def handle(data: bytes | str, content_type: str | None, accept: str) -> Any:
-            context = make_context(content_type, accept)
-            parsed = decode(data, content_type, context) if wants_1 else decode(data, content_type)
-            prediction = predict(parsed, model, context) if wants_2 else predict(parsed, model)
-            return encode(prediction, accept, context) if wants_3 else encode(prediction, accept)
-
-        return handle
+    def _bind(self, function: Callable[..., Any], name: str, parameters: tuple[str, ...], model: Any = None) -> Stage:
+        """`function` as a Stage: its second argument the content type (input_fn), the model
+        (predict_fn) or the accept type (output_fn), and a context when its signature asks."""
+        context = self._request_context if self._takes_context(function, name, parameters) else None
+        if name == "input_fn":
+            if context is None:
+                return lambda value, content_type, accept: function(value, content_type)
+            return lambda value, content_type, accept: function(value, content_type, context(content_type, accept))
+        if name == "predict_fn":
+            if context is None:
+                return lambda value, content_type, accept: function(value, model)
+            return lambda value, content_type, accept: function(value, model, context(content_type, accept))
+        if context is None:
+            return lambda value, content_type, accept: function(value, accept)
+        return lambda value, content_type, accept: function(value, accept, context(content_type, accept))
 
     def _request_context(self, content_type: str | None, accept: str) -> Context:
         headers = {"Accept": accept}
@@ -281,24 +337,60 @@ class PythonHandlerRuntime(Runtime):
 
     # invoke ------------------------------------------------------------------------------
 
+    def payloads_in_flight(self, max_concurrent: int) -> int:
+        """With decode workers, enough payloads in flight that every worker has one to decode
+        while MaxConcurrentTransforms of them are predicted; predict_fn itself still runs at most
+        `max_concurrent` at once, as without workers."""
+        if self._pool is None:
+            return max_concurrent
+        self._predicting = threading.BoundedSemaphore(max_concurrent)
+        return max_concurrent + self._pool.size
+
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         handle = self._handle
         if handle is None:
             raise RuntimeError("PythonHandlerRuntime.invoke() before start()")
         if not accept or accept == codecs.ANY:
             accept = self._default_accept
+        if self._pool is None:
+            return self._answer(self._step(handle, self._text(payload, content_type), content_type, accept), accept)
+        assert self._predict is not None
+        parsed = self._pool.call(INPUT_FN, payload if type(payload) is bytes else bytes(payload), content_type, accept)
+        with self._predicting:
+            prediction = self._step(self._predict, parsed, content_type, accept)
+        body: bytes = self._pool.call(OUTPUT_FN, prediction, content_type, accept)  # encode_prediction's bytes
+        return body
+
+    def decode_payload(self, payload: bytes, content_type: str | None, accept: str) -> Any:
+        """input_fn on a payload, with the errors invoke() raises: a decode worker's first step."""
+        assert self._decode is not None
+        return self._step(self._decode, self._text(payload, content_type), content_type, accept)
+
+    def encode_prediction(self, prediction: Any, content_type: str | None, accept: str) -> bytes:
+        """output_fn on a prediction, as response bytes: a decode worker's second step."""
+        assert self._encode is not None
+        return self._answer(self._step(self._encode, prediction, content_type, accept), accept)
+
+    def _text(self, payload: bytes, content_type: str | None) -> bytes | str:
+        """The payload as the handler receives it: JSON and CSV bodies as str, as the toolkit hands them over."""
         data: bytes | str = payload if type(payload) is bytes else bytes(payload)
-        if content_type in codecs.UTF8_TYPES:  # the toolkit hands JSON and CSV bodies over as str
+        if content_type in codecs.UTF8_TYPES:
             try:
                 data = data.decode("utf-8")  # type: ignore[union-attr]
             except UnicodeDecodeError as exc:
                 raise InvocationError(_not_text(content_type, payload, exc), retryable=False, status=400) from None
+        return data
+
+    def _step(self, stage: Stage, value: Any, content_type: str | None, accept: str) -> Any:
+        """Run one bound step; a handler's error becomes the InvocationError SageMaker's server would answer."""
         try:
-            result = handle(data, content_type, accept)
+            return stage(value, content_type, accept)
         except codecs.UnsupportedFormatError as exc:
             raise InvocationError(str(exc), retryable=False, status=415) from exc
         except Exception as exc:
             raise InvocationError(self._describe(exc), retryable=True, status=500) from exc
+
+    def _answer(self, result: Any, accept: str) -> bytes:
         return result if type(result) is bytes else self._body(result, accept)
 
     def _body(self, result: Any, accept: str) -> bytes:
@@ -362,7 +454,10 @@ class PythonHandlerRuntime(Runtime):
             raise RuntimeStartError(f"execution_parameters_fn in {self.handler_path} failed: {self._describe(exc)}") from exc
 
     def close(self) -> None:
-        self._handle = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        self._handle = self._decode = self._predict = self._encode = None
         self.model = None
         if self.module is not None:
             sys.modules.pop(self.module.__name__, None)
@@ -377,3 +472,7 @@ class PythonHandlerRuntime(Runtime):
             else:
                 os.environ[key] = previous
         self._replaced_environment = {}
+
+
+def _stem(path: str) -> str:
+    return re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])

@@ -198,7 +198,8 @@ def _python(target: RuntimeTarget) -> Runtime:
             f"Model {target.model.name} has no ModelDataUrl: a Python handler model needs a model directory with code/inference.py."
         )
     return PythonHandlerRuntime(
-        target.model_dir, dict(target.environment), code_dir=code.directory, packages_dir=code.packages, defaults=defaults_for(target.image)
+        target.model_dir, dict(target.environment), code_dir=code.directory, packages_dir=code.packages, defaults=defaults_for(target.image),
+        decode_workers=target.container.decode_workers,
     )
 
 

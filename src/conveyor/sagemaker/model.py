@@ -16,7 +16,7 @@ from typing import Any, Literal
 from botocore.model import Shape
 
 from conveyor.errors import FieldError, ValidationException
-from conveyor.sagemaker import shapes
+from conveyor.sagemaker import extensions, shapes
 from conveyor.sagemaker.locations import location_errors, normalize_location
 
 MAX_ENVIRONMENT_BYTES = 32 * 1024  # all keys and values of all containers together (botocore's ContainerDefinition.Environment)
@@ -44,9 +44,10 @@ _ECR_IMAGE = re.compile(
 class ContainerSpec:
     image: str | None = None
     model_data_url: str | None = None  # normalised: s3://bucket/key or file:///absolute/path
-    environment: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)  # less Conveyor's own keys, which are consumed
     hostname: str | None = None
     model_data_source: dict[str, Any] | None = None  # recorded; a transform job refuses it
+    decode_workers: int | None = None  # Environment CONVEYOR_DECODE_WORKERS, consumed
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def parse_model(request: dict[str, Any]) -> ModelSpec:
         errors.append(FieldError("containers", containers, "Member must have length greater than or equal to 1"))
     errors.extend(shapes.unique_tag_key_errors(request.get("Tags"), "tags"))
     errors.extend(_environment_size_errors(_container_requests(request)))
+    errors.extend(_reserved_key_errors(request))
     if errors:
         raise ValidationException(errors)
     execution = request.get("InferenceExecutionConfig") or {}
@@ -164,12 +166,27 @@ def _environment_size_errors(containers: list[dict[str, Any]]) -> list[FieldErro
     return [FieldError("environment", total, f"Member must total at most {MAX_ENVIRONMENT_BYTES} bytes", message=message)]
 
 
+def _reserved_key_errors(request: dict[str, Any]) -> list[FieldError]:
+    """Conveyor's own keys in each container's Environment (docs/semantics.md, "Conveyor's
+    Environment keys"): a model may hold CONVEYOR_DECODE_WORKERS, the others are a job's."""
+    errors = []
+    primary = request.get("PrimaryContainer") is not None
+    for index, container in enumerate(_container_requests(request), start=1):
+        environment = container.get("Environment")
+        if isinstance(environment, dict):
+            path = "primaryContainer.environment" if primary else f"containers.{index}.member.environment"
+            errors.extend(extensions.reserved_key_errors(environment, field=path, model=True))
+    return errors
+
+
 def _container(container: dict[str, Any]) -> ContainerSpec:
     url = container.get("ModelDataUrl")
+    environment = dict(container.get("Environment") or {})
     return ContainerSpec(
         image=container.get("Image"),
         model_data_url=normalize_location(url) if url else None,
-        environment=dict(container.get("Environment") or {}),
+        environment=extensions.without_reserved_keys(environment),
         hostname=container.get("ContainerHostname"),
         model_data_source=copy.deepcopy(container.get("ModelDataSource")),
+        decode_workers=extensions.decode_workers(environment),
     )

@@ -98,6 +98,7 @@ class TransformJobSpec:
     tags: list[dict[str, str]] = field(default_factory=list)
     request: dict[str, Any] = field(default_factory=dict)
     max_failed_records: FailedRecordLimit | None = None  # Environment CONVEYOR_MAX_FAILED_RECORDS, consumed
+    decode_workers: int | None = None  # Environment CONVEYOR_DECODE_WORKERS, consumed
 
 
 def parse_transform_job(request: dict[str, Any]) -> TransformJobSpec:
@@ -111,7 +112,7 @@ def parse_transform_job(request: dict[str, Any]) -> TransformJobSpec:
     errors.extend(shapes.unique_tag_key_errors(request.get("Tags"), "tags"))
     errors.extend(_data_processing_errors(request))
     errors.extend(_inference_id_errors(request))
-    errors.extend(_failed_record_limit_errors(request))
+    errors.extend(_reserved_key_errors(request))
     content_type, accept = _valid_or_none(_content_type(request)), _valid_or_none(_accept(request))
     input_filter = _parse_filter(request, "InputFilter", content_type, errors)
     output_filter = _parse_filter(request, "OutputFilter", accept or content_type, errors)
@@ -121,14 +122,16 @@ def parse_transform_job(request: dict[str, Any]) -> TransformJobSpec:
     return _build(request, DataProcessing(input_filter, output_filter, processing.get("JoinSource") or "None"))
 
 
-def _failed_record_limit_errors(request: dict[str, Any]) -> list[FieldError]:
-    """A limit on failed records needs each record's output to be told apart (docs/semantics.md,
-    "Tolerating bad records"): records split out of the object, and one output per record."""
+def _reserved_key_errors(request: dict[str, Any]) -> list[FieldError]:
+    """Conveyor's own Environment keys (docs/semantics.md, "Conveyor's Environment keys"): each
+    value checked, and a limit on failed records only where each record's output can be told
+    apart (docs/semantics.md, "Tolerating bad records"): records split out of the object, and
+    one output per record."""
     environment = request.get("Environment")
-    if not isinstance(environment, dict) or extensions.MAX_FAILED_RECORDS not in environment:
+    if not isinstance(environment, dict):
         return []
-    errors = extensions.limit_errors(environment)
-    if errors:
+    errors = extensions.reserved_key_errors(environment)
+    if errors or extensions.MAX_FAILED_RECORDS not in environment:
         return errors
     source: dict[str, Any] = request["TransformInput"] if isinstance(request.get("TransformInput"), dict) else {}
     output: dict[str, Any] = request["TransformOutput"] if isinstance(request.get("TransformOutput"), dict) else {}
@@ -367,6 +370,7 @@ def _build(request: dict[str, Any], processing: DataProcessing) -> TransformJobS
         tags=[dict(tag) for tag in request.get("Tags") or []],
         request=copy.deepcopy(request),
         max_failed_records=_failed_record_limit(request.get("Environment") or {}),
+        decode_workers=extensions.decode_workers(request.get("Environment") or {}),
     )
 
 

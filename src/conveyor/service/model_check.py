@@ -1,4 +1,5 @@
-"""A model whose Python handler is broken is refused at CreateModel, not when a job runs.
+"""A model whose Python handler is broken is refused at CreateModel, not when a job runs; so is
+parallel decode (CONVEYOR_DECODE_WORKERS) asked of a model that runs no Python handler here.
 
 Only what can be known cheaply then is checked, for a container that runs its handler in this
 process (`runtimes.registry.runs_handler_code`): where its sources are a local folder (script
@@ -16,6 +17,7 @@ import os
 from conveyor.errors import FieldError, ValidationException
 from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, SUBMIT_DIRECTORY_VARIABLE, program, submit_directory
 from conveyor.runtimes.registry import PYTHON_IMAGE, runs_handler_code
+from conveyor.sagemaker.extensions import DECODE_WORKERS
 from conveyor.sagemaker.model import ContainerSpec, ModelSpec
 from conveyor.storage.uri import parse_uri
 
@@ -77,3 +79,26 @@ def _handler_problem(path: str, member: str) -> str | None:
     except ValueError as error:  # null bytes in the source
         return f"the handler {path} does not compile: {error}"
     return None
+
+
+def check_decode_workers(model: ModelSpec, *, primary: bool, job_decode_workers: int | None = None) -> None:
+    """Raise ValidationException where CONVEYOR_DECODE_WORKERS (a container's, or the job's,
+    which reaches every container) is set for a container that does not run a Python handler
+    in Conveyor's process: its input_fn and output_fn are what the workers run (docs/models.md,
+    "Parallel decode")."""
+    errors = []
+    for index, container in enumerate(model.containers):
+        workers = job_decode_workers if job_decode_workers is not None else container.decode_workers
+        image = (container.image or "").strip()
+        if workers is None or runs_handler_code(image):
+            continue
+        where = "primaryContainer" if primary else f"containers.{index + 1}.member"
+        field = f"environment.{DECODE_WORKERS}" if job_decode_workers is not None else f"{where}.environment.{DECODE_WORKERS}"
+        problem = (
+            f"Environment {DECODE_WORKERS}='{workers}' runs a Python handler's input_fn and output_fn in worker processes, "
+            f"but Model '{model.name}' {where} has Image '{image}', which runs no Python handler in Conveyor's process "
+            f"(only an empty Image, {PYTHON_IMAGE} or a SageMaker framework image with code/inference.py does)"
+        )
+        errors.append(FieldError(field, str(workers), "needs a Python handler model", message=problem))
+    if errors:
+        raise ValidationException(errors)

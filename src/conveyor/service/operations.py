@@ -18,7 +18,7 @@ from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transfo
 from conveyor.sagemaker.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
 from conveyor.service import wire
 from conveyor.service.local_roots import check_job_locations, check_model_locations, check_planned_items
-from conveyor.service.model_check import check_local_handler
+from conveyor.service.model_check import check_decode_workers, check_local_handler
 from conveyor.settings import Settings
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError, check_output_location
@@ -98,6 +98,7 @@ class SageMakerOperations:
         check_model_locations(model, self.settings, primary=primary)
         check_allowed_runtimes(model, self.settings.runtimes, primary=primary)
         check_local_handler(model, primary=primary)
+        check_decode_workers(model, primary=primary)
         arn = self.settings.arn("model", model.name)
         try:
             self.store.models.create(model.name, arn, request, datetime.now(timezone.utc), tags=_tags(request))
@@ -142,6 +143,7 @@ class SageMakerOperations:
         primary = model_record.request.get("PrimaryContainer") is not None
         check_model_locations(model, self.settings, primary=primary)
         check_allowed_runtimes(model, self.settings.runtimes, primary=primary)
+        check_decode_workers(model, primary=primary, job_decode_workers=job.decode_workers)
         arn = self.settings.arn("transform-job", job.name)
         if self.store.jobs.get(job.name) is not None:
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})")

@@ -1,0 +1,235 @@
+"""Parallel decode (CONVEYOR_DECODE_WORKERS, a Conveyor extension): input_fn and output_fn run in
+worker processes of the instance, predict_fn in the instance; order and SageMaker's semantics
+are kept, and the key is one of Conveyor's reserved Environment keys (docs/models.md,
+"Parallel decode"; docs/semantics.md, "Conveyor's Environment keys")."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.models import write_model
+from tests.server import ServerProcess, wait_for_status
+from tests.test_transform_cli import conveyor
+
+# Each record's output names the processes that ran input_fn, predict_fn and output_fn; the
+# values crossing between them are objects of a class defined in the handler itself.
+PIDS = """
+import os
+import random
+import time
+
+class Rows:
+    def __init__(self, lines, pids):
+        self.lines = lines
+        self.pids = pids
+
+def model_fn(model_dir):
+    return "model"
+
+def input_fn(body, content_type):
+    time.sleep(random.random() * 0.02)
+    return Rows(body.splitlines(), [os.getpid()])
+
+def predict_fn(data, model):
+    return Rows(data.lines, data.pids + [os.getpid()])
+
+def output_fn(prediction, accept):
+    pids = " ".join(map(str, prediction.pids + [os.getpid()]))
+    return "".join(f"{line} {pids} {os.environ.get('CONVEYOR_DECODE_WORKERS')}\\n" for line in prediction.lines)
+"""
+
+ROWS = [f"row-{n}" for n in range(1, 121)]
+
+
+def transform(tmp_path: Path, handler: str, *flags: str, rows: list[str] = ROWS, home: Path | None = None):
+    model = write_model(tmp_path, handler)
+    (tmp_path / "in").mkdir(exist_ok=True)
+    (tmp_path / "in" / "rows.csv").write_text("".join(f"{row}\n" for row in rows))
+    return conveyor(
+        "transform", "--name", "decoded", "--model", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+        "--content-type", "text/csv", "--split-type", "Line", "--assemble-with", "Line", *flags, home=home or tmp_path / "home",
+    )  # fmt: skip
+
+
+def output_lines(tmp_path: Path) -> list[list[str]]:
+    return [line.split(" ") for line in (tmp_path / "out" / "rows.csv.out").read_text().splitlines()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_order_is_kept_under_random_decode_times_and_handler_classes_cross_processes(tmp_path: Path) -> None:
+    result = transform(tmp_path, PIDS, "--strategy", "SingleRecord", "--decode-workers", "3")
+    assert result.returncode == 0, result.stderr
+    lines = output_lines(tmp_path)
+    assert [line[0] for line in lines] == ROWS
+    decoders, predictors, encoders = ({int(line[index]) for line in lines} for index in (1, 2, 3))
+    assert len(predictors) == 1, "predict_fn runs in the instance"
+    assert len(decoders) > 1 and len(encoders) > 1, "the payloads are spread over the workers"
+    assert predictors.isdisjoint(decoders | encoders) and len(decoders | encoders) <= 3
+    assert {line[4] for line in lines} == {"None"}, "the key is consumed, not passed to the model"
+    time.sleep(0.5)
+    assert not [pid for pid in decoders | encoders | predictors if alive(pid)], "no process is left after the command"
+
+
+def test_without_the_key_everything_runs_in_the_instance(tmp_path: Path) -> None:
+    result = transform(tmp_path, PIDS, "--strategy", "SingleRecord", rows=ROWS[:5])
+    assert result.returncode == 0, result.stderr
+    assert {tuple(line[1:4]) for line in output_lines(tmp_path)} == {(output_lines(tmp_path)[0][1],) * 3}
+
+
+def test_the_key_in_the_models_environment_turns_it_on_and_does_not_reach_the_model(tmp_path: Path) -> None:
+    model = write_model(tmp_path, PIDS)
+    request = {"ModelName": "decoding", "PrimaryContainer": {"Image": "conveyor:python", "ModelDataUrl": str(model),
+                                                             "Environment": {"CONVEYOR_DECODE_WORKERS": "2"}}}  # fmt: skip
+    (tmp_path / "model.json").write_text(json.dumps(request))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.csv").write_text("".join(f"{row}\n" for row in ROWS[:20]))
+    result = conveyor(
+        "transform", "--model-request", str(tmp_path / "model.json"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+        "--content-type", "text/csv", "--split-type", "Line", "--assemble-with", "Line", "--strategy", "SingleRecord", home=tmp_path / "home",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = output_lines(tmp_path)
+    assert [line[0] for line in lines] == ROWS[:20]
+    assert all(line[1] != line[2] and line[3] != line[2] for line in lines)
+    assert {line[4] for line in lines} == {"None"}
+
+
+def test_an_input_fn_error_fails_the_payload_with_todays_message(tmp_path: Path) -> None:
+    handler = PIDS.replace("    time.sleep(random.random() * 0.02)\n", "    if 'row-7' in body:\n        raise ValueError('cannot decode row 7')\n")
+    result = transform(tmp_path, handler, "--strategy", "SingleRecord", "--decode-workers", "2", "--retries", "0")
+    assert result.returncode == 1
+    assert "ValueError: cannot decode row 7 (code/inference.py, line 16, in input_fn)" in result.stderr, result.stderr
+
+
+def test_default_input_fn_and_output_fn_run_in_the_workers(tmp_path: Path) -> None:
+    handler = """
+import os
+
+class Model:
+    def predict(self, data):
+        return data * 2
+
+def model_fn(model_dir):
+    return Model()
+"""
+    result = transform(tmp_path, handler, "--decode-workers", "2", "--accept", "text/csv", rows=["1,2", "3,4"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "rows.csv.out").read_text() == "2.0,4.0\n6.0,8.0\n"
+
+
+def test_a_worker_that_dies_fails_its_payload_retryably_and_is_replaced(tmp_path: Path) -> None:
+    handler = PIDS.replace(
+        "    time.sleep(random.random() * 0.02)\n",
+        "    marker = os.path.join(os.path.dirname(__file__), 'died')\n"
+        "    if 'row-3' in body and not os.path.exists(marker):\n"
+        "        open(marker, 'w').close()\n"
+        "        os._exit(3)\n",
+    )
+    result = transform(tmp_path, handler, "--strategy", "SingleRecord", "--decode-workers", "2", "--retries", "1", rows=ROWS[:10])
+    assert result.returncode == 0, result.stderr
+    assert [line[0] for line in output_lines(tmp_path)] == ROWS[:10]
+    assert "the decode worker running input_fn exited (exit status 3); it was restarted" in result.stdout + result.stderr
+
+
+def test_workers_die_with_an_instance_restarted_for_a_timeout(tmp_path: Path) -> None:
+    handler = PIDS.replace(
+        "    time.sleep(random.random() * 0.02)\n",
+        "    marker = os.path.join(os.path.dirname(__file__), 'stuck')\n"
+        "    if 'row-2' in body and not os.path.exists(marker):\n"
+        "        with open(marker, 'w') as stuck:\n"
+        "            stuck.write(str(os.getpid()))\n"
+        "        time.sleep(60)\n",
+    )
+    result = transform(tmp_path, handler, "--strategy", "SingleRecord", "--decode-workers", "1", "--timeout", "1", rows=ROWS[:4])
+    assert result.returncode == 0, result.stderr
+    assert [line[0] for line in output_lines(tmp_path)] == ROWS[:4]
+    stuck = int((tmp_path / "model" / "code" / "stuck").read_text())
+    deadline = time.monotonic() + 5
+    while alive(stuck) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(stuck), "the worker stuck in input_fn died with its instance"
+
+
+def test_a_transform_fn_handler_ignores_the_key_with_one_log_line(tmp_path: Path) -> None:
+    handler = "import os\n\ndef model_fn(model_dir):\n    return None\n\ndef transform_fn(model, body, content_type, accept):\n" \
+              "    return f\"{os.getpid()} {os.environ.get('CONVEYOR_DECODE_WORKERS')}\\n\"\n"  # fmt: skip
+    result = transform(tmp_path, handler, "--decode-workers", "2", rows=ROWS[:3])
+    assert result.returncode == 0, result.stderr
+    log = result.stdout + result.stderr
+    line = "CONVEYOR_DECODE_WORKERS=2 is ignored: code/inference.py defines transform_fn, which cannot be split"
+    assert log.count(line) == 1, log
+    assert output_lines(tmp_path)[0][1] == "None"
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (("--decode-workers", "0"), "--decode-workers (Environment.CONVEYOR_DECODE_WORKERS): Environment CONVEYOR_DECODE_WORKERS='0' is not "
+                                    "a number of decode workers Conveyor can use: it must be a whole number of worker processes from 1 to 64"),
+        (("--decode-workers", "many"), "CONVEYOR_DECODE_WORKERS='many' is not a number of decode workers"),
+        (("--env", "CONVEYOR_DECODE_WORKERS=65"), "--env (Environment.CONVEYOR_DECODE_WORKERS): Environment CONVEYOR_DECODE_WORKERS='65'"),
+        (("--decode-workers", "2", "--env", "CONVEYOR_DECODE_WORKERS=3"),
+         "--decode-workers 2 and Environment CONVEYOR_DECODE_WORKERS='3' disagree: give one of them"),
+    ],
+)  # fmt: skip
+def test_a_value_that_cannot_be_used_is_refused_before_running(tmp_path: Path, flags: tuple[str, ...], fragment: str) -> None:
+    result = transform(tmp_path, PIDS, *flags)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_server_refuses_the_key_where_it_cannot_apply_and_runs_it_where_it_can(conveyor_server: ServerProcess, tmp_path: Path) -> None:
+    sm = conveyor_server.client()
+    suffix = uuid.uuid4().hex[:8]
+    refused = [
+        ({"Image": "process:python serve.py", "Environment": {"CONVEYOR_DECODE_WORKERS": "2"}},
+         "Environment CONVEYOR_DECODE_WORKERS='2' runs a Python handler's input_fn and output_fn in worker processes, "
+         "but Model 'refused-0-{suffix}' primaryContainer has Image 'process:python serve.py'"),
+        ({"Image": "http://127.0.0.1:9/", "Environment": {"CONVEYOR_DECODE_WORKERS": "2"}}, "which runs no Python handler in Conveyor's process"),
+        ({"Image": "conveyor:python", "ModelDataUrl": f"file://{write_model(tmp_path, PIDS)}", "Environment": {"CONVEYOR_DECODE_WORKERS": "-1"}},
+         "Environment CONVEYOR_DECODE_WORKERS='-1' is not a number of decode workers Conveyor can use"),
+        ({"Image": "conveyor:python", "ModelDataUrl": f"file://{tmp_path / 'model'}", "Environment": {"CONVEYOR_MAX_FAILED_RECORDS": "2"}},
+         "Environment CONVEYOR_MAX_FAILED_RECORDS='2' is a job's setting, not a model's"),
+    ]  # fmt: skip
+    for index, (container, message) in enumerate(refused):
+        with pytest.raises(sm.exceptions.ClientError, match="ValidationException") as raised:
+            sm.create_model(ModelName=f"refused-{index}-{suffix}", PrimaryContainer=container)
+        assert message.format(suffix=suffix) in str(raised.value)
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.csv").write_text("".join(f"{row}\n" for row in ROWS[:30]))
+    job = {
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"file://{tmp_path}/in/"}},
+                           "ContentType": "text/csv", "SplitType": "Line"},
+        "TransformOutput": {"S3OutputPath": f"file://{tmp_path}/out/", "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1}, "BatchStrategy": "SingleRecord",
+    }  # fmt: skip
+    sm.create_model(ModelName=f"served-{suffix}", PrimaryContainer={"Image": "process:python serve.py"})
+    with pytest.raises(sm.exceptions.ClientError, match="has Image 'process:python serve.py', which runs no Python handler"):
+        sm.create_transform_job(TransformJobName=f"refused-{suffix}", ModelName=f"served-{suffix}", Environment={"CONVEYOR_DECODE_WORKERS": "2"}, **job)
+    with pytest.raises(sm.exceptions.ClientError, match="CONVEYOR_DECODE_WORKERS='0' is not a number of decode workers"):
+        sm.create_transform_job(TransformJobName=f"zero-{suffix}", ModelName=f"served-{suffix}", Environment={"CONVEYOR_DECODE_WORKERS": "0"}, **job)
+
+    sm.create_model(ModelName=f"decoding-{suffix}", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{tmp_path / 'model'}"})
+    name = f"decoded-{suffix}"
+    sm.create_transform_job(TransformJobName=name, ModelName=f"decoding-{suffix}", Environment={"CONVEYOR_DECODE_WORKERS": "2"}, **job)
+    assert wait_for_status(sm, name)["TransformJobStatus"] == "Completed"
+    lines = output_lines(tmp_path)
+    assert [line[0] for line in lines] == ROWS[:30]
+    assert all(line[1] != line[2] for line in lines) and {line[4] for line in lines} == {"None"}
+    described = sm.describe_transform_job(TransformJobName=name)
+    assert described["Environment"] == {"CONVEYOR_DECODE_WORKERS": "2"}, "DescribeTransformJob shows the request as given"
