@@ -8,10 +8,12 @@ The same lifecycle runs `conveyor transform` (a `MemoryLedger`) and the server's
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from conveyor.engine.job import JobListener, plan_work_items, run_job
@@ -190,3 +192,32 @@ def test_a_stopped_job_ends_stopped_without_capture(tmp_path: Path, settings: Se
     assert outcome.status == "Stopped" and outcome.failure_reason is None
     assert 1 <= outcome.objects_done < 6
     assert not (tmp_path / "capture").exists()
+
+
+def test_items_queued_behind_a_dying_one_are_handed_back_untouched(tmp_path: Path, settings: Settings) -> None:
+    """Small objects are sent to an instance several at a time: when one kills its instance
+    every time, only that one is charged with the deaths, and every object queued behind it
+    is transformed once, by a fresh instance."""
+    handler = DIE_ON_MARKER.format(marks=str(tmp_path / "marks"), times=99)
+    files = {f"{n:02d}.csv": ("die\n" if n == 3 else f"{n}\n") for n in range(12)}
+    job, model = job_and_model(tmp_path, handler, files=files)
+    recorder = Recorder()
+    ledger = MemoryLedger(plan_work_items(job, settings))
+    outcome = run_job(job, model, replace(settings, capacity=1), ledger=ledger, listener=recorder)
+    assert (outcome.objects_done, outcome.objects_failed) == (11, 1)
+    assert (outcome.failure_reason or "").endswith("03.csv: Unable to get response from the model: its instance exited with code 7 3 times")
+    assert sorted(recorder.done) == sorted(name for name in files if name != "03.csv")
+    assert len(recorder.done) == len(set(recorder.done))
+    assert sum(" while transforming " in line for line in recorder.lines) == 3
+    assert all(line.endswith("/in/03.csv") for line in recorder.lines if " while transforming " in line)
+    for name in files:
+        output = tmp_path / "out" / f"{name}.out"
+        assert output.exists() == (name != "03.csv")
+
+
+def test_a_finished_job_leaves_no_process_behind(tmp_path: Path, settings: Settings) -> None:
+    job, model = job_and_model(tmp_path, BRACKET, files={f"{n}.csv": "1\n" for n in range(4)}, TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 2})
+    before = set(psutil.Process().children(recursive=True))
+    outcome = run_job(job, model, settings, ledger=MemoryLedger(plan_work_items(job, settings)))
+    assert outcome.status == "Completed"
+    assert set(psutil.Process().children(recursive=True)) - before == set()

@@ -248,15 +248,3 @@ def test_a_forked_child_opens_its_own_connection(store):
     assert process.exitcode == 0 and child_pid == process.pid
     assert child_item != parent_item.id
     assert store.work_items.get(child_item).owner == "child"  # the parent's connection still works
-
-
-def test_an_output_written_before_a_crash_is_adopted_only_from_pending(store):
-    store.work_items.add("job", items(2))
-    first = store.work_items.claim("job", "dead-server", 60)
-    assert store.work_items.adopt_output(first.id, 123) is False, "an item in flight is its owner's"
-    store.work_items.release(first.id, "dead-server")
-    assert store.work_items.adopt_output(first.id, 123) is True
-    adopted = store.work_items.get(first.id)
-    assert adopted.state == "Done" and adopted.bytes_out == 123 and adopted.owner is None
-    assert store.work_items.adopt_output(first.id, 123) is False, "adopting twice changes nothing"
-    assert store.work_items.counts("job") == WorkItemCounts(pending=1, done=1)

@@ -28,6 +28,10 @@ class ItemSource(Protocol):
     def take(self) -> WorkItem | None:
         """The next item to transform, or None when none is left to hand out now."""
 
+    def give_back(self, item: WorkItem) -> None:
+        """An item taken but never started (it waited behind a lost instance's item): hand it
+        out again as it is."""
+
 
 @dataclass(frozen=True)
 class InstanceLost:

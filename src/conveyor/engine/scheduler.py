@@ -34,7 +34,7 @@ from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError
 from conveyor.store import ACTIVE, COMPLETED, FAILED, STOPPED, STOPPING, Store, TransformJobRecord
 from conveyor.store.errors import StateDiskFull
-from conveyor.store.work_items import IN_FLIGHT, PENDING
+from conveyor.store.work_items import IN_FLIGHT
 
 logger = logging.getLogger("conveyor.scheduler")
 
@@ -263,12 +263,9 @@ class Scheduler:
             add_planned_items(self.store, name, items)
         self.store.work_items.reclaim_expired(name)
         swept = self._sweep(job.output.output_path)
-        adopted = self._adopt_written_outputs(name)
         counts = self.store.work_items.counts(name)
         if resumed:
             log(self.store, job_stream(name), name, f"Resuming: {counts.done} of {counts.total} objects already done; {swept} temporary files swept.")
-            if adopted:
-                log(self.store, job_stream(name), name, f"{adopted} of them were written just before the interruption; they are kept as they are.")
         else:
             noun = "object" if counts.total == 1 else "objects"
             log(self.store, job_stream(name), name, f"Starting: {counts.total} input {noun}.")
@@ -297,23 +294,6 @@ class Scheduler:
             self._finish(name, STOPPED, None)
             return
         self._finish(name, COMPLETED if outcome.status == "Completed" else FAILED, outcome.failure_reason)
-
-    def _adopt_written_outputs(self, name: str) -> int:
-        """Items whose output was committed after their last claim but whose completion never
-        reached the store (a crash between the two) are done: their outputs are whole, since
-        outputs appear only on commit, and transforming them again would write them twice."""
-        adopted = 0
-        for item in self.store.work_items.list(name, state=PENDING):
-            if item.attempts == 0 or item.started_at is None:
-                continue
-            try:
-                info = self.settings.storage_for(item.output_uri).stat(item.output_uri)
-            except StorageError:
-                continue
-            # S3 reports whole seconds: allow one second before the claim.
-            if info.last_modified is not None and info.last_modified >= item.started_at.timestamp() - 1:
-                adopted += self.store.work_items.adopt_output(item.id, info.size)
-        return adopted
 
     def _finish_stopped(self, name: str, request: dict) -> None:
         try:

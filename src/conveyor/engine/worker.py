@@ -1,7 +1,11 @@
 """The instance worker process of the local backend: one process per instance.
 
+The process is started before the job's configuration is known (`LocalBackend.prestart`), so
+that starting the interpreter and importing the pipeline overlap the caller's own preparation;
+the configuration is its first message.
+
 It loads the model once, reports the resolved execution parameters, then transforms the work
-items its parent sends, one at a time, reporting progress over its pipe. It dies with its
+items its parent sends, in the order sent, reporting progress over its pipe. It dies with its
 parent (PR_SET_PDEATHSIG, plus a parent check), so a killed server leaves no worker writing.
 An invocation past its timeout that the runtime cannot stop (a Python handler stuck in a
 thread) makes the process report it and exit; the parent starts a fresh one (docs/semantics.md, decision 19).
@@ -149,10 +153,22 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=check, name="parent-check", daemon=True).start()
 
 
-def worker_main(config: InstanceConfig, connection: Connection, parent_pid: int, instance: int = 0) -> None:
-    """Entry point of an instance process."""
+def worker_main(argv: list[str]) -> None:
+    """Entry point of an instance process, `FD PARENT_PID INSTANCE`: FD is its end of the pipe to
+    the parent, whose first message is the InstanceConfig (None: the instance is not needed)."""
+    descriptor, parent_pid, instance = (int(value) for value in argv)
+    connection = Connection(descriptor)
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    try:
+        config = connection.recv()
+    except EOFError:
+        return
+    if config is not None:
+        _serve(config, connection, instance)
+
+
+def _serve(config: InstanceConfig, connection: Connection, instance: int) -> None:
     messages = _Messages(connection)
     sys.stdout = _LineForwarder(messages, "stdout")
     sys.stderr = _LineForwarder(messages, "stderr")
@@ -179,7 +195,7 @@ def worker_main(config: InstanceConfig, connection: Connection, parent_pid: int,
             try:
                 progress = started.process(
                     item,
-                    lambda p: messages.send(Progress(p)),
+                    lambda p: None if p.done else messages.send(Progress(p)),  # Done carries the last
                     watch=watch,
                     log=lambda message: messages.send(Log(message, data_log=True)),
                 )

@@ -13,15 +13,17 @@ import sys
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable, Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from conveyor.pipeline.split import SPLIT_TYPES, DataError, Record, SizeGuard, iter_records
 
+if TYPE_CHECKING:
+    import numpy as np
+
 BATCH_STRATEGIES = ("SingleRecord", "MultiRecord")
 
-# Sizes below which bytes methods beat numpy's per-call overhead.
+# Sizes below which bytes methods beat numpy's per-call overhead (numpy is imported only past
+# them, so that a job of small objects does not pay for its import).
 _SMALL = 1 << 14
 
 
@@ -260,6 +262,8 @@ class _LinePacker:
 def _count_newlines(buffer: bytes, start: int, end: int) -> int:
     if end - start < _SMALL:
         return buffer.count(b"\n", start, end)
+    import numpy as np
+
     return int(np.count_nonzero(np.frombuffer(buffer, np.uint8, end - start, start) == 10))
 
 
@@ -272,6 +276,8 @@ def _has_empty_line(buffer: bytes, start: int, end: int) -> bool:
         return buffer.find(b"\n\n", start, end) >= 0 or (has_cr and buffer.find(b"\n\r\n", start, end) >= 0)
     # bytes.find is slow for needles whose first byte is as common as "\n"; compare byte pairs
     # as 16-bit words at even and odd offsets instead.
+    import numpy as np
+
     data = np.frombuffer(buffer, np.uint8, end - start, start)
     even, odd = _word_views(data)
     if (even == 0x0A0A).any() or (odd == 0x0A0A).any():  # "\n\n"

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus, urlsplit
-
-from botocore.model import Shape
 
 from conveyor.errors import FieldError
 from conveyor.sagemaker.shapes import full_match, length_errors, pattern_rule
+
+if TYPE_CHECKING:
+    from botocore.model import Shape
 
 S3_URL_FORMS = "https://<bucket>.s3.<region>.amazonaws.com/<key> or https://s3.<region>.amazonaws.com/<bucket>/<key>"
 LOCAL_FORMS = "a local path (file:///absolute/path or a path)"

@@ -25,16 +25,18 @@ JSON `null` for an optional member means "absent", as it does for SageMaker.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import regex
-from botocore.model import ServiceModel, Shape, StructureShape
 
 from conveyor.errors import FieldError
 
+if TYPE_CHECKING:  # botocore is imported when a request is first checked, not by every importer
+    from botocore.model import ServiceModel, Shape, StructureShape
+
 # A rule that replaces the generic constraint checks of one botocore shape (by shape name),
 # called with a value already known to have the shape's JSON type.
-Check = Callable[[Any, Shape, str], list[FieldError]]
+Check = Callable[[Any, "Shape", str], list[FieldError]]
 
 _TYPE_NAMES = {
     "string": "a string",
@@ -61,6 +63,8 @@ def service_model() -> ServiceModel:
 
 def input_shape(operation: str) -> StructureShape:
     """The request shape of one operation, e.g. `CreateTransformJob`."""
+    from botocore.model import StructureShape
+
     shape = service_model().operation_model(operation).input_shape
     assert isinstance(shape, StructureShape)
     return shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 TEMP_MARKER = ".conveyor-tmp-"
 """Part of every temporary object's name; never ends in `.out`, swept on resume."""
@@ -32,7 +32,6 @@ class ObjectInfo:
     key: str  # the path or key inside its bucket/root, as used for naming outputs
     size: int
     etag: str | None = None
-    last_modified: float | None = None  # epoch seconds, as the store reports it
 
 
 class ObjectWriter(ABC):
@@ -89,6 +88,11 @@ class Storage(ABC):
     @abstractmethod
     def open_write(self, uri: str, *, kms_key_id: str | None = None) -> ObjectWriter:
         """A writer whose object appears at `uri` only on commit."""
+
+    def make_durable(self, uris: Iterable[str]) -> None:
+        """Make committed objects survive a crash of the machine, not only of the process; a
+        no-op where `commit()` already does (docs/semantics.md, "Durability of outputs")."""
+        return None  # a completed S3 upload is durable already
 
     @abstractmethod
     def delete(self, uri: str) -> None: ...

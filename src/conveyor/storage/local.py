@@ -5,16 +5,20 @@ what is under it, as a user of local folders expects (`/data/csv` does not take
 `/data/csv-old/`); any other path follows S3Prefix semantics over the filesystem: the prefix
 `/data/inp` matches `/data/input1.csv` and everything under `/data/inp*/`. Writes go to a
 temporary file beside the target and are renamed into place on commit, so a reader never
-sees a partial object.
+sees a partial object. A commit does not wait for the disk: `make_durable` does that once for
+a group of objects (one `syncfs` per filesystem), before the job records them done.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import uuid
+from functools import cache
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from conveyor.storage.base import TEMP_MARKER, ObjectInfo, ObjectWriter, Storage, StorageError
 from conveyor.storage.uri import parse_uri
@@ -41,10 +45,14 @@ class LocalFileWriter(ObjectWriter):
         self.uri = file_uri(path)
         self._path = path
         directory, name = os.path.split(path)
-        self._created = _first_missing(directory or ".")  # removed again if the write is aborted
-        os.makedirs(directory or ".", exist_ok=True)
         self._temp_path = os.path.join(directory, f".{name}{TEMP_MARKER}{uuid.uuid4().hex}")
-        self._file: BinaryIO | None = open(self._temp_path, "wb")
+        self._created: str | None = None
+        try:
+            self._file: BinaryIO | None = open(self._temp_path, "wb")
+        except FileNotFoundError:  # a new folder: made here, and removed again if the write is aborted
+            self._created = _first_missing(directory or ".")
+            os.makedirs(directory or ".", exist_ok=True)
+            self._file = open(self._temp_path, "wb")
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._file is not None, "write after commit or abort"
@@ -56,8 +64,6 @@ class LocalFileWriter(ObjectWriter):
     def commit(self) -> None:
         assert self._file is not None, "commit after commit or abort"
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
             os.replace(self._temp_path, self._path)
@@ -129,6 +135,21 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise write_failure(uri, exc) from None
 
+    def make_durable(self, uris: Iterable[str]) -> None:
+        """One `syncfs` per filesystem the objects are on: their data and their renames reach
+        the disk together, for a fraction of an `fsync` per object (docs/semantics.md,
+        "Durability of outputs")."""
+        synced: set[int] = set()
+        for uri in uris:
+            directory = os.path.dirname(local_path(uri))
+            try:
+                device = os.stat(directory).st_dev
+                if device not in synced:
+                    _sync_filesystem(directory)
+                    synced.add(device)
+            except OSError as exc:
+                raise write_failure(uri, exc) from None
+
     def delete(self, uri: str) -> None:
         try:
             os.unlink(local_path(uri))
@@ -166,8 +187,35 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(file_uri(path), "AccessDenied" if exc.errno in (errno.EACCES, errno.EPERM) else "InvalidObjectState", exc.strerror or str(exc)) from None
         return ObjectInfo(
-            uri=file_uri(path), key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}", last_modified=stat.st_mtime
+            uri=file_uri(path), key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
         )
+
+
+@cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(2), where there is one (Linux); None elsewhere."""
+    name = ctypes.util.find_library("c")
+    try:
+        function = ctypes.CDLL(name, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    return function
+
+
+def _sync_filesystem(directory: str) -> None:
+    """Flush everything written to the filesystem that holds `directory`."""
+    syncfs = _syncfs()
+    if syncfs is None:
+        os.sync()
+        return
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(descriptor) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error), directory)
+    finally:
+        os.close(descriptor)
 
 
 def _first_missing(directory: str) -> str | None:

@@ -170,11 +170,7 @@ class S3Storage(Storage):
             raise self._not_found(uri, bucket, exc, action="stat") from None
         except Exception as exc:
             raise storage_error(uri, exc, action="stat") from None
-        modified = response.get("LastModified")
-        return ObjectInfo(
-            uri=uri, key=key, size=int(response["ContentLength"]), etag=response.get("ETag"),
-            last_modified=modified.timestamp() if modified else None,
-        )
+        return ObjectInfo(uri=uri, key=key, size=int(response["ContentLength"]), etag=response.get("ETag"))
 
     def open_read(self, uri: str) -> BinaryIO:
         bucket, key = _bucket_and_key(uri)

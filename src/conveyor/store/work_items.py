@@ -210,15 +210,6 @@ class WorkItems:
             values.append(instance_losses)
         return self._guarded(item_id, owner, assignments, *values)
 
-    def adopt_output(self, item_id: int, bytes_out: int) -> bool:
-        """A Pending item whose output its last run wrote before dying unrecorded: Done as it is."""
-        cursor = self._database.execute(
-            f"UPDATE work_items SET state = '{DONE}', bytes_out = ?, finished_at = ?, owner = NULL, lease_expires = NULL"
-            f" WHERE id = ? AND state = '{PENDING}'",
-            (bytes_out, self._database.now(), item_id),
-        )
-        return cursor.rowcount == 1
-
     def reclaim_expired(self, job_name: str | None = None) -> int:
         """Put every in-flight item whose lease has expired back to Pending; returns how many."""
         sql = f"UPDATE work_items SET {_BACK_TO_PENDING} WHERE state = ? AND lease_expires <= ?"

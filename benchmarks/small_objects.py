@@ -1,0 +1,116 @@
+"""Many small objects: Conveyor's cost per object against a hand-written loop.
+
+The job is the common shape of image and document inference, one record per object: N one-line
+CSV objects in 100 folders, SplitType None, an identity `transform_fn`. In one go, each round
+runs:
+  hand loop    one process: read each file, call the handler, write a temporary file, rename it
+  conveyor-1   `conveyor transform`, 1 instance
+  conveyor-2   `conveyor transform`, 2 instances
+and prints each one's median wall time over the rounds, with the ratios of the medians of each
+round's own ratio (the issue's targets: conveyor-1 ≥ 0.5 × the hand loop's rate, conveyor-2
+≥ 1.6 × conveyor-1's).
+
+    .venv/bin/python benchmarks/small_objects.py --objects 20000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+HANDLER = '''
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    return body, accept
+'''
+
+HAND_LOOP = '''
+import importlib.util, os, sys, uuid
+module_spec = importlib.util.spec_from_file_location("handler", sys.argv[1])
+handler = importlib.util.module_from_spec(module_spec); module_spec.loader.exec_module(handler)
+model = handler.model_fn(None)
+source_root, target_root = sys.argv[2], sys.argv[3]
+for directory, _, names in os.walk(source_root):
+    target_directory = os.path.join(target_root, os.path.relpath(directory, source_root))
+    os.makedirs(target_directory, exist_ok=True)
+    for name in sorted(names):
+        with open(os.path.join(directory, name), "rb") as source:
+            body, _ = handler.transform_fn(model, source.read(), "text/csv", "text/csv")
+        target = os.path.join(target_directory, name + ".out")
+        temporary = os.path.join(target_directory, f".{name}.tmp-{uuid.uuid4().hex}")
+        with open(temporary, "wb") as output:
+            output.write(body)
+        os.replace(temporary, target)
+'''
+
+
+def make_inputs(root: Path, objects: int) -> None:
+    folders = 100
+    for number in range(objects):
+        folder = root / f"folder-{number % folders:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"object-{number:06d}.csv").write_text(f"{number},{number % 7},{number % 13}\n")
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def conveyor(inputs: Path, output: Path, model: Path, instances: int) -> list[str]:
+    return [
+        str(Path(sys.executable).with_name("conveyor")), "transform", "--input", str(inputs), "--output", str(output),
+        "--model", str(model), "--content-type", "text/csv", "--instance-count", str(instances), "--quiet",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="conveyor-small-objects-"))
+    try:
+        inputs, model = work / "inputs", work / "model"
+        make_inputs(inputs, args.objects)
+        (model / "code").mkdir(parents=True)
+        (model / "code" / "inference.py").write_text(textwrap.dedent(HANDLER))
+        (work / "hand_loop.py").write_text(HAND_LOOP)
+        runs: dict[str, list[float]] = {"hand loop": [], "conveyor-1": [], "conveyor-2": []}
+        for _ in range(args.rounds):
+            for name in runs:
+                output = work / "output"
+                shutil.rmtree(output, ignore_errors=True)
+                if name == "hand loop":
+                    command = [sys.executable, str(work / "hand_loop.py"), str(model / "code" / "inference.py"), str(inputs), str(output)]
+                else:
+                    command = conveyor(inputs, output, model, int(name[-1]))
+                runs[name].append(timed(command))
+                written = sum(len(files) for _, _, files in os.walk(output))
+                assert written == args.objects, f"{name} wrote {written} of {args.objects} objects"
+        print(f"{args.objects} one-line objects, {args.rounds} rounds, {os.cpu_count()} CPUs")
+        for name, seconds in runs.items():
+            median = statistics.median(seconds)
+            print(f"  {name:10} {median:6.2f} s  {args.objects / median:8.0f} objects/s  ({', '.join(f'{s:.2f}' for s in seconds)})")
+        one = statistics.median(h / c for h, c in zip(runs["hand loop"], runs["conveyor-1"]))
+        two = statistics.median(c1 / c2 for c1, c2 in zip(runs["conveyor-1"], runs["conveyor-2"]))
+        print(f"conveyor-1 / hand loop (rate): {one:.2f}   target >= 0.5")
+        print(f"conveyor-2 / conveyor-1 (rate): {two:.2f}   target >= 1.6")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
