@@ -226,19 +226,19 @@ def test_not_an_object() -> None:
 # -- resources ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("instance_type", [*INSTANCE_TYPES, "local"])
+@pytest.mark.parametrize("instance_type", [*INSTANCE_TYPES, "local", "local_gpu"])
 def test_every_botocore_instance_type_and_local(instance_type: str) -> None:
     assert parse_transform_job(with_changes(TransformResources__InstanceType=instance_type)).resources.instance_type == instance_type
 
 
-@pytest.mark.parametrize("instance_type", ["local_gpu", "ml.m4.huge", "ML.M4.XLARGE", ""])
+@pytest.mark.parametrize("instance_type", ["local_cpu", "ml.m4.huge", "ML.M4.XLARGE", ""])
 def test_unknown_instance_types(instance_type: str) -> None:
     message = one_error(with_changes(TransformResources__InstanceType=instance_type))
     assert message.startswith(
         f"1 validation error detected: Value '{instance_type}' at 'transformResources.instanceType' failed to satisfy constraint: "
         f"Member must satisfy enum value set: [{INSTANCE_TYPES[0]}, "
     )
-    assert message.endswith(f", {INSTANCE_TYPES[-1]}, local]")
+    assert message.endswith(f", {INSTANCE_TYPES[-1]}, local, local_gpu]")
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,10 @@ No module reads `os.environ` in the middle of the data path; this is where it is
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -35,6 +38,51 @@ def parse_runtimes(value: str) -> tuple[str, ...]:
     if not kinds:
         raise SettingsError(f"--runtimes (CONVEYOR_RUNTIMES) {value!r} names no kind; choose one or more of {choices}")
     return tuple(kind for kind in RUNTIME_CHOICES if kind in kinds)
+
+
+def parse_gpus(value: str) -> tuple[str, ...]:
+    """`0,1` → ("0", "1"); `none` → no GPUs. Devices are indices or UUIDs, as CUDA_VISIBLE_DEVICES takes them."""
+    if value.strip().lower() == "none":
+        return ()
+    devices = tuple(device.strip() for device in value.split(","))
+    if "" in devices:
+        raise SettingsError(f"--gpus (CONVEYOR_GPUS) {value!r}: an empty device; give devices separated by commas (0,1), or none")
+    repeated = [device for device in devices if devices.count(device) > 1]
+    if repeated:
+        raise SettingsError(f"--gpus (CONVEYOR_GPUS) {value!r}: device {repeated[0]!r} is listed twice; each device goes to one instance")
+    return devices
+
+
+def _visible_devices(value: str) -> tuple[str, ...]:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: the devices before the first negative one."""
+    devices = []
+    for device in (device.strip() for device in value.split(",")):
+        if not device or device.startswith("-"):
+            break
+        devices.append(device)
+    return tuple(devices)
+
+
+@lru_cache(maxsize=1)
+def detected_gpus() -> tuple[str, ...]:
+    """This machine's NVIDIA GPUs by index, from `nvidia-smi -L` (none without the command)."""
+    if shutil.which("nvidia-smi") is None:
+        return ()
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    lines = [line for line in listing.stdout.splitlines() if line.startswith("GPU ")] if listing.returncode == 0 else []
+    return tuple(line[4:].split(":", 1)[0] for line in lines)
+
+
+def _gpus_from(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """CONVEYOR_GPUS, else this process's CUDA_VISIBLE_DEVICES, else None (detected when a job asks)."""
+    if env.get("CONVEYOR_GPUS"):
+        return parse_gpus(env["CONVEYOR_GPUS"])
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return _visible_devices(env["CUDA_VISIBLE_DEVICES"])
+    return None
 
 
 def parse_local_roots(values: list[str] | tuple[str, ...]) -> tuple[Path, ...]:
@@ -71,6 +119,12 @@ class Settings:
     """How long a new connection may take to send a request's headers before it is closed."""
     keep_alive_seconds: float = 5.0
     """How long an idle keep-alive connection is kept between requests."""
+    instance_types_file: Path | None = None
+    """A JSON file of instance-type profiles that override or add to the built-in ones."""
+    gpus: tuple[str, ...] | None = None
+    """This machine's GPU devices that instances are given; None: detected (`machine_gpus`)."""
+    require_gpus: bool = False
+    """Whether a job whose instance type has more GPUs than the machine gives fails at start, rather than running on CPU."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -92,8 +146,15 @@ class Settings:
             max_connections=int(env.get("CONVEYOR_MAX_CONNECTIONS") or 1000),
             header_timeout_seconds=float(env.get("CONVEYOR_HEADER_TIMEOUT") or 10),
             keep_alive_seconds=float(env.get("CONVEYOR_KEEP_ALIVE_TIMEOUT") or 5),
+            instance_types_file=Path(env["CONVEYOR_INSTANCE_TYPES"]).expanduser() if env.get("CONVEYOR_INSTANCE_TYPES") else None,
+            gpus=_gpus_from(env),
+            require_gpus=env.get("CONVEYOR_REQUIRE_GPUS", "").strip().lower() in ("1", "true", "yes"),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+
+    def machine_gpus(self) -> tuple[str, ...]:
+        """The GPU devices this machine gives instances: the setting, else those `nvidia-smi -L` lists."""
+        return self.gpus if self.gpus is not None else detected_gpus()
 
     def s3_config(self) -> "S3Config | None":
         """The S3 client settings chosen at the edge; None leaves everything to botocore's chain."""

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
+from conveyor.engine.backend import JobStartFailed
 from conveyor.engine.job import instance_config, plan_work_items
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import Preview, PreviewRow, WorkItem, WorkItemFailed
@@ -87,7 +88,7 @@ def _show(
     item = replace(first, output_uri=file_uri(str(Path(scratch) / "preview.out")))
     try:
         instance = instance_config(job, model, settings, started_at=datetime.now(timezone.utc)).start()
-    except (RuntimeStartError, ConveyorError) as exc:
+    except (RuntimeStartError, JobStartFailed, ConveyorError) as exc:
         errors.print(f"conveyor preview: the model did not start: {exc}", markup=False, highlight=False)
         return 1
     try:

@@ -15,7 +15,9 @@ import uvicorn
 from conveyor.api.app import create_app
 from conveyor.api.connections import AcceptErrorLog, connection_limit, protocol_class
 from conveyor.api.credentials import CredentialsError, keys_from_env, load_or_create_credentials, static_lookup
+from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.server_lock import HomeInUse, ServerLock
+from conveyor.sagemaker.instance_types import ProfileError, instance_types
 from conveyor.service import DATABASE_FILE, Service, UnreadableDatabase
 from conveyor.settings import RUNTIME_CHOICES, Settings, SettingsError, parse_local_roots, parse_runtimes
 
@@ -86,6 +88,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "PIP_FIND_LINKS, …) into a cached directory; off by default, since it runs whatever the file names "
         "(default $CONVEYOR_INSTALL_REQUIREMENTS)",
     )
+    add_gpu_arguments(parser)
     parser.add_argument(
         "--shared-home", action="store_true",
         help="let several servers share the state directory on purpose (each applies its own --capacity)",
@@ -106,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
             overrides["local_roots"] = parse_local_roots(args.local_root)
         if args.runtimes is not None:
             overrides["runtimes"] = parse_runtimes(args.runtimes)
-        settings = Settings.from_environ(**overrides)
-    except SettingsError as error:
+        settings = Settings.from_environ(**overrides, **gpu_overrides(args))
+        instance_types(settings.instance_types_file)  # a broken profiles file is refused now, not at each job
+    except (SettingsError, ProfileError) as error:
         print(f"conveyor server: {error}", file=sys.stderr)
         return 2
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -13,16 +13,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
+from conveyor.sagemaker.instance_types import ProfileError, instance_types
 from conveyor.sagemaker.locations import is_local
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.service.durations import format_duration
-from conveyor.settings import Settings
+from conveyor.settings import Settings, SettingsError
 from conveyor.storage.inputs import InputError
 from conveyor.storage.local import local_path
 
@@ -42,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_job_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the summary")
+    add_gpu_arguments(parser)
     parser.add_argument(
         "--install-requirements", action="store_true", default=None,
         help="install each Python handler's requirements.txt (with pip and its own configuration: PIP_INDEX_URL, "
@@ -139,7 +142,12 @@ class _ConsoleListener(JobListener):
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
-    settings = Settings.from_environ(s3_endpoint_url=args.s3_endpoint, install_requirements=args.install_requirements)
+    try:
+        settings = Settings.from_environ(s3_endpoint_url=args.s3_endpoint, install_requirements=args.install_requirements, **gpu_overrides(args))
+        instance_types(settings.instance_types_file)  # a broken profiles file is named before anything runs
+    except (SettingsError, ProfileError) as exc:
+        console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
+        return 2
     try:
         job, model = job_and_model(args)
         items = plan_work_items(job, settings)

@@ -13,7 +13,7 @@ from conveyor.console.context import Console, flash
 from conveyor.console.forms import JOB_DEFAULTS, JOB_FIELDS, Form, job_form_from, job_request, place_errors, read_form
 from conveyor.errors import ConveyorError
 from conveyor.sagemaker import shapes
-from conveyor.sagemaker.transform_job import LOCAL_INSTANCE_TYPE
+from conveyor.sagemaker.instance_types import LOCAL_TYPES
 
 MAX_MODELS = 1000
 NAME_LIMIT = 63
@@ -34,7 +34,7 @@ def model_names(console: Console) -> list[str]:
 
 def _choices() -> dict[str, list[str]]:
     return {
-        "instance_types": [LOCAL_INSTANCE_TYPE, *shapes.enum_values("TransformInstanceType")],
+        "instance_types": [*LOCAL_TYPES, *shapes.enum_values("TransformInstanceType")],
         "batch_strategies": shapes.enum_values("BatchStrategy"),
         "data_types": ["ManifestFile", "S3Prefix"],
         "compression_types": shapes.enum_values("CompressionType"),

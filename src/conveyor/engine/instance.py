@@ -66,6 +66,7 @@ class InstanceConfig:
     instance_type: str = "local"
     startup_timeout_seconds: float = 600.0
     handler_code: tuple[HandlerCode | None, ...] = ()  # per container: script-mode sources, installed requirements
+    gpus: tuple[tuple[str, ...], ...] | None = None  # per instance: the GPU devices it sees (engine.gpus); None: the machine's
 
     @classmethod
     def for_job(
@@ -80,6 +81,7 @@ class InstanceConfig:
         retry_backoff_seconds: float,
         s3_options: dict[str, object] | None = None,
         startup_timeout_seconds: float = 600.0,
+        gpus: tuple[tuple[str, ...], ...] | None = None,
     ) -> "InstanceConfig":
         processing = job.data_processing
         pipeline = PipelineConfig(
@@ -115,6 +117,7 @@ class InstanceConfig:
             s3_options=s3_options or {},
             instance_type=job.resources.instance_type,
             startup_timeout_seconds=startup_timeout_seconds,
+            gpus=gpus,
         )
 
     def start(self, instance: int = 0) -> "Instance":
@@ -128,6 +131,7 @@ class InstanceConfig:
             instance_type=self.instance_type,
             startup_timeout=self.startup_timeout_seconds,
             code=self.handler_code,
+            gpus=self.gpus[instance] if self.gpus is not None else None,
         )
         runtime.start()
         try:

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, JobStartFailed
 from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.errors_manifest import errors_manifest_uri, write_errors_manifest
+from conveyor.engine.gpus import plan_gpus
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.engine.ledger import Ledger, LedgerSummary
 from conveyor.engine.local import LocalBackend
@@ -62,8 +63,10 @@ def start_time_text(moment: datetime) -> str:
 def instance_config(
     job: TransformJobSpec, model: ModelSpec, settings: Settings, *, started_at: datetime, log: Callable[[str], None] = lambda _: None
 ) -> InstanceConfig:
-    """Everything an instance needs, with the model artifacts fetched and unpacked, and each
-    handler's script-mode sources and requirements prepared (what is worth saying, to `log`)."""
+    """Everything an instance needs, with the model artifacts fetched and unpacked, each
+    handler's script-mode sources and requirements prepared, and each instance's GPUs assigned
+    (what is worth saying, to `log`)."""
+    gpus = plan_gpus(job.resources.instance_type, instances_for(job.resources.instance_count, settings), settings, log)  # before any download
     cache_dir = os.path.join(settings.home, "cache", "models")
     model_dirs: list[str] = []
     code = []
@@ -92,6 +95,7 @@ def instance_config(
         retry_backoff_seconds=settings.retry_backoff_seconds,
         s3_options={"s3_config": settings.s3_config()},
         startup_timeout_seconds=settings.container_startup_timeout_seconds,
+        gpus=gpus,
     )
 
 

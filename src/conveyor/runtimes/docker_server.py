@@ -1,8 +1,8 @@
 """A model server in a Docker container, run as SageMaker runs it: `docker run <image> serve`.
 
 Per instance: `docker create` with the model directory mounted read-only at /opt/ml/model, the
-job's environment, container port 8080 published on a free port of 127.0.0.1, and GPUs when the
-instance type has them and this machine does; then `docker start`, the container's output
+job's environment, container port 8080 published on a free port of 127.0.0.1, and the GPUs the
+job assigned the instance (`--gpus "device=…"`); then `docker start`, the container's output
 followed into the job log, and the HTTP runtime against the published port. The container is
 removed (`docker rm -f`) when the instance closes, and by a `Guard` if the instance is killed.
 
@@ -24,6 +24,7 @@ from typing import Mapping
 from conveyor.runtimes.base import RuntimeStartError
 from conveyor.runtimes.http_server import DEFAULT_STARTUP_TIMEOUT_SECONDS, HttpServerRuntime
 from conveyor.runtimes.process_server import Guard, OutputForwarder, describe_exit
+from conveyor.sagemaker.instance_types import BUILT_IN
 
 CONTAINER_PORT = 8080
 MODEL_MOUNT = "/opt/ml/model"
@@ -32,12 +33,12 @@ STOP_TIMEOUT_SECONDS = 3
 """Seconds `docker stop` waits after SIGTERM before SIGKILL when a job ends normally."""
 LABEL_JOB = "conveyor.job"
 LABEL_MODEL = "conveyor.model"
-GPU_INSTANCE = re.compile(r"^(ml\.(p\d|g\d)[\w-]*\.\w+|local_gpu)$")
-"""Instance types with NVIDIA GPUs (ml.p3.2xlarge, ml.g5.xlarge, …)."""
 
 
 def has_gpus(instance_type: str | None) -> bool:
-    return bool(instance_type and GPU_INSTANCE.match(instance_type))
+    """Whether the built-in profile of `instance_type` has NVIDIA GPUs (ml.p3.2xlarge, ml.g5.xlarge, local_gpu, …)."""
+    profile = BUILT_IN.get(instance_type or "")
+    return profile is not None and profile.gpus > 0
 
 
 def container_name(job_name: str | None, instance: int | None) -> str:
@@ -83,6 +84,7 @@ class DockerServerRuntime(HttpServerRuntime):
         model_name: str | None = None,
         instance: int | None = None,
         instance_type: str | None = None,
+        gpus: tuple[str, ...] | None = None,
         container_port: int = CONTAINER_PORT,
         output_prefix: str = "",
     ) -> None:
@@ -94,6 +96,7 @@ class DockerServerRuntime(HttpServerRuntime):
         self.model_name = model_name
         self.instance = instance
         self.instance_type = instance_type
+        self.gpus = gpus  # the devices the job assigned (the job log said why any are missing); None: not assigned
         self.container_port = container_port
         self.container: str | None = None
         self._guard: Guard | None = None
@@ -112,7 +115,9 @@ class DockerServerRuntime(HttpServerRuntime):
             arguments += ["--volume", f"{os.path.abspath(self.model_dir)}:{MODEL_MOUNT}:ro"]
         for key in self.environment:
             arguments += ["--env", key]  # the value comes from docker's own environment, not its command line
-        if has_gpus(self.instance_type):
+        if self.gpus:
+            arguments += ["--gpus", f'"device={",".join(self.gpus)}"']  # quoted: docker reads the value as CSV
+        elif self.gpus is None and has_gpus(self.instance_type):  # no assignment: all of this machine's, if any
             if _host_has_nvidia():
                 arguments += ["--gpus", "all"]
             else:

@@ -43,6 +43,7 @@ XGBOOST_REPOSITORY = re.compile(r"(^|/)sagemaker-xgboost(:|@|$)")
 BATCH_VARIABLES = frozenset(
     {"SAGEMAKER_BATCH", "SAGEMAKER_MAX_PAYLOAD_IN_MB", "SAGEMAKER_BATCH_STRATEGY", "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"}
 )
+VISIBLE_DEVICES = "CUDA_VISIBLE_DEVICES"
 PIPELINE_FIRST_PORT = 8080
 """Pipeline container i (from 0) is told to listen on SAGEMAKER_BIND_TO_PORT = 8080 + i."""
 
@@ -53,8 +54,9 @@ class RuntimeOptions:
 
     job_name: str | None = None
     instance: int | None = None  # 0-based instance number within the job
-    instance_type: str | None = None  # decides whether Docker containers get GPUs
+    instance_type: str | None = None
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS  # bounds the wait for a server's /ping
+    gpus: tuple[str, ...] | None = None  # the GPU devices the instance sees (none: CPU only); None: the machine's, untouched
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,14 @@ class RuntimeTarget:
     def has_handler(self) -> bool:
         code = self.handler_code
         return code is not None and os.path.isfile(os.path.join(code.directory, program(self.environment)))
+
+    @property
+    def process_environment(self) -> dict[str, str]:
+        """The environment of a model run on this machine: CUDA_VISIBLE_DEVICES names the
+        instance's GPUs (empty for none), in place of any value the model or job set."""
+        if self.options.gpus is None:
+            return dict(self.environment)
+        return {**self.environment, VISIBLE_DEVICES: ",".join(self.options.gpus)}
 
     @property
     def label(self) -> str:
@@ -198,7 +208,7 @@ def _python(target: RuntimeTarget) -> Runtime:
             f"Model {target.model.name} has no ModelDataUrl: a Python handler model needs a model directory with code/inference.py."
         )
     return PythonHandlerRuntime(
-        target.model_dir, dict(target.environment), code_dir=code.directory, packages_dir=code.packages, defaults=defaults_for(target.image),
+        target.model_dir, target.process_environment, code_dir=code.directory, packages_dir=code.packages, defaults=defaults_for(target.image),
         decode_workers=target.container.decode_workers,
     )
 
@@ -238,7 +248,7 @@ def _process(target: RuntimeTarget) -> Runtime:
     return ProcessServerRuntime(
         target.image[len(PROCESS_PREFIX) :].strip(),
         model_dir=target.model_dir,
-        environment=dict(target.environment),
+        environment=target.process_environment,
         startup_timeout=target.options.startup_timeout,
         output_prefix=_output_prefix(target),
     )
@@ -262,6 +272,7 @@ def _docker(target: RuntimeTarget) -> Runtime:
         model_name=target.model.name,
         instance=options.instance,
         instance_type=options.instance_type,
+        gpus=options.gpus,
         container_port=port,
         output_prefix=_output_prefix(target),
     )
@@ -319,14 +330,15 @@ def create_runtime(
     instance_type: str | None = None,
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
     code: tuple[HandlerCode | None, ...] = (),
+    gpus: tuple[str, ...] | None = None,
 ) -> Runtime:
     """The runtime for a whole model, not yet started.
 
     `model_dirs` holds one prepared directory per container that has a ModelDataUrl, in order;
     `environment` is the job's merged batch environment (every container's Environment, the
     SAGEMAKER_* batch variables, the job's Environment); `code` each container's prepared
-    script-mode sources, if any."""
-    options = RuntimeOptions(job_name=job_name, instance=instance, instance_type=instance_type, startup_timeout=startup_timeout)
+    script-mode sources, if any; `gpus` the instance's GPU devices."""
+    options = RuntimeOptions(job_name=job_name, instance=instance, instance_type=instance_type, startup_timeout=startup_timeout, gpus=gpus)
     return create_runtime_for(RuntimeTarget.for_model(model, model_dirs, environment, options, code))
 
 

@@ -16,6 +16,7 @@ from botocore.model import Shape
 from conveyor.errors import FieldError, ValidationException
 from conveyor.sagemaker import extensions, jsonpath, shapes
 from conveyor.sagemaker.extensions import FailedRecordLimit
+from conveyor.sagemaker.instance_types import LOCAL_TYPES
 from conveyor.sagemaker.jsonpath import JsonPath
 from conveyor.sagemaker.locations import location_errors, normalize_location
 
@@ -26,7 +27,6 @@ DEFAULT_INVOCATIONS_MAX_RETRIES = 3
 DEFAULT_MAX_PAYLOAD_MB = 6
 MAX_PAYLOAD_MB = 100  # documented: MaxPayloadInMB, and MaxConcurrentTransforms × MaxPayloadInMB
 MAX_INSTANCE_COUNT = 100  # documented maximum; the model says only min 1
-LOCAL_INSTANCE_TYPE = "local"  # Conveyor's extension: this machine, no instance profile
 DATA_PROCESSING_TYPES = ("text/csv", "application/json", "application/jsonlines")
 BATCH_DATA_TYPES = ("S3Prefix", "ManifestFile")
 
@@ -150,10 +150,10 @@ def _reserved_key_errors(request: dict[str, Any]) -> list[FieldError]:
 
 
 def _instance_type_errors(value: str, shape: Shape, path: str) -> list[FieldError]:
-    """Any value of botocore's TransformInstanceType enum, or `local`."""
-    if value == LOCAL_INSTANCE_TYPE or value in shape.enum:
+    """Any value of botocore's TransformInstanceType enum, or `local` or `local_gpu`."""
+    if value in LOCAL_TYPES or value in shape.enum:
         return []
-    return [FieldError(path, value, shapes.enum_rule([*shape.enum, LOCAL_INSTANCE_TYPE]))]
+    return [FieldError(path, value, shapes.enum_rule([*shape.enum, *LOCAL_TYPES]))]
 
 
 def _at_most(limit: int) -> shapes.Check:
