@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 COMMANDS = {
     "transform": "conveyor.cli.transform",
@@ -28,12 +27,24 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="conveyor",
         description="Run SageMaker-style batch transform jobs on this machine, or serve SageMaker's API for them.",
     )
-    parser.add_argument("--version", action="version", version=f"conveyor {importlib.metadata.version('conveyor')}")
+    parser.add_argument("--version", action=_Version, help="show Conveyor's version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         if only is None or name == only:
             importlib.import_module(module).register(commands)
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked for: importlib.metadata costs every command time."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import importlib.metadata
+
+        parser.exit(message=f"conveyor {importlib.metadata.version('conveyor')}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

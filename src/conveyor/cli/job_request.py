@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 
+from conveyor.engine.model_check import check_decode_workers, check_local_handler
 from conveyor.errors import FieldError, ValidationException, render_value
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.sagemaker.extensions import DECODE_WORKERS, MAX_FAILED_RECORDS, with_reserved_key
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
-from conveyor.service.model_check import check_decode_workers, check_local_handler
 from conveyor.storage.inputs import check_output_location
 
 FLAGS = {

@@ -84,36 +84,42 @@ class _Messages:
 
 
 class _Watch:
-    """Tracks in-flight invocations; one past its timeout ends the process (docs/semantics.md, decision 19)."""
+    """Tracks in-flight invocations; one past its timeout ends the process (docs/semantics.md,
+    decision 19). Its thread sleeps until the earliest deadline, not on a polling tick, so that
+    it never takes the interpreter from the model while nothing is due."""
 
     def __init__(self, messages: _Messages) -> None:
         self._messages = messages
         self._in_flight: dict[int, tuple[int, int, float, float]] = {}
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._next_token = 0
         self.item_id = -1
         threading.Thread(target=self._run, name="invocation-watch", daemon=True).start()
 
     def begin(self, payload_index: int, timeout: float) -> object:
-        with self._lock:
+        deadline = time.monotonic() + timeout
+        with self._changed:
             self._next_token += 1
-            self._in_flight[self._next_token] = (self.item_id, payload_index, time.monotonic() + timeout, timeout)
+            earliest = min((entry[2] for entry in self._in_flight.values()), default=None)
+            self._in_flight[self._next_token] = (self.item_id, payload_index, deadline, timeout)
+            if earliest is None or deadline < earliest:
+                self._changed.notify()
             return self._next_token
 
     def end(self, token: object) -> None:
-        with self._lock:
+        with self._changed:
             self._in_flight.pop(token, None)  # type: ignore[call-overload]  # tokens are the ints begin() gave
 
     def _run(self) -> None:
-        while True:
-            time.sleep(0.05)
-            now = time.monotonic()
-            with self._lock:
-                expired = [entry for entry in self._in_flight.values() if entry[2] <= now]
-            if expired:
-                item_id, payload_index, _, timeout = expired[0]
-                self._messages.send(TimedOut(item_id, payload_index, timeout))
-                os._exit(TIMEOUT_EXIT_CODE)
+        with self._changed:
+            while True:
+                earliest = min(self._in_flight.values(), key=lambda entry: entry[2], default=None)
+                if earliest is not None and earliest[2] <= time.monotonic():
+                    break
+                self._changed.wait(None if earliest is None else earliest[2] - time.monotonic())
+        item_id, payload_index, _, timeout = earliest
+        self._messages.send(TimedOut(item_id, payload_index, timeout))
+        os._exit(TIMEOUT_EXIT_CODE)
 
 
 class _LineForwarder(io.TextIOBase):
@@ -136,13 +142,15 @@ class _LineForwarder(io.TextIOBase):
 
 
 def _die_with_parent(parent_pid: int) -> None:
+    """Linux kills us when the parent dies (PR_SET_PDEATHSIG); elsewhere a thread watches."""
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        signalled = ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL) == 0  # PR_SET_PDEATHSIG
     except OSError:
-        pass
-    if os.getppid() != parent_pid:
+        signalled = False
+    if os.getppid() != parent_pid:  # it died before the signal was asked for
         os._exit(1)
+    if signalled:
+        return
 
     def check() -> None:
         while True:

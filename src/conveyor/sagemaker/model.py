@@ -11,13 +11,14 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from botocore.model import Shape
+from typing import TYPE_CHECKING, Any, Literal
 
 from conveyor.errors import FieldError, ValidationException
 from conveyor.sagemaker import extensions, shapes
 from conveyor.sagemaker.locations import location_errors, normalize_location
+
+if TYPE_CHECKING:
+    from botocore.model import Shape
 
 MAX_ENVIRONMENT_BYTES = 32 * 1024  # all keys and values of all containers together (botocore's ContainerDefinition.Environment)
 MODEL_DATA_SOURCE_MESSAGE = (

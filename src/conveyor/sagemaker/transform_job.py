@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from botocore.model import Shape
+from typing import TYPE_CHECKING, Any, Literal
 
 from conveyor.errors import FieldError, ValidationException
 from conveyor.sagemaker import extensions, jsonpath, shapes
@@ -19,6 +17,9 @@ from conveyor.sagemaker.extensions import FailedRecordLimit
 from conveyor.sagemaker.instance_types import LOCAL_TYPES
 from conveyor.sagemaker.jsonpath import JsonPath
 from conveyor.sagemaker.locations import location_errors, normalize_location
+
+if TYPE_CHECKING:
+    from botocore.model import Shape
 
 SplitType = Literal["None", "Line", "RecordIO", "TFRecord"]
 BatchStrategy = Literal["MultiRecord", "SingleRecord"]

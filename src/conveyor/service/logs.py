@@ -5,13 +5,14 @@ instance named `<job>/instance-N`, and `<job>/instance-N/data-log` for per-recor
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
-
-from botocore.model import Shape
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import FieldError, LogsInvalidParameter, LogsResourceNotFound, job_not_found, render_errors
 from conveyor.sagemaker.shapes import member_path, validate, without_nulls
 from conveyor.store import InvalidToken, LogStream, Store
+
+if TYPE_CHECKING:
+    from botocore.model import Shape
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 MAX_EVENTS = 10_000

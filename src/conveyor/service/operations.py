@@ -12,13 +12,13 @@ from typing import Any, Callable
 
 from conveyor.engine.allowed_runtimes import check_allowed_runtimes
 from conveyor.engine.job import plan_work_items
+from conveyor.engine.model_check import check_decode_workers, check_local_handler
 from conveyor.engine.store_link import add_planned_items
 from conveyor.errors import ResourceInUse, ResourceNotFound, ValidationException, job_not_found
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.sagemaker.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
 from conveyor.service import wire
 from conveyor.service.local_roots import check_job_locations, check_model_locations, check_planned_items
-from conveyor.service.model_check import check_decode_workers, check_local_handler
 from conveyor.settings import Settings
 from conveyor.storage.base import StorageError
 from conveyor.storage.inputs import InputError, check_output_location

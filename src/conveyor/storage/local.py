@@ -12,7 +12,6 @@ a group of objects (one `syncfs` per filesystem), before the job records them do
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import uuid
@@ -194,9 +193,8 @@ class LocalStorage(Storage):
 @cache
 def _syncfs() -> Callable[[int], int] | None:
     """libc's syncfs(2), where there is one (Linux); None elsewhere."""
-    name = ctypes.util.find_library("c")
     try:
-        function = ctypes.CDLL(name, use_errno=True).syncfs
+        function = ctypes.CDLL(None, use_errno=True).syncfs  # this process's libc
     except (OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_int]
