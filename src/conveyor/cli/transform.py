@@ -15,8 +15,10 @@ from rich.text import Text
 
 from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
+from conveyor.engine.instance_process import InstanceProcess
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
+from conveyor.engine.local import LocalBackend
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.sagemaker.instance_types import ProfileError, instance_types
@@ -148,21 +150,27 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, ProfileError) as exc:
         console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
         return 2
+    # The instances' processes start now, so that their start overlaps checking the request,
+    # listing the inputs and preparing the model (docs/benchmarks.md, "Start-up").
+    backend = LocalBackend(prestarted=[InstanceProcess(index) for index in range(min(args.instance_count or 1, settings.capacity))])
     try:
-        job, model = job_and_model(args)
-        items = plan_work_items(job, settings)
-        _say_matched_folders(console, job, items)
-    except UsageError as exc:
-        console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
-        return 2
-    except (ConveyorError, InputError) as exc:
-        console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
-        return 2
-    return _run_with_progress(job, model, items, settings, console, quiet=args.quiet)
+        try:
+            job, model = job_and_model(args)
+            items = plan_work_items(job, settings)
+            _say_matched_folders(console, job, items)
+        except UsageError as exc:
+            console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
+            return 2
+        except (ConveyorError, InputError) as exc:
+            console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
+            return 2
+        return _run_with_progress(job, model, items, settings, console, backend, quiet=args.quiet)
+    finally:
+        backend.close()
 
 
 def _run_with_progress(
-    job: TransformJobSpec, model: ModelSpec, items: list[WorkItem], settings: Settings, console: Console, *, quiet: bool
+    job: TransformJobSpec, model: ModelSpec, items: list[WorkItem], settings: Settings, console: Console, backend: LocalBackend, *, quiet: bool
 ) -> int:
     listener = _ConsoleListener(console, items, quiet)
     stop = threading.Event()
@@ -176,7 +184,9 @@ def _run_with_progress(
     started_at = datetime.now(timezone.utc)
     try:
         with listener.progress:
-            outcome = run_job(job, model, settings, ledger=MemoryLedger(items), listener=listener, stop=stop, started_at=started_at)
+            outcome = run_job(
+                job, model, settings, ledger=MemoryLedger(items), listener=listener, stop=stop, backend=backend, started_at=started_at
+            )
     except KeyboardInterrupt:
         stop.set()
         console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)

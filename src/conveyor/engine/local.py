@@ -10,21 +10,17 @@ policy (`engine.job`), and the items queued behind it are handed back untouched.
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Sequence
 
 from conveyor.engine import worker as messages
 from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, ItemSource, JobStartFailed
 from conveyor.engine.instance import InstanceConfig
+from conveyor.engine.instance_process import InstanceProcess
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.storage import storage_for
 from conveyor.storage.base import StorageError
@@ -37,49 +33,6 @@ so that large objects still go to whichever instance is free first."""
 DURABLE_GROUP_SECONDS = 0.05
 """How long finished items may wait to be made durable together before the job hears of them."""
 DURABLE_GROUP_ITEMS = 256
-
-_BOOTSTRAP = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from conveyor.engine.worker import worker_main; worker_main(sys.argv[2:])"
-
-
-class InstanceProcess:
-    """One instance's process: a fresh interpreter (not `multiprocessing`, whose helper
-    process would outlive the command), with the parent's `sys.path` and its end of a pipe."""
-
-    def __init__(self, index: int) -> None:
-        parent_end, child_end = socket.socketpair()
-        with child_end:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(child_end.fileno()), str(os.getpid()), str(index)],
-                pass_fds=[child_end.fileno()],
-                stdin=subprocess.DEVNULL,
-            )
-        self.connection = Connection(parent_end.detach())
-        self.sentinel = os.pidfd_open(self.popen.pid) if hasattr(os, "pidfd_open") else None  # readable once it exits
-
-    @property
-    def exitcode(self) -> int | None:
-        return self.popen.poll()
-
-    def is_alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def kill(self) -> None:
-        if self.is_alive():
-            self.popen.kill()
-
-    def join(self, timeout: float | None = None) -> None:
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def close(self) -> None:
-        """Release the pipe and the sentinel; the process must have been joined."""
-        self.connection.close()
-        if self.sentinel is not None:
-            os.close(self.sentinel)
-            self.sentinel = None
-
 
 @dataclass
 class _Worker:
@@ -112,16 +65,11 @@ class _Run:
 
 
 class LocalBackend(Backend):
-    def __init__(self) -> None:
-        self._prestarted: dict[int, InstanceProcess] = {}
-
-    def prestart(self, instance_count: int) -> None:
-        """Start the processes of the first `instance_count` instances now, before the job's
-        configuration is known: their start overlaps the caller's own preparation. Those the
-        job does not use are stopped by `close()` or when `run()` ends."""
-        for index in range(instance_count):
-            if index not in self._prestarted:
-                self._prestarted[index] = InstanceProcess(index)
+    def __init__(self, prestarted: Sequence[InstanceProcess] = ()) -> None:
+        """`prestarted`: instance processes started before the job's configuration was known
+        (their start then overlaps the caller's own preparation); the first instances use them,
+        and those left over are stopped by `close()` or when `run()` ends."""
+        self._prestarted = {process.index: process for process in prestarted}
 
     def close(self) -> None:
         """Stop the prestarted processes that no job took."""

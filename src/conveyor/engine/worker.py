@@ -174,6 +174,8 @@ def worker_main(argv: list[str]) -> None:
         return
     if config is not None:
         _serve(config, connection, instance)
+    connection.close()
+    os._exit(0)  # the model is closed and every message sent: the interpreter's teardown would only add time
 
 
 def _serve(config: InstanceConfig, connection: Connection, instance: int) -> None:

@@ -55,10 +55,12 @@ _TYPE_NAMES = {
 
 @lru_cache(maxsize=1)
 def service_model() -> ServiceModel:
-    """botocore's SageMaker model, loaded once (about a quarter of a second)."""
-    import botocore.session
+    """botocore's SageMaker model, loaded once, by botocore's own loader (its search path, its
+    newest API version) without building a whole botocore session around it."""
+    from botocore.loaders import create_loader
+    from botocore.model import ServiceModel
 
-    return botocore.session.get_session().get_service_model("sagemaker")
+    return ServiceModel(create_loader().load_service_model("sagemaker", "service-2"), service_name="sagemaker")
 
 
 def input_shape(operation: str) -> StructureShape:

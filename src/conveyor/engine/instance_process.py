@@ -1,0 +1,60 @@
+"""An instance's process, started by the local backend: a fresh interpreter with the parent's
+`sys.path` and its end of a pipe.
+
+Not `multiprocessing`: its spawn start leaves a resource-tracker process that outlives the
+command, and re-imports the command's main module. This module imports only the standard
+library, so a command can start its instances before it imports the rest of Conveyor, and the
+two starts overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+
+_BOOTSTRAP = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from conveyor.engine.worker import worker_main; worker_main(sys.argv[2:])"
+
+
+class InstanceProcess:
+    """The process of instance number `index` (0-based). Its first message must be its
+    InstanceConfig, or None when it is not needed after all."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        parent_end, child_end = socket.socketpair()
+        with child_end:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(child_end.fileno()), str(os.getpid()), str(index)],
+                pass_fds=[child_end.fileno()],
+                stdin=subprocess.DEVNULL,
+            )
+        self.connection = Connection(parent_end.detach())
+        self.sentinel: int | None = os.pidfd_open(self.popen.pid) if hasattr(os, "pidfd_open") else None  # readable once it exits
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.is_alive():
+            self.popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
+        """Release the pipe and the sentinel; the process must have been joined."""
+        self.connection.close()
+        if self.sentinel is not None:
+            os.close(self.sentinel)
+            self.sentinel = None
