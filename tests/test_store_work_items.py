@@ -45,6 +45,35 @@ def test_items_are_claimed_in_ordinal_order_until_none_is_pending(store, clock):
     assert store.work_items.claim("other-job", "instance-1", 60) is None
 
 
+def test_items_are_claimed_several_at_a_time_in_ordinal_order(store):
+    store.work_items.add("job", reversed(items(5)))
+    first = store.work_items.claim_many("job", "instance-1", 60, 3)
+    assert [item.ordinal for item in first] == [0, 1, 2] and {item.state for item in first} == {"InFlight"}
+    assert [item.ordinal for item in store.work_items.claim_many("job", "instance-2", 60, 3)] == [3, 4]
+    assert store.work_items.claim_many("job", "instance-1", 60, 3) == []
+    assert store.work_items.counts("job").in_flight == 5
+
+
+def test_threads_claiming_batches_never_claim_the_same_item(tmp_path):
+    with Store(tmp_path / "conveyor.db") as store:
+        store.jobs.create("job", "arn:job", "model", {}, T0)
+        store.work_items.add("job", items(200))
+        claimed: list[int] = []
+        start = threading.Barrier(4)
+
+        def worker(owner: str) -> None:
+            start.wait()
+            while batch := store.work_items.claim_many("job", owner, 60, 7):
+                claimed.extend(item.id for item in batch)
+
+        threads = [threading.Thread(target=worker, args=(f"instance-{index}",)) for index in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(claimed) == 200 and len(set(claimed)) == 200
+
+
 def test_byte_range_shards_are_kept(store):
     shard = NewWorkItem(0, "s3://in/big.csv", "s3://out/big.csv.out", "big.csv", 100, range_start=0, range_end=50)
     store.work_items.add("job", [shard])

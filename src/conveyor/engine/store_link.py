@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import asdict
 from typing import Iterable
 
@@ -22,6 +23,8 @@ from conveyor.store.logs import cut_message
 from conveyor.store.work_items import DONE, FAILED, NewWorkItem
 
 PROGRESS_WRITE_INTERVAL_SECONDS = 0.5
+CLAIM_BATCH = 16
+"""Items claimed from the store in one write; those not yet handed out hold the lease too."""
 
 
 def instance_stream(job_name: str, instance: int) -> str:
@@ -54,19 +57,25 @@ class StoreLedger:
         self.job_name = job_name
         self.owner = owner
         self.lease_seconds = lease_seconds
-        self.in_flight: set[int] = set()
+        self.in_flight: set[int] = set()  # claimed under our lease: handed out, or waiting in `_claimed`
+        self._claimed: deque[WorkItem] = deque()
         self._lock = threading.Lock()
 
     def take(self) -> WorkItem | None:
-        record = self.store.work_items.claim(self.job_name, self.owner, self.lease_seconds)
-        if record is None:
-            return None
-        with self._lock:
-            self.in_flight.add(record.id)
-        return WorkItem(
-            item_id=record.id, input_uri=record.input_uri, output_uri=record.output_uri, size=record.size,
-            attempts_used=record.payload_attempts, instance_losses=record.instance_losses,
-        )
+        """The next item; items are claimed CLAIM_BATCH at a time, so that a job of many small
+        objects does not pay a write to the store for each one it hands out."""
+        if not self._claimed:
+            records = self.store.work_items.claim_many(self.job_name, self.owner, self.lease_seconds, CLAIM_BATCH)
+            with self._lock:
+                self.in_flight.update(record.id for record in records)
+            self._claimed.extend(
+                WorkItem(
+                    item_id=record.id, input_uri=record.input_uri, output_uri=record.output_uri, size=record.size,
+                    attempts_used=record.payload_attempts, instance_losses=record.instance_losses,
+                )
+                for record in records
+            )
+        return self._claimed.popleft() if self._claimed else None
 
     def give_back(self, item: WorkItem) -> None:
         self._finished(item.item_id)
@@ -111,6 +120,7 @@ class StoreLedger:
         """Hand back, unfinished, what instances still held when the run ended (a Stop, a shutdown)."""
         with self._lock:
             held, self.in_flight = list(self.in_flight), set()
+            self._claimed.clear()
         for item_id in held:
             self.store.work_items.release(item_id, self.owner)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from conveyor.engine.job import WorkItem
 from conveyor.errors import FieldError, ValidationException
@@ -37,14 +37,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def local_path_problem(uri: str, settings: Settings, *, holds_tree: bool = False) -> str | None:
+def local_path_problem(
+    uri: str, settings: Settings, *, holds_tree: bool = False, resolve: Callable[[str], str] = os.path.realpath
+) -> str | None:
     """Why a job may not use `uri`, or None. `holds_tree`: the location is a folder used whole
     (model data), so it may not contain CONVEYOR_HOME either."""
     scheme, _, path = parse_uri(uri)
     if scheme != "file":
         return None
-    real = os.path.realpath(path)
-    home = os.path.realpath(settings.home)
+    real = resolve(path)
+    home = resolve(str(settings.home))
     if _inside(real, home) or (holds_tree and _inside(home, real)):
         where = "is inside" if _inside(real, home) else "contains"
         return (
@@ -103,13 +105,32 @@ def check_planned_items(items: Iterable[WorkItem], settings: Settings) -> None:
         ),
         settings,
         first_only=True,
+        resolve=_FolderCachedRealpath(),
     )
 
 
-def _raise_for(locations: Iterable[tuple[str, str]], settings: Settings, *, first_only: bool = False) -> None:
+class _FolderCachedRealpath:
+    """`os.path.realpath`, resolving each folder once: a job's objects share a few folders, and
+    resolving every path in full cost a job of 3,000 objects most of a second."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        folder, name = os.path.split(path)
+        if name in ("", ".", "..") or os.path.islink(path):
+            return os.path.realpath(path)
+        if folder not in self._folders:
+            self._folders[folder] = os.path.realpath(folder)
+        return os.path.join(self._folders[folder], name)
+
+
+def _raise_for(
+    locations: Iterable[tuple[str, str]], settings: Settings, *, first_only: bool = False, resolve: Callable[[str], str] = os.path.realpath
+) -> None:
     errors = []
     for field, uri in locations:
-        problem = local_path_problem(uri, settings)
+        problem = local_path_problem(uri, settings, resolve=resolve)
         if problem is not None:
             errors.append(FieldError(field, uri, problem, message=problem))
             if first_only:

@@ -125,12 +125,18 @@ class WorkItems:
         return len(rows)
 
     def claim(self, job_name: str, owner: str, lease_seconds: float) -> WorkItemRecord | None:
-        """Hand the job's next Pending item (lowest ordinal) to `owner`; None when none is pending.
+        """Hand the job's next Pending item (lowest ordinal) to `owner`; None when none is pending."""
+        claimed = self.claim_many(job_name, owner, lease_seconds, 1)
+        return claimed[0] if claimed else None
+
+    def claim_many(self, job_name: str, owner: str, lease_seconds: float, limit: int) -> list[WorkItemRecord]:
+        """Hand up to `limit` of the job's Pending items (lowest ordinals first) to `owner`, in
+        ordinal order; empty when none is pending.
 
         One UPDATE with a sub-select: SQLite takes the write lock before the statement reads, so
         concurrent claimers (threads or processes) serialise and never get the same item. The
         `state = Pending` re-check keeps it correct on databases that do not serialise so (the
-        loop retries there when a competitor won the race).
+        loop retries there when a competitor won the whole race).
         """
         while True:
             now = self._database.now()
@@ -138,17 +144,17 @@ class WorkItems:
                 f"UPDATE work_items SET state = '{IN_FLIGHT}', owner = ?, lease_expires = ?,"
                 " attempts = attempts + 1, started_at = ?, finished_at = NULL, failure_reason = NULL,"
                 " records = 0, bytes_in = 0, bytes_out = 0"
-                " WHERE id = (SELECT id FROM work_items WHERE job_name = ? AND state = ?"
-                " ORDER BY ordinal LIMIT 1) AND state = ?"
+                " WHERE id IN (SELECT id FROM work_items WHERE job_name = ? AND state = ?"
+                " ORDER BY ordinal LIMIT ?) AND state = ?"
                 f" RETURNING {_COLUMNS}",
-                (owner, now + lease_seconds, now, job_name, PENDING, PENDING),
+                (owner, now + lease_seconds, now, job_name, PENDING, limit, PENDING),
             ).fetchall()
             if rows:
-                return _record(rows[0])
+                return sorted((_record(row) for row in rows), key=lambda record: record.ordinal)
             if not self._database.execute(
                 "SELECT 1 FROM work_items WHERE job_name = ? AND state = ? LIMIT 1", (job_name, PENDING)
             ).fetchall():
-                return None
+                return []
 
     def renew_lease(self, item_id: int, owner: str, lease_seconds: float) -> bool:
         """Extend the holder's lease; False when the item is no longer theirs."""
