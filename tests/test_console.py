@@ -364,6 +364,8 @@ def test_stop_a_running_job_from_its_page(page: Any, console: dict[str, Any], sc
         expect(page.locator('[data-live="status-text"]')).to_have_text("InProgress")
         expect(page.locator('[data-live="records"]')).not_to_have_text("0", timeout=LIVE)  # progress moves live
         expect(page.locator("#log")).to_contain_text("Starting")
+        expect(page.locator('[data-live="model_busy"]')).to_have_text(re.compile(r"^\d+%$"), timeout=LIVE)  # the figures too
+        expect(page.locator('[data-live="records_rate"]')).to_have_text(re.compile(r" records/s$"))
         screenshot(page, "job-running")
         page.click("#stop-job")
         expect(page.locator(".alert-success")).to_contain_text("Stopping batch transform job long-detail")

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from conveyor.cli import client
 from conveyor.cli.client import Connection
+from conveyor.engine.figures import rate_text
 from conveyor.service import JOB_STATUSES as STATUSES
 from conveyor.service import TERMINAL_STATUSES
 from conveyor.service.objects_text import objects_text
@@ -152,7 +153,7 @@ def _details(*parts: Any) -> str:
 
 
 def progress_summary(progress: dict[str, Any]) -> str:
-    """`3/10 objects (1 failed), 1,234 records, 1.2 MB of 5.0 MB, 2.3 MB/s, ETA 12s`."""
+    """`3/10 objects (1 failed), 1,234 records, 1.2 MB of 5.0 MB, 2.3 MB/s, 1,234 records/s, model busy 87%, ETA 12s`."""
     parts = [
         objects_text(progress),
         f"{progress.get('Records') or 0:,} records",
@@ -163,6 +164,8 @@ def progress_summary(progress: dict[str, Any]) -> str:
     rate = progress.get("MegabytesPerSecond")
     if rate is not None:
         parts.append(f"{rate:,.1f} MB/s")
+    if progress.get("RecordsPerSecond") is not None and progress.get("ModelBusyFraction") is not None:
+        parts.append(f"{rate_text(progress['RecordsPerSecond'])} records/s, model busy {progress['ModelBusyFraction']:.0%}")
     elapsed = progress.get("ElapsedSeconds")
     if progress.get("TransformJobStatus") in TERMINAL_STATUSES:
         if elapsed is not None:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
+from conveyor.engine.figures import Rates, rate_text
 from conveyor.engine.instance_process import InstanceProcess
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
@@ -71,6 +72,25 @@ class _Throughput(ProgressColumn):
         )
 
 
+FIGURES_MIN_WIDTH = 100
+"""Narrower terminals leave the live figures out, which would wrap the bar (the job log and the
+summary still give them)."""
+
+
+class _Figures(ProgressColumn):
+    """Records/s and the model's busy fraction over the last seconds (engine.figures), once known."""
+
+    def __init__(self, listener: "_ConsoleListener") -> None:
+        super().__init__()
+        self.listener = listener
+
+    def render(self, task: Task) -> Text:
+        figures = self.listener.live
+        if figures is None or self.listener.console.width < FIGURES_MIN_WIDTH:
+            return Text("")
+        return Text(f"{rate_text(figures.records_per_second)} rec/s, model {figures.busy_fraction:.0%}", style="magenta", no_wrap=True)
+
+
 def size_text(count: float) -> str:
     """`812 B`, `3.4 KB`, `1.2 MB`, `2.0 GB` (powers of 1,024, as MaxPayloadInMB's MB)."""
     for unit in ("B", "KB", "MB"):
@@ -94,11 +114,14 @@ class _ConsoleListener(JobListener):
         self._live: dict[int, ItemProgress] = {}
         self._finished_bytes = 0
         self._finished_records = 0
+        self.live: Rates | None = None  # records/s and the model's busy fraction, over a recent window
+        self.whole: Rates | None = None  # the same over the whole run, once it ended
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TaskProgressColumn(),
             _Throughput(self),
+            _Figures(self),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
@@ -136,6 +159,12 @@ class _ConsoleListener(JobListener):
 
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None:
         self._say(message)
+
+    def on_figures(self, records_per_second: float, busy_fraction: float, *, final: bool = False) -> None:
+        if final:
+            self.whole = Rates(records_per_second, busy_fraction)
+        else:
+            self.live = Rates(records_per_second, busy_fraction)
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -191,7 +220,7 @@ def _run_with_progress(
         stop.set()
         console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)
         return 130
-    _summary(console, job, items, outcome, time.monotonic() - started)
+    _summary(console, job, items, outcome, time.monotonic() - started, listener.whole)
     return 0 if outcome.status == "Completed" else 1
 
 
@@ -206,14 +235,18 @@ def _say_matched_folders(console: Console, job: TransformJobSpec, items: list[Wo
         console.print(f"Input {job.input.uri} is a prefix, as in S3: it matched {len(folders)} folders: {shown}", markup=False, highlight=False)
 
 
-def _summary(console: Console, job: TransformJobSpec, items: list[WorkItem], outcome: JobOutcome, elapsed: float) -> None:
-    """The same figures as the console's job page: objects done and failed, records, duration."""
+def _summary(
+    console: Console, job: TransformJobSpec, items: list[WorkItem], outcome: JobOutcome, elapsed: float, whole: Rates | None
+) -> None:
+    """The same figures as the console's job page: objects done and failed, records, duration,
+    throughput, records/s and the model's busy fraction."""
     size = sum(item.size for item in items)
     color = "green" if outcome.status == "Completed" else "red"
     failed = f", {outcome.objects_failed} failed" if outcome.objects_failed else ""
+    figures = f", {rate_text(whole.records_per_second)} records/s, model busy {whole.busy_fraction:.0%}" if whole else ""
     console.print(
         f"[bold {color}]{outcome.status}[/] {job.name}: {outcome.objects_done} of {len(items)} objects{failed}, "
-        f"{outcome.records:,} records, {size_text(size)} in {format_duration(elapsed)} ({size_text(size / max(elapsed, 1e-6))}/s)",
+        f"{outcome.records:,} records, {size_text(size)} in {format_duration(elapsed)} ({size_text(size / max(elapsed, 1e-6))}/s{figures})",
         highlight=False,
     )
     if outcome.failure_reason:

@@ -54,6 +54,14 @@ def _eta(status: str, eta: float | None, progress: dict[str, Any]) -> str:
     return format_duration(eta)
 
 
+def _records_rate(value: float | None) -> str:
+    """`1,234 records/s`, `12.3 records/s`, `0.42 records/s` (as the job log writes them)."""
+    if value is None:
+        return "—"
+    shown = f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+    return f"{shown} records/s"
+
+
 def _seconds(description: dict[str, Any]) -> float:
     start = description.get("TransformStartTime") or description["CreationTime"]
     end = description.get("TransformEndTime") or datetime.now(timezone.utc)
@@ -109,6 +117,8 @@ def _state(job: JobProgress) -> dict[str, Any]:
         "bytes_total": format_size(progress.get("BytesTotal", 0)),
         "bytes_out": format_size(progress.get("BytesOut", 0)),
         "rate": "—" if rate is None else f"{rate:.2f} MB/s",
+        "records_rate": _records_rate(progress.get("RecordsPerSecond")),
+        "model_busy": "—" if progress.get("ModelBusyFraction") is None else f"{progress['ModelBusyFraction']:.0%}",
         "eta": _eta(status, eta, progress),
     }
 

@@ -3,9 +3,9 @@
 A backend only runs instances: it starts `instance_count` of them from an `InstanceConfig`,
 hands each free one the next item from an `ItemSource`, and reports what happened to
 `InstanceEvents`: an instance started, an item's progress, an item done or failed, an instance
-lost with the item it held. What becomes of a lost instance's item (handed out again, or failed)
-is the job's attempt policy, in `engine.job`; a backend never decides it, so every backend
-applies the same one.
+lost with the item it held, an instance's running figures. What becomes of a lost instance's
+item (handed out again, or failed) is the job's attempt policy, in `engine.job`; a backend never
+decides it, so every backend applies the same one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol
 
+from conveyor.engine.figures import InstanceTotals
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
@@ -59,6 +60,9 @@ class InstanceEvents:
         """The instance is being replaced; `item` must be handed out again or failed by the receiver."""
 
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None: ...
+
+    def on_figures(self, instance: int, totals: InstanceTotals) -> None:
+        """The instance's running totals since it began transforming (`engine.figures`)."""
 
 
 class Backend(ABC):

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, JobStartFailed
 from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.errors_manifest import errors_manifest_uri, write_errors_manifest
+from conveyor.engine.figures import InstanceTotals, JobFigures
 from conveyor.engine.gpus import plan_gpus
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.engine.ledger import Ledger, LedgerSummary
@@ -113,6 +114,10 @@ class JobListener:
 
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None: ...
 
+    def on_figures(self, records_per_second: float, busy_fraction: float, *, final: bool = False) -> None:
+        """The job's records/s and the model's busy fraction (`engine.figures`): over a recent
+        window while it runs, and once more over the whole run (`final`) when it ends."""
+
 
 @dataclass
 class JobOutcome:
@@ -144,8 +149,10 @@ class _JobRun(InstanceEvents):
         self.listener = listener
         self.resolved: ResolvedParameters | None = None
         self.records = 0
+        self.figures = JobFigures()
 
     def on_started(self, instance: int, resolved: ResolvedParameters) -> None:
+        self.figures.started(instance)
         if self.resolved is None:
             self.resolved = resolved
             self.listener.on_resolved(resolved)
@@ -221,6 +228,22 @@ class _JobRun(InstanceEvents):
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None:
         self.listener.on_log(instance, message, data_log=data_log)
 
+    def on_figures(self, instance: int, totals: InstanceTotals) -> None:
+        line = self.figures.report(instance, totals)
+        if line is not None:
+            self.listener.on_log(instance, line)
+        live = self.figures.live()
+        if live is not None:
+            self.listener.on_figures(live.records_per_second, live.busy_fraction)
+
+    def report_whole_run(self) -> None:
+        """Each instance's figures over the whole run into the job log, the job's to the listener."""
+        for instance, line in self.figures.final_lines():
+            self.listener.on_log(instance, line)
+        whole = self.figures.whole()
+        if whole is not None:
+            self.listener.on_figures(whole.records_per_second, whole.busy_fraction, final=True)
+
     def sweep(self, output_uri: str) -> None:
         """Remove what a dead instance left half-written for `output_uri` (its writer never aborted)."""
         try:
@@ -256,6 +279,7 @@ def run_job(
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
     except (JobStartFailed, ModelDataError) as exc:
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
+    run.report_whole_run()
     for lost_output in run.lost_outputs:  # an instance killed at the end leaves its writer's temporaries too
         run.sweep(lost_output)
     if stop.is_set() and not run.over_limit:

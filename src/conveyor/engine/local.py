@@ -166,6 +166,8 @@ class LocalBackend(Backend):
             worker.timed_out = message
         elif isinstance(message, messages.Log):
             events.on_log(worker.index, message.message, data_log=message.data_log)
+        elif isinstance(message, messages.Figures):
+            events.on_figures(worker.index, message.totals)
 
     def _report_finished(self, run: _Run) -> None:
         """Make the finished items' outputs durable as a group, then tell the job they are done."""

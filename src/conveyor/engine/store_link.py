@@ -130,13 +130,14 @@ class StoreLedger:
 
 
 class StoreListener(JobListener):
-    """Writes a job's events to the store: resolved parameters, progress and log lines."""
+    """Writes a job's events to the store: resolved parameters, progress, figures and log lines."""
 
     def __init__(self, store: Store, job_name: str, owner: str, *, log_quota_bytes: int | None = None) -> None:
         self.store = store
         self.job_name = job_name
         self.owner = owner
         self._last_write: dict[int, float] = {}
+        self._figures_written = 0.0
         self.log_quota_bytes = log_quota_bytes
         self._logged_bytes = store.logs.job_bytes(job_name) if log_quota_bytes is not None else 0
         self.dropped_lines = 0
@@ -155,6 +156,13 @@ class StoreListener(JobListener):
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
         self._last_write.pop(item.item_id, None)
+
+    def on_figures(self, records_per_second: float, busy_fraction: float, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._figures_written < PROGRESS_WRITE_INTERVAL_SECONDS:
+            return
+        self._figures_written = now
+        self.store.jobs.set_figures(self.job_name, records_per_second, busy_fraction)
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None:
         self._last_write.pop(item.item_id, None)

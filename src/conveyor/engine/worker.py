@@ -24,6 +24,7 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from conveyor.engine.figures import InstanceMeter, InstanceTotals
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.pipeline.work_item import ItemProgress, WorkItem, WorkItemFailed
 from conveyor.runtimes.base import RuntimeStartError
@@ -69,6 +70,11 @@ class TimedOut:
 class Log:
     message: str
     data_log: bool = False
+
+
+@dataclass(frozen=True)
+class Figures:
+    totals: InstanceTotals
 
 
 class _Messages:
@@ -192,6 +198,7 @@ def _serve(config: InstanceConfig, connection: Connection, instance: int) -> Non
         return
     messages.send(Ready(started.resolved))
     watch = _Watch(messages)
+    meter = InstanceMeter()
     try:
         while True:
             try:
@@ -205,17 +212,29 @@ def _serve(config: InstanceConfig, connection: Connection, instance: int) -> Non
             try:
                 progress = started.process(
                     item,
-                    lambda p: None if p.done else messages.send(Progress(p)),  # Done carries the last
+                    lambda p: _report_progress(messages, meter, p),
                     watch=watch,
                     log=lambda message: messages.send(Log(message, data_log=True)),
                 )
-                messages.send(Done(progress))
+                ended: Done | Failed = Done(progress)
             except WorkItemFailed as exc:
-                messages.send(Failed(item.item_id, str(exc), ItemProgress(item.item_id, failed_records=exc.failed_records)))
+                ended = Failed(item.item_id, str(exc), ItemProgress(item.item_id, failed_records=exc.failed_records))
             except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
-                messages.send(Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id)))
+                ended = Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id))
+            totals = meter.item_ended(idle=not connection.poll())
+            if totals is not None:  # before the item's end, after which the job may end without reading further
+                messages.send(Figures(totals))
+            messages.send(ended)
     finally:
         started.close()
+
+
+def _report_progress(messages: _Messages, meter: InstanceMeter, progress: ItemProgress) -> None:
+    if not progress.done:  # Done carries the last
+        messages.send(Progress(progress))
+    totals = meter.seen(progress)
+    if totals is not None:
+        messages.send(Figures(totals))
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
+from conveyor.pipeline.busy import BusyMeter
 from conveyor.runtimes.base import InvocationError, Runtime
 
 T = TypeVar("T")
@@ -37,7 +38,8 @@ class InvocationWatch(Protocol):
 
 
 class Invoker:
-    """Sends payloads to a runtime with the job's timeout and retry policy (docs/semantics.md, decision 8)."""
+    """Sends payloads to a runtime with the job's timeout and retry policy (docs/semantics.md, decision 8),
+    measuring how long the model was busy (`busy`)."""
 
     def __init__(
         self,
@@ -62,12 +64,13 @@ class Invoker:
         self.attempts_used = attempts_used or {}
         self.log = log
         self.retries = 0
+        self.busy = BusyMeter()
 
     def once(self, payload_index: int, body: bytes) -> bytes:
         """One try, no retry and no back-off: a sub-payload of a failed payload being bisected."""
         token = self.watch.begin(payload_index, self.timeout_seconds) if self.watch else None
         try:
-            return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
+            return self._invoke(body)
         except InvocationError as exc:
             raise InvocationFailed(exc.message) from None
         finally:
@@ -79,7 +82,7 @@ class Invoker:
         while True:
             token = self.watch.begin(payload_index, self.timeout_seconds) if self.watch else None
             try:
-                return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
+                return self._invoke(body)
             except InvocationError as exc:
                 attempt += 1
                 if not exc.retryable or attempt > self.max_retries:
@@ -95,6 +98,13 @@ class Invoker:
             finally:
                 if token is not None and self.watch is not None:
                     self.watch.end(token)
+
+    def _invoke(self, body: bytes) -> bytes:
+        self.busy.begin()
+        try:
+            return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
+        finally:
+            self.busy.end()
 
 
 def invoke_in_order(

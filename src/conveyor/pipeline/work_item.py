@@ -71,6 +71,7 @@ class ItemProgress:
     done: bool = False
     failure: str | None = None
     failed_records: list[FailedRecord] = field(default_factory=list)
+    busy_seconds: float = 0.0  # the union of the intervals in which a model call was in progress (pipeline.busy)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def process_work_item(
         raise WorkItemFailed(str(exc)) from None
     finally:
         progress.retries = invoker.retries
+        progress.busy_seconds = invoker.busy.seconds()
     progress.done = True
     on_progress(progress)
     return progress
@@ -241,6 +243,7 @@ def _transform(
         now = time.monotonic()
         if now - last_report >= PROGRESS_INTERVAL_SECONDS:
             progress.retries = invoker.retries
+            progress.busy_seconds = invoker.busy.seconds()
             on_progress(progress)
             last_report = now
     progress.bytes_in = counted.bytes_read

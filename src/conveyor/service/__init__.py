@@ -70,7 +70,7 @@ class Service:
         return frozenset(item.output_uri for item in self.store.work_items.list(job_name, state=DONE))
 
     def progress(self, job_name: str) -> dict[str, Any]:
-        """Conveyor's progress view of a job: objects, records, bytes, MB/s and ETA."""
+        """Conveyor's progress view of a job: objects, records, bytes, MB/s, ETA, records/s and the model's busy fraction."""
         found = self.jobs_progress([job_name])
         if job_name not in found:
             raise job_not_found(job_name)
@@ -113,6 +113,8 @@ def _progress_view(record: TransformJobRecord, progress: Progress) -> dict[str, 
         "ElapsedSeconds": progress.elapsed_seconds(now),
         "MegabytesPerSecond": progress.mb_per_second(now),
         "EtaSeconds": None if record.transform_end_time else progress.eta_seconds(now),
+        "RecordsPerSecond": progress.records_per_second,
+        "ModelBusyFraction": progress.model_busy_fraction,
     }
 
 

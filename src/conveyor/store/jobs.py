@@ -226,6 +226,14 @@ class TransformJobs:
             )
             return _select_or_raise(connection, name)
 
+    def set_figures(self, name: str, records_per_second: float, model_busy_fraction: float) -> None:
+        """Record the run's figures (not a change a client made: LastModifiedTime stays)."""
+        with self._database.transaction() as connection:
+            connection.execute(
+                "UPDATE transform_jobs SET records_per_second = ?, model_busy_fraction = ? WHERE name = ?",
+                (records_per_second, model_busy_fraction, name),
+            )
+
     def schedulable(self, limit: int = 100) -> builtins.list[TransformJobRecord]:
         """InProgress and Stopping jobs that no scheduler holds (no owner, or lease expired), oldest first."""
         rows = self._database.execute(

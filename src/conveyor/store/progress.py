@@ -40,6 +40,10 @@ class Progress:
     """Bytes of pending items plus the unread part of in-flight ones (what the ETA is based on)."""
     started_at: datetime | None
     """TransformStartTime, or the first item's claim when the job has not recorded one."""
+    records_per_second: float | None = None
+    model_busy_fraction: float | None = None
+    """The engine's figures (engine.figures): over a recent window while the job runs, over
+    its whole run once it ended; None until its instances first report."""
 
     def elapsed_seconds(self, now: datetime) -> float | None:
         if self.started_at is None:
@@ -86,7 +90,8 @@ def jobs_progress(connection: sqlite3.Connection, job_names: Sequence[str]) -> d
         " COALESCE(SUM(CASE WHEN items.state = ? THEN items.size"
         "   WHEN items.state = ? AND items.size > items.bytes_in THEN items.size - items.bytes_in ELSE 0 END), 0),"
         " MIN(items.started_at),"
-        " COALESCE(SUM(json_array_length(items.failed_records)), 0)"
+        " COALESCE(SUM(json_array_length(items.failed_records)), 0),"
+        " MAX(jobs.records_per_second), MAX(jobs.model_busy_fraction)"
         " FROM transform_jobs AS jobs LEFT JOIN work_items AS items ON items.job_name = jobs.name"
         f" WHERE jobs.name IN ({placeholders}) GROUP BY jobs.name",
         (DONE, FAILED, IN_FLIGHT, FAILED, PENDING, IN_FLIGHT, *job_names),
@@ -108,4 +113,6 @@ def _progress(row: tuple[Any, ...]) -> Progress:
         bytes_total=row[9],
         bytes_remaining=row[10],
         started_at=from_epoch(started),
+        records_per_second=row[13],
+        model_busy_fraction=row[14],
     )

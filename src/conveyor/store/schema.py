@@ -115,4 +115,14 @@ FAILED_RECORDS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS)
+FIGURES = Migration(
+    version=4,
+    name="transform jobs keep their run's records per second and model busy fraction",
+    statements=(
+        # Over a recent window while the job runs, over its whole run once it ended (engine.figures).
+        "ALTER TABLE transform_jobs ADD COLUMN records_per_second REAL",
+        "ALTER TABLE transform_jobs ADD COLUMN model_busy_fraction REAL",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS, FIGURES)

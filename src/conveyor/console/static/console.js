@@ -172,7 +172,7 @@
       header.dataset.status = state.status;
       setBadge(header.querySelector("[data-status-badge]"), state.status);
       ["status-text", "started", "ended", "duration", "objects_finished", "objects_total", "objects_failed", "records", "failed_records",
-        "bytes_in", "bytes_total", "rate", "eta"].forEach((key) => {
+        "bytes_in", "bytes_total", "rate", "records_rate", "model_busy", "eta"].forEach((key) => {
         const element = live(key);
         const value = key === "status-text" ? state.status : state[key];
         if (element) element.textContent = String(value);
