@@ -12,6 +12,8 @@ MaxConcurrentTransforms threads sharing the one loaded model, so nothing here mu
 state per call. `invoke()` cannot stop a handler at its timeout (`enforces_timeout = False`):
 the instance's watchdog restarts the process instead. With CONVEYOR_DECODE_WORKERS, input_fn
 and output_fn run in worker processes (`runtimes.decode_pool`; docs/models.md, "Parallel decode").
+A handler that declares BATCH_SIZE has its decoded inputs gathered across invocations into
+calls of its predict_batch_fn (`runtimes.batcher`; docs/models.md, "Cross-record batching").
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from typing import Any, Callable
 
 from conveyor.runtimes import codecs
 from conveyor.runtimes.base import ExecutionParameters, InvocationError, Runtime, RuntimeStartError
+from conveyor.runtimes.batcher import DEFAULT_TIMEOUT_SECONDS as DEFAULT_BATCH_TIMEOUT
+from conveyor.runtimes.batcher import Batcher
 from conveyor.runtimes.decode_pool import INPUT_FN, OUTPUT_FN, DecodePool, WorkerSetup
 from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, program
 from conveyor.runtimes.toolkit_defaults import CONVEYOR, ToolkitDefaults, model_predict
 
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+MAX_BATCH_SIZE = 4096
 """The Accept used when a request has none or `*/*` (the toolkit's variable)."""
 
 _module_numbers = itertools.count(1)
@@ -122,6 +127,7 @@ class PythonHandlerRuntime(Runtime):
         self._predict: Stage | None = None
         self._encode: Stage | None = None
         self._pool: DecodePool | None = None
+        self._batcher: Batcher | None = None  # the handler declares BATCH_SIZE and predict_batch_fn
         self._predicting: AbstractContextManager[Any] = nullcontext()  # at most MaxConcurrentTransforms predict_fn at once
         self._default_accept = codecs.JSON
         self._system_properties: dict[str, Any] = {}
@@ -144,6 +150,7 @@ class PythonHandlerRuntime(Runtime):
             self.module = self._import(path, name)
             self.model = self._load_model()
             self._handle = self._resolve_chain()
+            self._batcher = self._resolve_batcher()
             if self._pool is not None:
                 self._join_pool()
         except BaseException:
@@ -298,7 +305,8 @@ class PythonHandlerRuntime(Runtime):
                 )
             return lambda data, content_type, accept: transform_fn(model, data, content_type, accept)
 
-        if predict_fn is None and self.defaults.predict_fn is model_predict and not callable(getattr(model, "predict", None)):
+        batching = getattr(self.module, "BATCH_SIZE", None) is not None  # predict_batch_fn predicts (_resolve_batcher)
+        if predict_fn is None and not batching and self.defaults.predict_fn is model_predict and not callable(getattr(model, "predict", None)):
             raise RuntimeStartError(
                 f"{self.handler_path} defines no predict_fn and model_fn returned a {type(model).__name__} "
                 "without a predict method; define predict_fn(data, model) or transform_fn"
@@ -306,6 +314,32 @@ class PythonHandlerRuntime(Runtime):
         decode, encode = self._resolve_stages()
         predict = self._predict = self._bind(predict_fn or self.defaults.predict_fn, "predict_fn", ("data", "model"), model)
         return lambda data, content_type, accept: encode(predict(decode(data, content_type, accept), content_type, accept), content_type, accept)
+
+    def _resolve_batcher(self) -> Batcher | None:
+        """Cross-record batching, when the handler declares BATCH_SIZE (docs/models.md)."""
+        size = getattr(self.module, "BATCH_SIZE", None)
+        if size is None:
+            return None
+        where = self.handler_path
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_BATCH_SIZE:
+            raise RuntimeStartError(f"BATCH_SIZE in {where} is {size!r}; it must be a whole number from 1 to {MAX_BATCH_SIZE}")
+        timeout = getattr(self.module, "BATCH_TIMEOUT", DEFAULT_BATCH_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout <= 60:
+            raise RuntimeStartError(f"BATCH_TIMEOUT in {where} is {timeout!r}; it must be a number of seconds from 0 to 60")
+        if self._function("transform_fn") is not None:
+            raise RuntimeStartError(
+                f"{where} declares BATCH_SIZE = {size} and defines transform_fn, which cannot be batched: define "
+                "input_fn, predict_batch_fn and output_fn instead, or remove BATCH_SIZE"
+            )
+        predict_batch_fn = self._function("predict_batch_fn")
+        if predict_batch_fn is None:
+            raise RuntimeStartError(
+                f"{where} declares BATCH_SIZE = {size} but defines no predict_batch_fn(inputs, model); define it (it takes "
+                "a list of what input_fn returned and returns one prediction per input), or remove BATCH_SIZE"
+            )
+        model = self.model
+        self._system_properties["batch_size"] = size
+        return Batcher(lambda inputs: predict_batch_fn(inputs, model), size, float(timeout), self._describe)
 
     def _resolve_stages(self) -> tuple[Stage, Stage]:
         """input_fn and output_fn (or the toolkit's defaults), bound: what a decode worker runs."""
@@ -341,10 +375,13 @@ class PythonHandlerRuntime(Runtime):
         """With decode workers, enough payloads in flight that every worker has one to decode
         while MaxConcurrentTransforms of them are predicted; predict_fn itself still runs at most
         `max_concurrent` at once, as without workers."""
+        workers = self._pool.size if self._pool is not None else 0
+        if self._batcher is not None:  # one batch decoding while the one before is predicted
+            return max(max_concurrent, 2 * self._batcher.size) + workers
         if self._pool is None:
             return max_concurrent
         self._predicting = threading.BoundedSemaphore(max_concurrent)
-        return max_concurrent + self._pool.size
+        return max_concurrent + workers
 
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         handle = self._handle
@@ -352,12 +389,19 @@ class PythonHandlerRuntime(Runtime):
             raise RuntimeError("PythonHandlerRuntime.invoke() before start()")
         if not accept or accept == codecs.ANY:
             accept = self._default_accept
-        if self._pool is None:
+        if self._pool is None and self._batcher is None:
             return self._answer(self._step(handle, self._text(payload, content_type), content_type, accept), accept)
+        if self._pool is None:
+            assert self._batcher is not None
+            prediction = self._batcher.predict(self.decode_payload(payload, content_type, accept))
+            return self.encode_prediction(prediction, content_type, accept)
         assert self._predict is not None
         parsed = self._pool.call(INPUT_FN, payload if type(payload) is bytes else bytes(payload), content_type, accept)
-        with self._predicting:
-            prediction = self._step(self._predict, parsed, content_type, accept)
+        if self._batcher is not None:
+            prediction = self._batcher.predict(parsed)
+        else:
+            with self._predicting:
+                prediction = self._step(self._predict, parsed, content_type, accept)
         body: bytes = self._pool.call(OUTPUT_FN, prediction, content_type, accept)  # encode_prediction's bytes
         return body
 
@@ -454,6 +498,9 @@ class PythonHandlerRuntime(Runtime):
             raise RuntimeStartError(f"execution_parameters_fn in {self.handler_path} failed: {self._describe(exc)}") from exc
 
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None
