@@ -60,13 +60,15 @@ def test_every_output_returns_to_its_own_record_and_object_in_order(tmp_path: Pa
     assert sum(size > 1 for size in sizes) >= 5
 
 
-def test_a_failing_batch_fails_only_the_object_whose_records_were_in_it(tmp_path: Path) -> None:
+def test_a_failing_batch_fails_only_the_object_whose_record_raised(tmp_path: Path) -> None:
     result = run_batched(tmp_path, {"a.csv": list(range(1, 21)), "b.csv": [1, 2, 3]}, None, "--retries", "1")
     assert result.returncode == 1
     assert not (tmp_path / "out" / "a.csv.out").exists()
     assert (tmp_path / "out" / "b.csv.out").read_text() == "10\n20\n30\n"
-    assert "ValueError: thirteen is unlucky" in result.stderr and "(in a batch of " in result.stderr
+    assert "ValueError: thirteen is unlucky (code/inference.py, line 18, in predict_batch_fn)" in result.stderr
     assert "1 of 2 input objects failed" in result.stderr
+    sizes = [int(line) for line in (tmp_path / "sizes.txt").read_text().split()]
+    assert sizes.count(1) >= 4, "the failing batch was tried again input by input"
 
 
 def test_a_batch_size_without_predict_batch_fn_fails_at_start_with_the_rule(tmp_path: Path) -> None:
@@ -98,3 +100,62 @@ def test_a_transform_fn_handler_cannot_declare_a_batch_size(tmp_path: Path) -> N
     result = run_batched(tmp_path, {"a.csv": [1]}, handler)
     assert result.returncode == 1
     assert "declares BATCH_SIZE = 2 and defines transform_fn, which cannot be batched" in result.stderr
+
+
+def run_objects(tmp_path: Path, objects: dict[str, str], handler: str, *extra: str):
+    """One record per object (SplitType None), the shape of image inference."""
+    inputs = tmp_path / "in"
+    for name, body in objects.items():
+        (inputs / name).parent.mkdir(parents=True, exist_ok=True)
+        (inputs / name).write_text(body)
+    model = write_model(tmp_path, handler)
+    return conveyor(
+        "transform", "--model", str(model), "--input", str(inputs), "--output", str(tmp_path / "out"), "--content-type", "text/csv",
+        "--quiet", *extra, home=tmp_path / "home",
+    )  # fmt: skip
+
+
+def test_small_objects_are_batched_across_objects_and_each_output_goes_to_its_object(tmp_path: Path) -> None:
+    objects = {f"folder-{n % 3}/object-{n:03d}.csv": f"{n}\n" for n in range(60)}
+    result = run_objects(tmp_path, objects, BATCHED.format(sizes=str(tmp_path / "sizes.txt")), "--retries", "0")
+    assert result.returncode == 1, result.stderr  # 13 is refused by the model: its object alone fails
+    assert "1 of 60 input objects failed. First: " in result.stderr and "object-013.csv: ValueError: thirteen is unlucky" in result.stderr
+    for name, body in objects.items():
+        output = tmp_path / "out" / f"{name}.out"
+        assert output.read_text() == str(int(body) * 10) if body != "13\n" else not output.exists(), name
+    sizes = [int(line) for line in (tmp_path / "sizes.txt").read_text().split()]
+    assert max(sizes) == 4 and sum(size > 1 for size in sizes) >= 5, sizes
+
+
+# Batches across objects; an object holding "die" kills the instance process every time.
+DIES_IN_A_BATCH = """
+import os
+
+BATCH_SIZE = 4
+BATCH_TIMEOUT = 0.05
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    return body.strip()
+
+def predict_batch_fn(inputs, model):
+    if "die" in inputs:
+        os._exit(9)
+    return [value.upper() for value in inputs]
+
+def output_fn(prediction, accept):
+    return prediction
+"""
+
+
+def test_a_crash_in_a_batch_is_pinned_on_the_object_that_caused_it(tmp_path: Path) -> None:
+    objects = {f"object-{n:02d}.csv": ("die" if n == 5 else f"row{n}") for n in range(16)}
+    result = run_objects(tmp_path, objects, DIES_IN_A_BATCH, "--retries", "0")
+    assert result.returncode == 1
+    assert "1 of 16 input objects failed" in result.stderr
+    assert "object-05.csv: Unable to get response from the model: its instance exited with code 9 3 times" in result.stderr
+    for name, body in objects.items():
+        output = tmp_path / "out" / f"{name}.out"
+        assert output.read_text() == body.upper() if body != "die" else not output.exists(), name

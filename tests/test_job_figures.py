@@ -66,19 +66,43 @@ def test_calls_in_threads_count_once_while_they_overlap() -> None:
 
 def test_an_instance_reports_its_totals_at_most_every_second_and_when_it_runs_out_of_items() -> None:
     clock = FakeClock()
-    meter = InstanceMeter(clock)
-    first = ItemProgress(0, records=10, busy_seconds=0.5)
-    clock.now += 1
-    assert meter.seen(first) == InstanceTotals(10, 0.5, 1.0)
+    busy = BusyMeter(clock)
+    meter = InstanceMeter(busy, clock)
+    busy.begin()
     clock.now += 0.5
-    first.records, first.busy_seconds = 20, 1.0
+    busy.end()
+    first = ItemProgress(0, records=10)
+    clock.now += 0.5
+    assert meter.seen(first) == InstanceTotals(10, 0.5, 1.0)
+    busy.begin()
+    clock.now += 0.5
+    busy.end()
+    first.records = 20
     assert meter.seen(first) is None  # within a second of the last report
-    assert meter.item_ended(idle=False) is None
-    second = ItemProgress(1, records=5, busy_seconds=0.25)
+    assert meter.item_ended(0, idle=False) is None
+    second = ItemProgress(1, records=5)
+    busy.begin()
     clock.now += 0.25
+    busy.end()
     assert meter.seen(second) is None
     clock.now += 0.25
-    assert meter.item_ended(idle=True) == InstanceTotals(25, 1.25, 2.0)  # no item queued: its final totals
+    assert meter.item_ended(1, idle=True) == InstanceTotals(25, 1.25, 2.0)  # nothing else to do: its final totals
+
+
+def test_items_transformed_at_once_add_their_records_and_share_the_busy_time() -> None:
+    clock = FakeClock()
+    busy = BusyMeter(clock)
+    meter = InstanceMeter(busy, clock)
+    busy.begin()
+    busy.begin()  # two items' calls at once, in one batch
+    clock.now += 1
+    busy.end()
+    busy.end()
+    assert meter.seen(ItemProgress(0, records=3)) == InstanceTotals(3, 1.0, 1.0)
+    meter.seen(ItemProgress(1, records=4))
+    meter.item_ended(0, idle=False)
+    clock.now += 1
+    assert meter.item_ended(1, idle=True) == InstanceTotals(7, 1.0, 2.0)
 
 
 def test_the_job_log_gets_a_line_per_instance_every_30_seconds_and_whole_run_figures_at_the_end() -> None:

@@ -1,9 +1,9 @@
 """Figures while a job runs: records per second, and the fraction of an instance's wall time in
 which at least one model call was in progress (the model's busy fraction).
 
-An instance counts its own totals in its process (`InstanceMeter`): the records and busy seconds
-of its items' progress (`pipeline.busy`) and its wall time since it began transforming, the
-model's load excluded; it reports them every REPORT_INTERVAL_SECONDS and whenever it runs out of
+An instance counts its own totals in its process (`InstanceMeter`): the records of its items'
+progress, the busy seconds of its model (`pipeline.busy`, one meter for the instance) and its
+wall time since it began transforming, the model's load excluded; it reports them every REPORT_INTERVAL_SECONDS and whenever it runs out of
 items. The job (`JobFigures`) turns each instance's totals into rates over a recent window (the
 progress bar, the console), a job log line per instance every LOG_INTERVAL_SECONDS, and the
 whole run's figures at its end. Rates are taken between two reports of one instance, on its own
@@ -13,12 +13,14 @@ clock, so a report's time in transit does not bend them. How to read them: docs/
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # the CLI's client commands format rates without loading the pipeline
+    from conveyor.pipeline.busy import BusyMeter
     from conveyor.pipeline.work_item import ItemProgress
 
 REPORT_INTERVAL_SECONDS = 1.0
@@ -64,33 +66,34 @@ def rate_text(records_per_second: float) -> str:
 
 
 class InstanceMeter:
-    """An instance's totals, counted in its process from the progress of the item it transforms."""
+    """An instance's totals, counted in its process: records from the progress of the items it
+    transforms (several at once with cross-record batching), busy time from its model's meter."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, busy: BusyMeter, clock: Callable[[], float] = time.monotonic) -> None:
+        self._busy = busy
         self._clock = clock
         self._began = clock()  # the model is loaded
-        self._done = InstanceTotals()  # the items that ended
-        self._item: ItemProgress | None = None  # the item being transformed, as last reported
+        self._done_records = 0  # of the items that ended
+        self._items: dict[int, int] = {}  # records of each item being transformed, as last reported
         self._reported = float("-inf")
+        self._lock = threading.Lock()
 
     def seen(self, progress: ItemProgress) -> InstanceTotals | None:
-        """Note the current item's progress; the totals to report, when one is due."""
-        self._item = progress
-        return self._report() if self._clock() - self._reported >= REPORT_INTERVAL_SECONDS else None
+        """Note an item's progress; the totals to report, when one is due."""
+        with self._lock:
+            self._items[progress.item_id] = progress.records
+            return self._report() if self._clock() - self._reported >= REPORT_INTERVAL_SECONDS else None
 
-    def item_ended(self, *, idle: bool) -> InstanceTotals | None:
-        """Count the item last seen as ended; the totals to report when one is due or the
-        instance has no item queued (`idle`), so that its last report is its final totals."""
-        if self._item is not None:
-            self._done += InstanceTotals(self._item.records, self._item.busy_seconds)
-            self._item = None
-        return self._report() if idle or self._clock() - self._reported >= REPORT_INTERVAL_SECONDS else None
+    def item_ended(self, item_id: int, *, idle: bool) -> InstanceTotals | None:
+        """Count an item as ended; the totals to report when one is due or the instance has
+        nothing else to do (`idle`), so that its last report is its final totals."""
+        with self._lock:
+            self._done_records += self._items.pop(item_id, 0)
+            return self._report() if idle or self._clock() - self._reported >= REPORT_INTERVAL_SECONDS else None
 
     def _report(self) -> InstanceTotals:
         now = self._reported = self._clock()
-        item = self._item
-        current = InstanceTotals(item.records, item.busy_seconds) if item is not None else InstanceTotals()
-        return self._done + current + InstanceTotals(wall_seconds=now - self._began)
+        return InstanceTotals(self._done_records + sum(self._items.values()), self._busy.seconds(), now - self._began)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from conveyor.pipeline.busy import BusyMeter
 from conveyor.pipeline.invoke import InvocationWatch
 from conveyor.pipeline.join import InferenceIdConfig
 from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, Preview, WorkItem, process_work_item
@@ -175,6 +176,7 @@ class Instance:
 
     def __init__(self, runtime: Runtime, pipeline: PipelineConfig, resolved: ResolvedParameters, s3_options: dict[str, Any]) -> None:
         self.runtime = runtime
+        self.busy = BusyMeter()  # one for the instance: the items it transforms at once share the model
         self.pipeline = pipeline
         self.resolved = resolved
         self._s3_options = s3_options
@@ -191,7 +193,15 @@ class Instance:
         log: Callable[[str], None] | None = None,
         preview: Preview | None = None,
     ) -> ItemProgress:
-        return process_work_item(item, self.pipeline, self.runtime, self.storage_for, on_progress, watch=watch, log=log, preview=preview)
+        return process_work_item(
+            item, self.pipeline, self.runtime, self.storage_for, on_progress, watch=watch, log=log, preview=preview, busy=self.busy
+        )
+
+    @property
+    def items_at_once(self) -> int:
+        """How many small objects the instance transforms at once: more than one only where the
+        runtime gathers inputs across them (cross-record batching)."""
+        return self.runtime.items_at_once()
 
     def close(self) -> None:
         self.runtime.close()

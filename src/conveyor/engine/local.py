@@ -39,7 +39,8 @@ class _Worker:
     index: int
     process: InstanceProcess
     ready: bool = False
-    items: deque[WorkItem] = field(default_factory=deque)  # sent, not finished; the first is being transformed
+    items: deque[WorkItem] = field(default_factory=deque)  # sent, not finished, in the order sent
+    at_once: int = 1  # it transforms at most this many of `items` at once: the first ones
     timed_out: messages.TimedOut | None = None
     closed: bool = False
 
@@ -50,7 +51,20 @@ class _Worker:
     def wants_more(self) -> bool:
         if not self.items:
             return True
-        return len(self.items) < QUEUED_ITEMS and sum(item.size for item in self.items) < QUEUED_BYTES
+        most = max(QUEUED_ITEMS, 2 * self.at_once)  # enough for an instance that batches across objects
+        return len(self.items) < most and sum(item.size for item in self.items) < QUEUED_BYTES * self.at_once
+
+    def finished(self, item_id: int) -> WorkItem | None:
+        """Take a finished item out of those the instance holds (with several at once, items may
+        finish out of order)."""
+        for item in self.items:
+            if item.item_id == item_id:
+                self.items.remove(item)
+                return item
+        return None
+
+    def holding(self, item_id: int) -> WorkItem | None:
+        return next((item for item in self.items if item.item_id == item_id), None)
 
 
 @dataclass
@@ -151,17 +165,18 @@ class LocalBackend(Backend):
         events = run.events
         if isinstance(message, messages.Ready):
             worker.ready = True
+            worker.at_once = message.items_at_once
             events.on_started(worker.index, message.resolved)
         elif isinstance(message, messages.StartFailed):
             raise JobStartFailed(message.reason)
-        elif isinstance(message, messages.Progress) and worker.items:
-            events.on_progress(worker.items[0], message.progress)
-        elif isinstance(message, messages.Done) and worker.items:
+        elif isinstance(message, messages.Progress) and (item := worker.holding(message.progress.item_id)):
+            events.on_progress(item, message.progress)
+        elif isinstance(message, messages.Done) and (item := worker.finished(message.progress.item_id)):
             if not run.finished:
                 run.finished_since = time.monotonic()
-            run.finished.append((worker.items.popleft(), message.progress))
-        elif isinstance(message, messages.Failed) and worker.items:
-            events.on_item_failed(worker.items.popleft(), message.reason, message.progress.failed_records)
+            run.finished.append((item, message.progress))
+        elif isinstance(message, messages.Failed) and (item := worker.finished(message.item_id)):
+            events.on_item_failed(item, message.reason, message.progress.failed_records)
         elif isinstance(message, messages.TimedOut):
             worker.timed_out = message
         elif isinstance(message, messages.Log):
@@ -191,18 +206,29 @@ class LocalBackend(Backend):
         worker.process.close()
         if not worker.ready and not worker.items and worker.timed_out is None:
             raise JobStartFailed(f"Instance {worker.index + 1} exited with code {worker.process.exitcode} while loading the model.")
-        held = worker.items.popleft() if worker.items else None
-        for queued in reversed(worker.items):  # never started: handed back as they are, in order
-            run.items.give_back(queued)
+        # The instance had started at most the first `at_once` of its items, in order; the rest
+        # never started and go back as they are. A payload past its timeout names its item;
+        # otherwise each item that may have been running is charged with the loss, and the
+        # next instance runs it alone (engine.worker), so that a crash is pinned on its cause.
+        started, queued = list(worker.items)[: worker.at_once], list(worker.items)[worker.at_once :]
         worker.items.clear()
         timed_out = worker.timed_out
+        culprit = next((item for item in started if timed_out and item.item_id == timed_out.item_id), None)
+        if culprit is not None:
+            queued = [item for item in started if item is not culprit] + queued
+            started = [culprit]
+        for item in reversed(queued):
+            run.items.give_back(item)
         lost = InstanceLost(
             instance=worker.index,
             exit_code=worker.process.exitcode,
-            timed_out_payload=timed_out.payload_index if timed_out else None,
-            timeout_seconds=timed_out.timeout if timed_out else None,
+            timed_out_payload=timed_out.payload_index if culprit is not None and timed_out else None,
+            timeout_seconds=timed_out.timeout if culprit is not None and timed_out else None,
         )
-        run.events.on_instance_lost(held, lost)
+        if not started:
+            run.events.on_instance_lost(None, lost)
+        for item in started:
+            run.events.on_instance_lost(item, lost)
         run.exhausted = False  # items may have been handed back
         replacement = self._start(run.config, worker.index)
         run.workers[run.workers.index(worker)] = replacement

@@ -21,20 +21,24 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from conveyor.engine.figures import InstanceMeter, InstanceTotals
-from conveyor.engine.instance import InstanceConfig, ResolvedParameters
+from conveyor.engine.instance import Instance, InstanceConfig, ResolvedParameters
 from conveyor.pipeline.work_item import ItemProgress, WorkItem, WorkItemFailed
 from conveyor.runtimes.base import RuntimeStartError
 
 TIMEOUT_EXIT_CODE = 75
+SMALL_ITEM_BYTES = 1 << 20
+"""Items this small may be transformed several at once (cross-record batching across objects)."""
 
 
 @dataclass(frozen=True)
 class Ready:
     resolved: ResolvedParameters
+    items_at_once: int = 1  # it starts items in the order sent, at most this many unfinished at once
 
 
 @dataclass(frozen=True)
@@ -99,15 +103,17 @@ class _Watch:
         self._in_flight: dict[int, tuple[int, int, float, float]] = {}
         self._changed = threading.Condition()
         self._next_token = 0
-        self.item_id = -1
         threading.Thread(target=self._run, name="invocation-watch", daemon=True).start()
 
-    def begin(self, payload_index: int, timeout: float) -> object:
+    def for_item(self, item_id: int) -> _ItemWatch:
+        return _ItemWatch(self, item_id)
+
+    def begin(self, item_id: int, payload_index: int, timeout: float) -> object:
         deadline = time.monotonic() + timeout
         with self._changed:
             self._next_token += 1
             earliest = min((entry[2] for entry in self._in_flight.values()), default=None)
-            self._in_flight[self._next_token] = (self.item_id, payload_index, deadline, timeout)
+            self._in_flight[self._next_token] = (item_id, payload_index, deadline, timeout)
             if earliest is None or deadline < earliest:
                 self._changed.notify()
             return self._next_token
@@ -126,6 +132,21 @@ class _Watch:
         item_id, payload_index, _, timeout = earliest
         self._messages.send(TimedOut(item_id, payload_index, timeout))
         os._exit(TIMEOUT_EXIT_CODE)
+
+
+class _ItemWatch:
+    """One item's view of the instance's watch (an InvocationWatch): its invocations are
+    reported with its id, whichever other items the instance transforms at the same time."""
+
+    def __init__(self, watch: _Watch, item_id: int) -> None:
+        self._watch = watch
+        self._item_id = item_id
+
+    def begin(self, payload_index: int, timeout: float) -> object:
+        return self._watch.begin(self._item_id, payload_index, timeout)
+
+    def end(self, token: object) -> None:
+        self._watch.end(token)
 
 
 class _LineForwarder(io.TextIOBase):
@@ -196,45 +217,85 @@ def _serve(config: InstanceConfig, connection: Connection, instance: int) -> Non
     except Exception as exc:  # any failure to load the model fails the job with its reason
         messages.send(StartFailed(_describe(exc)))
         return
-    messages.send(Ready(started.resolved))
-    watch = _Watch(messages)
-    meter = InstanceMeter()
+    loop = _ItemLoop(started, connection, messages)
+    messages.send(Ready(started.resolved, loop.at_once))
     try:
-        while True:
-            try:
-                item = connection.recv()
-            except EOFError:
-                return
-            if item is None:
-                return
-            assert isinstance(item, WorkItem)
-            watch.item_id = item.item_id
-            try:
-                progress = started.process(
-                    item,
-                    lambda p: _report_progress(messages, meter, p),
-                    watch=watch,
-                    log=lambda message: messages.send(Log(message, data_log=True)),
-                )
-                ended: Done | Failed = Done(progress)
-            except WorkItemFailed as exc:
-                ended = Failed(item.item_id, str(exc), ItemProgress(item.item_id, failed_records=exc.failed_records))
-            except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
-                ended = Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id))
-            totals = meter.item_ended(idle=not connection.poll())
-            if totals is not None:  # before the item's end, after which the job may end without reading further
-                messages.send(Figures(totals))
-            messages.send(ended)
+        loop.run()
     finally:
         started.close()
 
 
-def _report_progress(messages: _Messages, meter: InstanceMeter, progress: ItemProgress) -> None:
-    if not progress.done:  # Done carries the last
-        messages.send(Progress(progress))
-    totals = meter.seen(progress)
-    if totals is not None:
-        messages.send(Figures(totals))
+class _ItemLoop:
+    """Transforms the items the parent sends, in the order sent: one at a time, or, where the
+    runtime gathers inputs across objects, up to `at_once` small ones at a time. An item that
+    is large, or that was held by an instance that died (a suspect), runs alone, so that a crash
+    is charged to the item that caused it (docs/models.md, "Cross-record batching")."""
+
+    def __init__(self, started: Instance, connection: Connection, messages: _Messages) -> None:
+        self.started = started
+        self.connection = connection
+        self.messages = messages
+        self.at_once = started.items_at_once
+        self.watch = _Watch(messages)
+        self.meter = InstanceMeter(started.busy)
+        self.running: set[Future[None]] = set()
+
+    def run(self) -> None:
+        pool = ThreadPoolExecutor(self.at_once, thread_name_prefix="item") if self.at_once > 1 else None
+        try:
+            while (item := self._next()) is not None:
+                alone = pool is None or item.size >= SMALL_ITEM_BYTES or item.instance_losses > 0 or bool(item.attempts_used)
+                self._wait_for(0 if alone else self.at_once - 1)
+                if alone:
+                    self._transform(item)
+                else:
+                    assert pool is not None
+                    self.running.add(pool.submit(self._transform, item))
+            self._wait_for(0)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _next(self) -> WorkItem | None:
+        try:
+            item = self.connection.recv()
+        except EOFError:
+            return None
+        assert item is None or isinstance(item, WorkItem)
+        return item
+
+    def _wait_for(self, most: int) -> None:
+        """Until at most `most` items are still running."""
+        while len(self.running) > most:
+            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+            self.running -= done
+
+    def _transform(self, item: WorkItem) -> None:
+        messages = self.messages
+        try:
+            progress = self.started.process(
+                item,
+                self._report_progress,
+                watch=self.watch.for_item(item.item_id),
+                log=lambda message: messages.send(Log(message, data_log=True)),
+            )
+            ended: Done | Failed = Done(progress)
+        except WorkItemFailed as exc:
+            ended = Failed(item.item_id, str(exc), ItemProgress(item.item_id, failed_records=exc.failed_records))
+        except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
+            ended = Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id))
+        idle = len(self.running) <= 1 and not self.connection.poll()
+        totals = self.meter.item_ended(item.item_id, idle=idle)
+        if totals is not None:  # before the item's end, after which the job may end without reading further
+            messages.send(Figures(totals))
+        messages.send(ended)
+
+    def _report_progress(self, progress: ItemProgress) -> None:
+        if not progress.done:  # Done carries the last
+            self.messages.send(Progress(progress))
+        totals = self.meter.seen(progress)
+        if totals is not None:
+            self.messages.send(Figures(totals))
 
 
 def _describe(exc: BaseException) -> str:

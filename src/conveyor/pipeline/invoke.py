@@ -39,7 +39,8 @@ class InvocationWatch(Protocol):
 
 class Invoker:
     """Sends payloads to a runtime with the job's timeout and retry policy (docs/semantics.md, decision 8),
-    measuring how long the model was busy (`busy`)."""
+    measuring how long the model was busy (`busy`: the instance's meter, shared by the items it
+    transforms at once, so that their overlapping calls count once)."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class Invoker:
         watch: InvocationWatch | None = None,
         attempts_used: dict[int, int] | None = None,
         log: Callable[[str], None] | None = None,
+        busy: BusyMeter | None = None,
     ) -> None:
         self.runtime = runtime
         self.content_type = content_type
@@ -64,7 +66,7 @@ class Invoker:
         self.attempts_used = attempts_used or {}
         self.log = log
         self.retries = 0
-        self.busy = BusyMeter()
+        self.busy = busy or BusyMeter()
 
     def once(self, payload_index: int, body: bytes) -> bytes:
         """One try, no retry and no back-off: a sub-payload of a failed payload being bisected."""

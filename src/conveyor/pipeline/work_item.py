@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Callable, Iterator
 
 from conveyor.pipeline.batch import Payload, iter_payloads, pack_records
 from conveyor.pipeline.bisect import FailedRecord, Piece, TooManyFailures, bisect
+from conveyor.pipeline.busy import BusyMeter
 from conveyor.pipeline.decompress import iter_chunks
 from conveyor.pipeline.invoke import InvocationFailed, InvocationWatch, Invoker, invoke_in_order
 from conveyor.pipeline.join import InferenceIdConfig, RecordProcessor
+from conveyor.pipeline.shards import ShardReader, read_start, shift_offsets
 from conveyor.pipeline.split import DataError, Record, iter_records, records_with_offsets
 from conveyor.runtimes.base import Runtime
 from conveyor.sagemaker.transform_job import DataProcessing
@@ -36,6 +38,19 @@ class WorkItem:
     size: int
     attempts_used: dict[int, int] = field(default_factory=dict)  # payload index → invocations spent by earlier runs
     instance_losses: int = 0  # instances that died (not by a timeout) while transforming this item
+    shard: int = 0  # this item's place among its object's shards (pipeline.shards)
+    shards: int = 1  # how many shards the object is cut into; 1: the item is the whole object
+    range_start: int | None = None  # a shard's nominal byte range [start, end) of the object (`size` is the object's)
+    range_end: int | None = None
+
+    @property
+    def sharded(self) -> bool:
+        return self.range_start is not None and self.range_end is not None
+
+    @property
+    def planned_bytes(self) -> int:
+        """The input bytes this item accounts for: a shard's nominal range, or the whole object."""
+        return self.range_end - self.range_start if self.range_start is not None and self.range_end is not None else self.size
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,6 @@ class ItemProgress:
     done: bool = False
     failure: str | None = None
     failed_records: list[FailedRecord] = field(default_factory=list)
-    busy_seconds: float = 0.0  # the union of the intervals in which a model call was in progress (pipeline.busy)
 
 
 @dataclass(frozen=True)
@@ -109,8 +123,10 @@ def process_work_item(
     watch: InvocationWatch | None = None,
     log: Callable[[str], None] | None = None,
     preview: Preview | None = None,
+    busy: BusyMeter | None = None,
 ) -> ItemProgress:
     """Transform one object; its `.out` appears whole, or not at all and WorkItemFailed is raised.
+    `busy` measures how long the model was busy (the instance's, across its items).
 
     With `preview`, only the first `preview.records` records are transformed and each one's model
     input, model output and output line are handed to `preview.on_row`."""
@@ -125,13 +141,20 @@ def process_work_item(
         watch=watch,
         attempts_used=item.attempts_used,
         log=(lambda message: log(f"{item.input_uri}: {message}")) if log else None,
+        busy=busy,
     )
     source = item.input_uri
+    shard: ShardReader | None = None
     try:
-        reader = storage_for(item.input_uri).open_read(item.input_uri)
-        with reader, storage_for(item.output_uri).open_write(item.output_uri, kms_key_id=config.kms_key_id) as writer:
-            counted = _CountingStream(reader)
-            chunks = iter_chunks(counted, compression=config.compression, source=source)
+        start = read_start(config.split_type, item.range_start) if item.range_start is not None and item.range_end is not None else 0
+        reader = storage_for(item.input_uri).open_read(item.input_uri, start=start)
+        output_uri = storage_for(item.output_uri).piece_uri(item.output_uri, item.shard) if item.sharded else item.output_uri
+        with reader, storage_for(output_uri).open_write(output_uri, kms_key_id=config.kms_key_id) as writer:
+            counted = _CountingStream(reader, skip=(item.range_start or 0) - start, limit=item.planned_bytes if item.sharded else None)
+            chunks: Iterator[bytes] = iter_chunks(counted, compression=config.compression, source=source)
+            if item.range_start is not None and item.range_end is not None:
+                shard = ShardReader(chunks, config.split_type, start=item.range_start, end=item.range_end, size=item.size)
+                chunks = iter(shard)
             _transform(chunks, counted, config, invoker, writer, progress, on_progress, source, preview)
     except InvocationFailed as exc:
         raise WorkItemFailed(f"{source}: {exc}") from None
@@ -139,16 +162,26 @@ def process_work_item(
         raise WorkItemFailed(
             f"{source}: more records failed than CONVEYOR_MAX_FAILED_RECORDS={config.max_failed_records} allows; "
             f"the last: {exc}",
-            progress.failed_records,
+            _in_object(progress.failed_records, shard),
         ) from None
     except (DataError, StorageError) as exc:  # these name the object themselves
-        raise WorkItemFailed(str(exc)) from None
+        raise WorkItemFailed(shift_offsets(str(exc), source, shard.begin or 0) if shard else str(exc)) from None
     finally:
         progress.retries = invoker.retries
-        progress.busy_seconds = invoker.busy.seconds()
+    if item.sharded:
+        progress.bytes_in = item.planned_bytes
+    progress.failed_records = _in_object(progress.failed_records, shard)
     progress.done = True
     on_progress(progress)
     return progress
+
+
+def _in_object(failed: list[FailedRecord], shard: ShardReader | None) -> list[FailedRecord]:
+    """A shard's failed records with their offsets in the object; their numbers stay the shard's
+    own, which the job's lifecycle makes the object's once it knows the shards before."""
+    if shard is None or not shard.begin:
+        return failed
+    return [replace(record, offset=record.offset + (shard.begin or 0)) for record in failed]
 
 
 def _transform(
@@ -243,7 +276,6 @@ def _transform(
         now = time.monotonic()
         if now - last_report >= PROGRESS_INTERVAL_SECONDS:
             progress.retries = invoker.retries
-            progress.busy_seconds = invoker.busy.seconds()
             on_progress(progress)
             last_report = now
     progress.bytes_in = counted.bytes_read
@@ -338,20 +370,29 @@ def _filtered_records(
 
 
 class _CountingStream:
-    """Counts the bytes read from the store (compressed bytes for Gzip input)."""
+    """Counts the bytes read from the store (compressed bytes for Gzip input). A shard counts only
+    its nominal range: the byte read before it and the bytes read past it are its neighbours', so
+    that the shards' bytes add up to the object's size."""
 
-    def __init__(self, stream: Any) -> None:  # any binary file-like object: a file, a store's reader
+    def __init__(self, stream: Any, *, skip: int = 0, limit: int | None = None) -> None:  # any binary file-like object
         self._stream = stream
-        self.bytes_read = 0
+        self._read = 0
+        self._skip = skip
+        self._limit = limit
+
+    @property
+    def bytes_read(self) -> int:
+        counted = max(self._read - self._skip, 0)
+        return counted if self._limit is None else min(counted, self._limit)
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
-        self.bytes_read += len(data)
+        self._read += len(data)
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         count = self._stream.readinto(buffer)
-        self.bytes_read += count or 0
+        self._read += count or 0
         return count
 
 

@@ -86,6 +86,11 @@ class Runtime(ABC):
         keeps the model's own calls to `max_concurrent` at once."""
         return max_concurrent
 
+    def items_at_once(self) -> int:
+        """How many small objects an instance transforms at once, so that a runtime that gathers
+        inputs across invocations (cross-record batching) gathers them across objects too."""
+        return 1
+
     @abstractmethod
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         """Send one payload; return the response body or raise `InvocationError`."""

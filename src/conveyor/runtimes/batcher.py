@@ -6,8 +6,8 @@ which takes a list of what `input_fn` returned and returns one prediction per in
 decoded value to the `Batcher` and waits; one thread calls `predict_batch_fn` with up to
 `BATCH_SIZE` values, waiting at most `BATCH_TIMEOUT` seconds after the first for the batch to
 fill, and hands every caller its own prediction back, so that outputs return to their own
-records and objects. A batch that fails fails every invocation in it, each of which is then
-retried as any failed invocation is.
+records and objects. A batch whose call raises is tried again input by input, so that a bad
+input fails only its own invocation (which is then retried as any failed invocation is).
 """
 
 from __future__ import annotations
@@ -79,12 +79,14 @@ class Batcher:
 
     def _call(self, batch: list[tuple[Any, Future[Any]]]) -> None:
         try:
-            predictions = self._predict_batch([value for value, _ in batch])
-            predictions = list(predictions)
+            predictions = list(self._predict_batch([value for value, _ in batch]))
         except Exception as exc:
-            error = InvocationError(f"{self._describe(exc)} (in a batch of {len(batch)})", retryable=True, status=500)
-            for _, future in batch:
-                future.set_exception(error)
+            if len(batch) > 1:  # one bad input fails only its own invocation: each is tried alone
+                for single in batch:
+                    self._call([single])
+                return
+            error = InvocationError(self._describe(exc), retryable=True, status=500)
+            batch[0][1].set_exception(error)
             return
         if len(predictions) != len(batch):
             error = InvocationError(

@@ -383,6 +383,10 @@ class PythonHandlerRuntime(Runtime):
         self._predicting = threading.BoundedSemaphore(max_concurrent)
         return max_concurrent + workers
 
+    def items_at_once(self) -> int:
+        """A batching handler gathers across objects as well: BATCH_SIZE of them at once."""
+        return self._batcher.size if self._batcher is not None else 1
+
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         handle = self._handle
         if handle is None:
