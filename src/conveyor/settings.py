@@ -85,6 +85,17 @@ def _gpus_from(env: Mapping[str, str]) -> tuple[str, ...] | None:
     return None
 
 
+def parse_shard_size(value: str, name: str) -> float:
+    """A shard size in MiB: a number from 0 (never shard) up; fractions allowed (0.001 is 1,048 bytes)."""
+    try:
+        size = float(value)
+    except ValueError:
+        size = -1.0
+    if not size >= 0 or size == float("inf"):
+        raise SettingsError(f"{name}={value!r} is not a shard size: give a number of MiB, 0 or more (0 never cuts objects)")
+    return size
+
+
 def parse_local_roots(values: list[str] | tuple[str, ...]) -> tuple[Path, ...]:
     """Each root as an absolute path with symlinks and `..` resolved, as locations are compared."""
     return tuple(Path(os.path.realpath(os.path.expanduser(value))) for value in values if value)
@@ -124,6 +135,9 @@ class Settings:
     gpus: tuple[str, ...] | None = None
     """This machine's GPU devices that instances are given; None: detected (`machine_gpus`)."""
     require_gpus: bool = False
+    shard_size_mb: float = 64.0
+    """Objects larger than this (MiB) are cut into byte-range shards, each a work item of its own,
+    where their records allow (docs/semantics.md, "Shards"); 0 never cuts. Fractions are allowed."""
     """Whether a job whose instance type has more GPUs than the machine gives fails at start, rather than running on CPU."""
 
     @classmethod
@@ -149,8 +163,14 @@ class Settings:
             instance_types_file=Path(env["CONVEYOR_INSTANCE_TYPES"]).expanduser() if env.get("CONVEYOR_INSTANCE_TYPES") else None,
             gpus=_gpus_from(env),
             require_gpus=env.get("CONVEYOR_REQUIRE_GPUS", "").strip().lower() in ("1", "true", "yes"),
+            shard_size_mb=parse_shard_size(env.get("CONVEYOR_SHARD_SIZE_MB") or "64", "CONVEYOR_SHARD_SIZE_MB"),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+
+    @property
+    def shard_size_bytes(self) -> int:
+        """The shard size in bytes; 0: objects are never cut."""
+        return max(int(self.shard_size_mb * (1 << 20)), 1) if self.shard_size_mb > 0 else 0
 
     def machine_gpus(self) -> tuple[str, ...]:
         """The GPU devices this machine gives instances: the setting, else those `nvidia-smi -L` lists."""

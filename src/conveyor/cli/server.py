@@ -19,7 +19,7 @@ from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.server_lock import HomeInUse, ServerLock
 from conveyor.sagemaker.instance_types import ProfileError, instance_types
 from conveyor.service import DATABASE_FILE, Service, UnreadableDatabase
-from conveyor.settings import RUNTIME_CHOICES, Settings, SettingsError, parse_local_roots, parse_runtimes
+from conveyor.settings import RUNTIME_CHOICES, Settings, SettingsError, parse_local_roots, parse_runtimes, parse_shard_size
 
 EXAMPLES = """examples:
   conveyor server                              # http://127.0.0.1:8765, state in ~/.conveyor
@@ -83,6 +83,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "on this host); e.g. docker,http,builtin",
     )
     parser.add_argument(
+        "--shard-size", metavar="MB",
+        help="cut objects larger than this many MiB into byte-range shards, each a work item of its own, where "
+        "their records allow (fractions allowed; 0 never cuts; default $CONVEYOR_SHARD_SIZE_MB or 64)",
+    )
+    parser.add_argument(
         "--install-requirements", action="store_true", default=None,
         help="install each Python handler's requirements.txt (with pip and its own configuration: PIP_INDEX_URL, "
         "PIP_FIND_LINKS, …) into a cached directory; off by default, since it runs whatever the file names "
@@ -107,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.local_root:
             overrides["local_roots"] = parse_local_roots(args.local_root)
+        if args.shard_size is not None:
+            overrides["shard_size_mb"] = parse_shard_size(args.shard_size, "--shard-size")
         if args.runtimes is not None:
             overrides["runtimes"] = parse_runtimes(args.runtimes)
         settings = Settings.from_environ(**overrides, **gpu_overrides(args))

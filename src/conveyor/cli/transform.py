@@ -27,7 +27,7 @@ from conveyor.sagemaker.locations import is_local
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.service.durations import format_duration
-from conveyor.settings import Settings, SettingsError
+from conveyor.settings import Settings, SettingsError, parse_shard_size
 from conveyor.storage.inputs import InputError
 from conveyor.storage.local import local_path
 
@@ -48,6 +48,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_job_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the summary")
     add_gpu_arguments(parser)
+    parser.add_argument(
+        "--shard-size", metavar="MB",
+        help="cut objects larger than this many MiB into byte-range shards, each a work item of its own, where "
+        "their records allow (fractions allowed; 0 never cuts; default $CONVEYOR_SHARD_SIZE_MB or 64)",
+    )
     parser.add_argument(
         "--install-requirements", action="store_true", default=None,
         help="install each Python handler's requirements.txt (with pip and its own configuration: PIP_INDEX_URL, "
@@ -106,10 +111,12 @@ class _ConsoleListener(JobListener):
     def __init__(self, console: Console, items: list[WorkItem], quiet: bool) -> None:
         self.console = console
         self.quiet = quiet
-        self.objects_total = len(items)
+        self.objects_total = sum(item.shard == 0 for item in items)
         self.objects_done = 0
         self.objects_failed = 0
-        self.total_bytes = sum(item.size for item in items) or 1
+        self._shards_done: dict[str, int] = {}  # a sharded object is done when its every shard is
+        self._failed_outputs: set[str] = set()
+        self.total_bytes = sum(item.planned_bytes for item in items) or 1
         self.started = time.monotonic()
         self._live: dict[int, ItemProgress] = {}
         self._finished_bytes = 0
@@ -145,15 +152,17 @@ class _ConsoleListener(JobListener):
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
         self._live.pop(item.item_id, None)
-        self.objects_done += 1
-        self._finished_bytes += item.size
+        self._shards_done[item.output_uri] = self._shards_done.get(item.output_uri, 0) + 1
+        self.objects_done += self._shards_done[item.output_uri] == item.shards
+        self._finished_bytes += item.planned_bytes
         self._finished_records += progress.records
         self._update()
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None:
         self._live.pop(item.item_id, None)
-        self.objects_failed += 1
-        self._finished_bytes += item.size
+        self.objects_failed += item.output_uri not in self._failed_outputs
+        self._failed_outputs.add(item.output_uri)
+        self._finished_bytes += item.planned_bytes
         self._update()
         self.console.print(f"[red]failed[/red] {reason}", markup=True, highlight=False)
 
@@ -174,7 +183,10 @@ class _ConsoleListener(JobListener):
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
     try:
-        settings = Settings.from_environ(s3_endpoint_url=args.s3_endpoint, install_requirements=args.install_requirements, **gpu_overrides(args))
+        shard_size = parse_shard_size(args.shard_size, "--shard-size") if args.shard_size is not None else None
+        settings = Settings.from_environ(
+            s3_endpoint_url=args.s3_endpoint, install_requirements=args.install_requirements, shard_size_mb=shard_size, **gpu_overrides(args)
+        )
         instance_types(settings.instance_types_file)  # a broken profiles file is named before anything runs
     except (SettingsError, ProfileError) as exc:
         console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
@@ -240,12 +252,12 @@ def _summary(
 ) -> None:
     """The same figures as the console's job page: objects done and failed, records, duration,
     throughput, records/s and the model's busy fraction."""
-    size = sum(item.size for item in items)
+    size = sum(item.planned_bytes for item in items)
     color = "green" if outcome.status == "Completed" else "red"
     failed = f", {outcome.objects_failed} failed" if outcome.objects_failed else ""
     figures = f", {rate_text(whole.records_per_second)} records/s, model busy {whole.busy_fraction:.0%}" if whole else ""
     console.print(
-        f"[bold {color}]{outcome.status}[/] {job.name}: {outcome.objects_done} of {len(items)} objects{failed}, "
+        f"[bold {color}]{outcome.status}[/] {job.name}: {outcome.objects_done} of {outcome.objects_total} objects{failed}, "
         f"{outcome.records:,} records, {size_text(size)} in {format_duration(elapsed)} ({size_text(size / max(elapsed, 1e-6))}/s{figures})",
         highlight=False,
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
+from conveyor.engine.assembly import AssemblyStopped, assemble
 from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, JobStartFailed
 from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.errors_manifest import errors_manifest_uri, write_errors_manifest
@@ -29,6 +30,7 @@ from conveyor.engine.model_code import prepare_handler_code
 from conveyor.engine.model_data import ModelDataError, model_directory
 from conveyor.engine.requirements import RequirementsError
 from conveyor.pipeline.bisect import FailedRecord
+from conveyor.pipeline.shards import can_shard, shard_ranges, shift_record_numbers
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.runtimes.environment import batch_environment
 from conveyor.sagemaker.model import ModelSpec
@@ -43,12 +45,27 @@ MAX_INSTANCE_LOSSES_PER_ITEM = 3
 
 
 def plan_work_items(job: TransformJobSpec, settings: Settings) -> list[WorkItem]:
-    """One work item per input object, in key order (raises InputError when there are none)."""
+    """One work item per input object, in key order, or one per shard of an object larger than
+    the shard size whose records can be cut (raises InputError when there are none). Planning
+    reads no object: a shard is a nominal byte range, whose reader finds its own records."""
     inputs = list_inputs(job.input.data_type, job.input.uri, settings.storage_for, region=settings.region)
-    return [
-        WorkItem(item_id=index, input_uri=obj.uri, output_uri=output_uri(job.output.output_path, obj.relative), size=obj.size)
-        for index, obj in enumerate(inputs)
-    ]
+    shard_size = settings.shard_size_bytes if can_shard(job.input.split_type, job.input.compression) else 0
+    items: list[WorkItem] = []
+    for obj in inputs:
+        output = output_uri(job.output.output_path, obj.relative)
+        ranges = shard_ranges(obj.size, shard_size)
+        if len(ranges) == 1:
+            items.append(WorkItem(item_id=len(items), input_uri=obj.uri, output_uri=output, size=obj.size))
+            continue
+        first = len(items)
+        items.extend(
+            WorkItem(
+                item_id=first + shard, input_uri=obj.uri, output_uri=output, size=obj.size,
+                shard=shard, shards=len(ranges), range_start=start, range_end=end,
+            )
+            for shard, (start, end) in enumerate(ranges)
+        )
+    return items
 
 
 def instances_for(instance_count: int, settings: Settings) -> int:
@@ -150,6 +167,8 @@ class _JobRun(InstanceEvents):
         self.resolved: ResolvedParameters | None = None
         self.records = 0
         self.figures = JobFigures()
+        self.unassembled: set[str] = set()  # outputs of sharded objects seen in this run and not assembled: their pieces are swept
+        self._assembly = threading.Lock()  # one shard at a time decides whether it is its object's last
 
     def on_started(self, instance: int, resolved: ResolvedParameters) -> None:
         self.figures.started(instance)
@@ -162,12 +181,40 @@ class _JobRun(InstanceEvents):
         self.listener.on_progress(item, progress)
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
+        failed = len(progress.failed_records)
+        if item.sharded:
+            with self._assembly:
+                others = self._shard_done(item)
+                if others is None:
+                    return
+                failed += sum(count for _, count in others.values())
         self.ledger.complete(item, progress)
         self.records += progress.records
         self.listener.on_item_done(item, progress)
-        if progress.failed_records:
-            self.listener.on_log(0, f"{item.input_uri}: {_records(len(progress.failed_records))} failed; their outputs are empty lines.")
+        if failed and (not item.sharded or item.output_uri not in self.unassembled):
+            self.listener.on_log(0, f"{item.input_uri}: {_records(failed)} failed; their outputs are empty lines.")
         self._count_failed_records(len(progress.failed_records), progress.records)
+
+    def _shard_done(self, item: WorkItem) -> dict[int, tuple[int, int]] | None:
+        """The other done shards of the object, once the shard may be recorded done (None: it may
+        not). The last shard of its object is recorded done only once the object is assembled,
+        so that a done object always has its output; a failed assembly fails the object, and a
+        Stop leaves the shard unfinished."""
+        self.unassembled.add(item.output_uri)
+        others = self.ledger.done_shards(item)
+        if item.shard == 0:
+            self.listener.on_log(0, f"{item.input_uri}: {item.shards} shards")
+        if len(others) + 1 < item.shards or item.shard in others:
+            return others
+        try:
+            assemble(item, self.storage_for, self.stop, kms_key_id=self.job.output.kms_key_id)
+        except AssemblyStopped:
+            return None
+        except StorageError as exc:
+            self.on_item_failed(item, f"{item.input_uri}: assembling its {item.shards} shards into {exc}")
+            return None
+        self.unassembled.discard(item.output_uri)
+        return others
 
     def _count_failed_records(self, failed: int, records: int) -> None:
         """A limit on failed records is checked as they fail: past it, the job ends Failed."""
@@ -182,9 +229,21 @@ class _JobRun(InstanceEvents):
             self.stop.set()
 
     def on_item_failed(self, item: WorkItem, reason: str, failed_records: list[FailedRecord] | None = None) -> None:
+        if item.sharded:
+            self.unassembled.add(item.output_uri)
+            reason = self._numbered_in_object(item, reason)
         self.ledger.fail(item, reason, failed_records or [])
         self.listener.on_item_failed(item, reason)
         self._count_failed_records(len(failed_records or []), 0)
+
+    def _numbered_in_object(self, item: WorkItem, reason: str) -> str:
+        """A shard's failure with its record numbers made the object's: the records of the
+        shards before it are known once they are all done (else the shard's own numbers stay,
+        and the reason says from where they count)."""
+        done = self.ledger.done_shards(item)
+        if all(shard in done for shard in range(item.shard)):
+            return shift_record_numbers(reason, item.input_uri, sum(done[shard][0] for shard in range(item.shard)))
+        return f"{reason} (record numbers count from shard {item.shard + 1} of {item.shards}, at byte {item.range_start})"
 
     def on_instance_lost(self, item: WorkItem | None, lost: InstanceLost) -> None:
         """A timed-out payload has spent one invocation, and its item fails once that leaves
@@ -196,8 +255,9 @@ class _JobRun(InstanceEvents):
         if item is None:
             self.listener.on_log(lost.instance, f"Instance {number} exited with code {lost.exit_code}; starting it again")
             return
-        self.lost_outputs.add(item.output_uri)
-        self.sweep(item.output_uri)
+        written = self.storage_for(item.output_uri).piece_uri(item.output_uri, item.shard) if item.sharded else item.output_uri
+        self.lost_outputs.add(written)
+        self.sweep(written)
         if lost.timed_out_payload is not None:
             payload = lost.timed_out_payload
             used = {**item.attempts_used, payload: item.attempts_used.get(payload, 0) + 1}
@@ -280,7 +340,7 @@ def run_job(
     except (JobStartFailed, ModelDataError) as exc:
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
     run.report_whole_run()
-    for lost_output in run.lost_outputs:  # an instance killed at the end leaves its writer's temporaries too
+    for lost_output in run.lost_outputs | run.unassembled:  # an instance killed at the end leaves its writer's temporaries too
         run.sweep(lost_output)
     if stop.is_set() and not run.over_limit:
         return _outcome("Stopped", None, run, ledger)

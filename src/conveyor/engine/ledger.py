@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
-from typing import Iterable, Protocol
+from dataclasses import dataclass, replace
+from typing import Iterable, Protocol, Sequence
 
 from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
@@ -18,7 +18,8 @@ from conveyor.pipeline.work_item import ItemProgress, WorkItem
 
 @dataclass(frozen=True)
 class LedgerSummary:
-    """Every item of the job, this run's and earlier runs' (after a resume)."""
+    """Every object of the job, this run's and earlier runs' (after a resume); a sharded object
+    counts once: done when every shard is, failed when one failed."""
 
     total: int
     done: int
@@ -44,6 +45,53 @@ class Ledger(Protocol):
         """The item failed for good; `failed_records` are the bad records it found first."""
 
     def summary(self) -> LedgerSummary: ...
+
+    def done_shards(self, item: WorkItem) -> dict[int, tuple[int, int]]:
+        """The shards of `item`'s object recorded done: shard → (records, failed records)."""
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """One item as a ledger holds it, for `summarise`."""
+
+    item: WorkItem
+    state: str  # Pending | InFlight | Done | Failed
+    records: int = 0
+    failed_records: Sequence[FailedRecord] = ()
+    failure_reason: str | None = None
+
+
+def summarise(items: Sequence[ItemState]) -> LedgerSummary:
+    """The job's objects from its items in order: a shard's record numbers (its own, from 1) are
+    made the object's by adding the records of the shards before it (docs/semantics.md, "Shards")."""
+    objects: list[list[ItemState]] = []
+    for state in items:
+        if state.item.shard == 0 or not objects:
+            objects.append([])
+        objects[-1].append(state)
+    done = failed = records = 0
+    failures: list[str] = []
+    input_uris: list[str] = []
+    outputs: list[str] = []
+    bad: list[tuple[str, FailedRecord]] = []
+    for shards in objects:
+        first = shards[0].item
+        input_uris.append(first.input_uri)
+        if any(state.state == "Failed" for state in shards):
+            failed += 1
+            failures.extend(state.failure_reason or "" for state in shards if state.state == "Failed")
+        elif all(state.state == "Done" for state in shards) and len(shards) == first.shards:
+            done += 1
+            outputs.append(first.output_uri)
+            records += sum(state.records for state in shards)
+        before = 0
+        for state in shards:
+            bad.extend((first.input_uri, replace(record, record=record.record + before)) for record in state.failed_records)
+            before += state.records
+    return LedgerSummary(
+        total=len(objects), done=done, failed=failed, first_failure=failures[0] if failures else None,
+        input_uris=tuple(input_uris), done_output_uris=tuple(outputs), records=records, failed_records=tuple(bad),
+    )
 
 
 class MemoryLedger:
@@ -74,17 +122,21 @@ class MemoryLedger:
 
     def summary(self) -> LedgerSummary:
         with self._lock:
-            failures = [self._failed[item.item_id][0] for item in self._items if item.item_id in self._failed]
-            done = [self._done[item.item_id] for item in self._items if item.item_id in self._done]
-            bad = {item.item_id: progress.failed_records for item, progress in done}
-            bad.update((item_id, records) for item_id, (_, records) in self._failed.items())
-            return LedgerSummary(
-                total=len(self._items),
-                done=len(self._done),
-                failed=len(self._failed),
-                first_failure=failures[0] if failures else None,
-                input_uris=tuple(item.input_uri for item in self._items),
-                done_output_uris=tuple(item.output_uri for item, _ in done),
-                records=sum(progress.records for _, progress in done),
-                failed_records=tuple((item.input_uri, record) for item in self._items for record in bad.get(item.item_id, ())),
-            )
+            return summarise([self._state(item) for item in self._items])
+
+    def done_shards(self, item: WorkItem) -> dict[int, tuple[int, int]]:
+        with self._lock:
+            return {
+                done.shard: (progress.records, len(progress.failed_records))
+                for done, progress in self._done.values()
+                if done.output_uri == item.output_uri and done.input_uri == item.input_uri and done.shards > 1
+            }
+
+    def _state(self, item: WorkItem) -> ItemState:
+        if item.item_id in self._done:
+            progress = self._done[item.item_id][1]
+            return ItemState(item, "Done", progress.records, progress.failed_records)
+        if item.item_id in self._failed:
+            reason, records = self._failed[item.item_id]
+            return ItemState(item, "Failed", 0, records, reason)
+        return ItemState(item, "Pending")

@@ -263,6 +263,7 @@ class Scheduler:
             add_planned_items(self.store, name, items)
         self.store.work_items.reclaim_expired(name)
         swept = self._sweep(job.output.output_path)
+        self.store.work_items.reset_unassembled_shards(name)  # their pieces were just swept
         counts = self.store.work_items.counts(name)
         if resumed:
             log(self.store, job_stream(name), name, f"Resuming: {counts.done} of {counts.total} objects already done; {swept} temporary files swept.")

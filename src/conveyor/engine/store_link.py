@@ -15,7 +15,7 @@ from typing import Iterable
 
 from conveyor.engine.instance import ResolvedParameters
 from conveyor.engine.job import JobListener
-from conveyor.engine.ledger import LedgerSummary
+from conveyor.engine.ledger import ItemState, LedgerSummary, summarise
 from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.store import Store
@@ -46,7 +46,13 @@ def log(store: Store, stream: str, job_name: str, message: str) -> None:
 
 def add_planned_items(store: Store, job_name: str, items: Iterable[WorkItem]) -> None:
     """Write a job's planned items to the store, in one transaction."""
-    store.work_items.add(job_name, [NewWorkItem(item.item_id, item.input_uri, item.output_uri, "", item.size) for item in items])
+    store.work_items.add(
+        job_name,
+        [
+            NewWorkItem(item.item_id, item.input_uri, item.output_uri, "", item.size, item.range_start, item.range_end, item.shard, item.shards)
+            for item in items
+        ],
+    )
 
 
 class StoreLedger:
@@ -59,6 +65,7 @@ class StoreLedger:
         self.lease_seconds = lease_seconds
         self.in_flight: set[int] = set()  # claimed under our lease: handed out, or waiting in `_claimed`
         self._claimed: deque[WorkItem] = deque()
+        self._ordinals: dict[int, int] = {}  # item id → ordinal, for the shards of the items claimed
         self._lock = threading.Lock()
 
     def take(self) -> WorkItem | None:
@@ -68,10 +75,12 @@ class StoreLedger:
             records = self.store.work_items.claim_many(self.job_name, self.owner, self.lease_seconds, CLAIM_BATCH)
             with self._lock:
                 self.in_flight.update(record.id for record in records)
+                self._ordinals.update((record.id, record.ordinal) for record in records if record.shards > 1)
             self._claimed.extend(
                 WorkItem(
                     item_id=record.id, input_uri=record.input_uri, output_uri=record.output_uri, size=record.size,
                     attempts_used=record.payload_attempts, instance_losses=record.instance_losses,
+                    shard=record.shard, shards=record.shards, range_start=record.range_start, range_end=record.range_end,
                 )
                 for record in records
             )
@@ -95,20 +104,22 @@ class StoreLedger:
         self.store.work_items.fail(item.item_id, self.owner, reason, failed_records=[asdict(record) for record in failed_records])
 
     def summary(self) -> LedgerSummary:
-        items = self.store.work_items.list(self.job_name)
-        failures = [item.failure_reason or "" for item in items if item.state == FAILED]
-        return LedgerSummary(
-            total=len(items),
-            done=sum(item.state == DONE for item in items),
-            failed=len(failures),
-            first_failure=failures[0] if failures else None,
-            input_uris=tuple(item.input_uri for item in items),
-            done_output_uris=tuple(item.output_uri for item in items if item.state == DONE),
-            records=sum(item.records for item in items if item.state == DONE),
-            failed_records=tuple(
-                (item.input_uri, FailedRecord(**record)) for item in items for record in item.failed_records  # type: ignore[arg-type]
-            ),
-        )
+        return summarise([
+            ItemState(
+                WorkItem(record.id, record.input_uri, record.output_uri, record.size, shard=record.shard, shards=record.shards),
+                record.state,
+                record.records if record.state == DONE else 0,
+                [FailedRecord(**failed) for failed in record.failed_records],  # type: ignore[arg-type]
+                record.failure_reason if record.state == FAILED else None,
+            )
+            for record in self.store.work_items.list(self.job_name)
+        ])
+
+    def done_shards(self, item: WorkItem) -> dict[int, tuple[int, int]]:
+        ordinal = self._ordinals.get(item.item_id)
+        if ordinal is None:
+            return {}
+        return self.store.work_items.done_shards(self.job_name, ordinal, item.shard)
 
     def renew_leases(self) -> None:
         with self._lock:

@@ -78,8 +78,9 @@ class Storage(ABC):
         """The object's size and etag; `StorageError` with code `NoSuchKey` if absent."""
 
     @abstractmethod
-    def open_read(self, uri: str) -> BinaryIO:
-        """A stream of the object's bytes (`read(n)`), read ahead where the store allows."""
+    def open_read(self, uri: str, *, start: int = 0) -> BinaryIO:
+        """A stream of the object's bytes from offset `start` to its end (`read(n)`), read ahead
+        where the store allows; a shard's reader starts mid-object and stops where it likes."""
 
     def read_bytes(self, uri: str) -> bytes:
         with self.open_read(uri) as stream:
@@ -96,6 +97,11 @@ class Storage(ABC):
 
     @abstractmethod
     def delete(self, uri: str) -> None: ...
+
+    def piece_uri(self, uri: str, index: int) -> str:
+        """Where shard `index` of the object whose output is `uri` writes its piece: a temporary,
+        which `sweep_temporaries(uri)` removes and listings skip."""
+        return f"{uri}{TEMP_MARKER}shard-{index:05d}"
 
     @abstractmethod
     def sweep_temporaries(self, prefix_uri: str) -> int:

@@ -117,10 +117,13 @@ class LocalStorage(Storage):
             raise StorageError(uri, "NoSuchKey", "no such file")
         return self._info(path)
 
-    def open_read(self, uri: str) -> BinaryIO:
+    def open_read(self, uri: str, *, start: int = 0) -> BinaryIO:
         path = local_path(uri)
         try:
-            return open(path, "rb", buffering=0)
+            stream = open(path, "rb", buffering=0)
+            if start:
+                stream.seek(start)
+            return stream
         except FileNotFoundError:
             raise StorageError(uri, "NoSuchKey", "no such file") from None
         except IsADirectoryError:
@@ -148,6 +151,11 @@ class LocalStorage(Storage):
                     synced.add(device)
             except OSError as exc:
                 raise write_failure(uri, exc) from None
+
+    def piece_uri(self, uri: str, index: int) -> str:
+        """A hidden file beside the output, named as the output's own temporaries are."""
+        directory, name = os.path.split(local_path(uri))
+        return file_uri(os.path.join(directory, f".{name}{TEMP_MARKER}shard-{index:05d}"))
 
     def delete(self, uri: str) -> None:
         try:

@@ -172,31 +172,31 @@ class S3Storage(Storage):
             raise storage_error(uri, exc, action="stat") from None
         return ObjectInfo(uri=uri, key=key, size=int(response["ContentLength"]), etag=response.get("ETag"))
 
-    def open_read(self, uri: str) -> BinaryIO:
+    def open_read(self, uri: str, *, start: int = 0) -> BinaryIO:
         bucket, key = _bucket_and_key(uri)
         config = self.config
         client = self._client_for(uri)
         try:
             if self.read_strategy == "ranges":
                 head = client.head_object(Bucket=bucket, Key=key)
-                size, etag = int(head["ContentLength"]), head.get("ETag")
+                size, etag = max(int(head["ContentLength"]) - start, 0), head.get("ETag")
                 get_range = _range_getter(uri, client, bucket, key, etag)
                 chunks = ranged_chunks(
                     uri,
                     size,
-                    lambda start, end: fetch_range(uri, get_range, start, end, resume_attempts=config.resume_attempts),
+                    lambda first, end: fetch_range(uri, get_range, start + first, start + end, resume_attempts=config.resume_attempts),
                     part_size=config.part_size,
                     concurrency=config.read_concurrency,
                 )
                 read_ahead = 1  # the ranged GETs in flight are the read-ahead
             else:
-                response = client.get_object(Bucket=bucket, Key=key)
+                response = client.get_object(Bucket=bucket, Key=key, **({"Range": f"bytes={start}-"} if start else {}))
                 size, etag = int(response["ContentLength"]), response.get("ETag")
                 get_range = _range_getter(uri, client, bucket, key, etag)
                 chunks = stream_chunks(
                     uri,
                     response,
-                    lambda offset: get_range(f"bytes={offset}-"),
+                    lambda offset: get_range(f"bytes={start + offset}-"),
                     chunk_size=config.read_chunk_size,
                     resume_attempts=config.resume_attempts,
                 )

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from conveyor.store.database import from_epoch
 from conveyor.store.errors import NotFound
-from conveyor.store.work_items import DONE, FAILED, IN_FLIGHT, PENDING
+from conveyor.store.work_items import DONE, FAILED, IN_FLIGHT, OBJECT, OBJECT_STATE, PENDING
 
 MIB = 1 << 20
 
@@ -79,22 +79,28 @@ def jobs_progress(connection: sqlite3.Connection, job_names: Sequence[str]) -> d
     if not job_names:
         return {}
     placeholders = ", ".join("?" * len(job_names))
+    # One row per input object (its shards grouped by `ordinal - shard`), then per job: objects
+    # are counted as objects however many shards they have, and a shard counts its nominal range.
+    planned = "COALESCE(range_end - range_start, size)"
     rows = connection.execute(
-        "SELECT jobs.name, jobs.transform_start_time, COUNT(items.id),"
-        " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(CASE WHEN items.state = ? THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(CASE WHEN items.state = ? THEN 0 ELSE items.records END), 0),"
-        " COALESCE(SUM(items.bytes_in), 0), COALESCE(SUM(items.bytes_out), 0),"
-        " COALESCE(SUM(items.size), 0),"
-        " COALESCE(SUM(CASE WHEN items.state = ? THEN items.size"
-        "   WHEN items.state = ? AND items.size > items.bytes_in THEN items.size - items.bytes_in ELSE 0 END), 0),"
-        " MIN(items.started_at),"
-        " COALESCE(SUM(json_array_length(items.failed_records)), 0),"
+        "SELECT jobs.name, jobs.transform_start_time, COUNT(objects.state),"
+        " COALESCE(SUM(CASE WHEN objects.state = ? THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN objects.state = ? THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN objects.state = ? THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN objects.state = ? THEN 0 ELSE objects.records END), 0),"
+        " COALESCE(SUM(objects.bytes_in), 0), COALESCE(SUM(objects.bytes_out), 0),"
+        " COALESCE(SUM(objects.size), 0), COALESCE(SUM(objects.remaining), 0),"
+        " MIN(objects.started_at), COALESCE(SUM(objects.failed_records), 0),"
         " MAX(jobs.records_per_second), MAX(jobs.model_busy_fraction)"
-        " FROM transform_jobs AS jobs LEFT JOIN work_items AS items ON items.job_name = jobs.name"
+        " FROM transform_jobs AS jobs LEFT JOIN ("
+        f"   SELECT job_name, {OBJECT_STATE} AS state, SUM(records) AS records, SUM(bytes_in) AS bytes_in,"
+        f"   SUM(bytes_out) AS bytes_out, SUM({planned}) AS size,"
+        f"   SUM(CASE WHEN state = ? THEN {planned} WHEN state = ? AND {planned} > bytes_in THEN {planned} - bytes_in ELSE 0 END) AS remaining,"
+        "    MIN(started_at) AS started_at, SUM(json_array_length(failed_records)) AS failed_records"
+        f"   FROM work_items WHERE job_name IN ({placeholders}) GROUP BY job_name, {OBJECT}"
+        " ) AS objects ON objects.job_name = jobs.name"
         f" WHERE jobs.name IN ({placeholders}) GROUP BY jobs.name",
-        (DONE, FAILED, IN_FLIGHT, FAILED, PENDING, IN_FLIGHT, *job_names),
+        (DONE, FAILED, IN_FLIGHT, FAILED, PENDING, IN_FLIGHT, *job_names, *job_names),
     ).fetchall()
     return {row[0]: _progress(row) for row in rows}
 

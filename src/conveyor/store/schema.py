@@ -125,4 +125,15 @@ FIGURES = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS, FIGURES)
+SHARDS = Migration(
+    version=5,
+    name="work items may be byte-range shards of one object",
+    statements=(
+        # The item's place among its object's shards, and how many there are (1: the whole object).
+        # A shard's ordinal is its first shard's plus `shard`, so `ordinal - shard` names the object.
+        "ALTER TABLE work_items ADD COLUMN shard INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE work_items ADD COLUMN shards INTEGER NOT NULL DEFAULT 1",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS, FIGURES, SHARDS)

@@ -1,4 +1,4 @@
-"""Work items: one per input object (later, byte range of one), claimed under a lease.
+"""Work items: one per input object, or per byte-range shard of a large one, claimed under a lease.
 
 A lease is how a crash loses at most the items in flight: an item whose holder stops renewing
 goes back to Pending (`reclaim_expired`) and another instance takes it. Every change made on
@@ -28,8 +28,15 @@ ITEM_STATES = (PENDING, IN_FLIGHT, DONE, FAILED)
 _COLUMNS = (
     "id, job_name, ordinal, input_uri, output_uri, relative_name, size, range_start, range_end, state,"
     " owner, lease_expires, attempts, records, bytes_in, bytes_out, failure_reason, started_at, finished_at,"
-    " payload_attempts, instance_losses, failed_records"
+    " payload_attempts, instance_losses, failed_records, shard, shards"
 )
+OBJECT = "ordinal - shard"
+"""The ordinal of an item's object (its first shard's): what groups shards into their object."""
+OBJECT_STATE = (
+    f"CASE WHEN SUM(state = '{FAILED}') > 0 THEN '{FAILED}' WHEN SUM(state = '{DONE}') = COUNT(*) THEN '{DONE}'"
+    f" WHEN SUM(state = '{IN_FLIGHT}') > 0 THEN '{IN_FLIGHT}' ELSE '{PENDING}' END"
+)
+"""The state of an object from its shards' (one item: its own)."""
 _BACK_TO_PENDING = (
     f"state = '{PENDING}', owner = NULL, lease_expires = NULL, records = 0, bytes_in = 0, bytes_out = 0"
 )
@@ -47,6 +54,9 @@ class NewWorkItem:
     range_start: int | None = None
     range_end: int | None = None
     """Byte range [start, end) of the input object, for sharded objects; None for the whole object."""
+    shard: int = 0
+    shards: int = 1
+    """The item's place among its object's shards and their number; consecutive ordinals."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,8 @@ class WorkItemRecord:
     """How many instances died (other than by a timeout) while transforming the item."""
     failed_records: list[dict[str, object]] = field(default_factory=list)
     """The records that failed in a job that tolerates them: {record, offset, error, attempts}."""
+    shard: int = 0
+    shards: int = 1
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,7 @@ class WorkItems:
         """
         rows = [
             (job_name, item.ordinal, item.input_uri, item.output_uri, item.relative_name, item.size,
-             item.range_start, item.range_end, PENDING)
+             item.range_start, item.range_end, PENDING, item.shard, item.shards)
             for item in items
         ]
         try:
@@ -117,7 +129,7 @@ class WorkItems:
                     raise NotFound("transform job", job_name)
                 connection.executemany(
                     "INSERT INTO work_items (job_name, ordinal, input_uri, output_uri, relative_name, size,"
-                    " range_start, range_end, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " range_start, range_end, state, shard, shards) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
         except sqlite3.IntegrityError as exc:
@@ -244,8 +256,12 @@ class WorkItems:
         return self.list(job_name, FAILED)
 
     def counts(self, job_name: str) -> WorkItemCounts:
+        """The job's objects by state; a sharded object is Failed when a shard failed, Done when
+        every shard is, InFlight while one is, else Pending."""
         rows = self._database.execute(
-            "SELECT state, COUNT(*) FROM work_items WHERE job_name = ? GROUP BY state", (job_name,)
+            f"SELECT state, COUNT(*) FROM (SELECT {OBJECT_STATE} AS state FROM work_items WHERE job_name = ?"
+            f" GROUP BY {OBJECT}) GROUP BY state",
+            (job_name,),
         ).fetchall()
         by_state = dict(rows)
         return WorkItemCounts(
@@ -254,6 +270,25 @@ class WorkItems:
             done=by_state.get(DONE, 0),
             failed=by_state.get(FAILED, 0),
         )
+
+    def done_shards(self, job_name: str, ordinal: int, shard: int) -> dict[int, tuple[int, int]]:
+        """The Done shards of the object whose shard `shard` has `ordinal`: shard → (records, failed records)."""
+        rows = self._database.execute(
+            "SELECT shard, records, json_array_length(failed_records) FROM work_items"
+            f" WHERE job_name = ? AND {OBJECT} = ? AND state = ?",
+            (job_name, ordinal - shard, DONE),
+        ).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    def reset_unassembled_shards(self, job_name: str) -> int:
+        """Put back to Pending the Done shards of objects not yet assembled and not failed, whose
+        pieces a resume sweeps with the other temporaries (docs/semantics.md, "Shards"); returns how many."""
+        return self._database.execute(
+            f"UPDATE work_items SET {_BACK_TO_PENDING} WHERE job_name = ? AND state = ? AND shards > 1 AND {OBJECT} IN"
+            f" (SELECT {OBJECT} FROM work_items WHERE job_name = ? AND shards > 1 GROUP BY {OBJECT}"
+            f" HAVING SUM(state = '{DONE}') < COUNT(*) AND SUM(state = '{FAILED}') = 0)",
+            (job_name, DONE, job_name),
+        ).rowcount
 
     def _guarded(self, item_id: int, owner: str, assignments: str, *values: object) -> bool:
         cursor = self._database.execute(
@@ -287,4 +322,6 @@ def _record(row: tuple) -> WorkItemRecord:
         payload_attempts={int(index): count for index, count in orjson.loads(row[19]).items()},
         instance_losses=row[20],
         failed_records=orjson.loads(row[21]),
+        shard=row[22],
+        shards=row[23],
     )

@@ -1,0 +1,52 @@
+"""One sharded object's output assembled from its shards' pieces, whole or not at all.
+
+Each shard writes its piece as a temporary beside the output (`Storage.piece_uri`). When the
+last shard is done, the pieces are copied in shard order through one `open_write` of the
+output: for local files one temporary, renamed into place; for S3 one multipart upload whose
+parts (S3Config.part_size, at least S3's 5 MiB minimum) are cut from the pieces in order, so a
+small piece never becomes a part of its own. A failure or a Stop aborts the writer (the
+temporary removed, the upload aborted): nothing partial is left, and the pieces are removed by
+the caller's sweep (docs/semantics.md, "Shards").
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from conveyor.pipeline.work_item import WorkItem
+from conveyor.storage.base import Storage, StorageError
+
+COPY_CHUNK = 8 << 20
+
+
+class AssemblyStopped(Exception):
+    """The job was stopped while the object was being assembled; nothing of it was written."""
+
+
+def assemble(item: WorkItem, storage_for: Callable[[str], Storage], stop: threading.Event, *, kms_key_id: str | None = None) -> int:
+    """Concatenate the pieces of `item`'s object into its output, make it durable, remove the
+    pieces; returns the output's size. Raises StorageError or AssemblyStopped, leaving no output."""
+    storage = storage_for(item.output_uri)
+    pieces = [storage.piece_uri(item.output_uri, shard) for shard in range(item.shards)]
+    written = 0
+    with storage.open_write(item.output_uri, kms_key_id=kms_key_id) as writer:
+        for piece in pieces:
+            with storage.open_read(piece) as stream:
+                while chunk := stream.read(COPY_CHUNK):
+                    if stop.is_set():
+                        raise AssemblyStopped(item.output_uri)
+                    writer.write(chunk)
+                    written += len(chunk)
+            if stop.is_set():
+                raise AssemblyStopped(item.output_uri)
+    storage.make_durable([item.output_uri])
+    for piece in pieces:
+        try:
+            storage.delete(piece)
+        except StorageError:
+            pass  # a temporary: the next sweep of the output's location removes it
+    return written
+
+
+__all__ = ["AssemblyStopped", "assemble"]
