@@ -95,14 +95,17 @@ class _Messages:
 
 class _Watch:
     """Tracks in-flight invocations; one past its timeout ends the process (docs/semantics.md,
-    decision 19). Its thread sleeps until the earliest deadline, not on a polling tick, so that
-    it never takes the interpreter from the model while nothing is due."""
+    decision 19). Its thread sleeps until the earliest deadline, not on a polling tick, and is
+    woken only for a deadline earlier than the one it sleeps to: invocations of one job share
+    one timeout, so an idle watch sleeps that long and a new invocation never needs to wake it.
+    A wake per invocation would hand the interpreter back and forth with the model's thread."""
 
     def __init__(self, messages: _Messages) -> None:
         self._messages = messages
         self._in_flight: dict[int, tuple[int, int, float, float]] = {}
         self._changed = threading.Condition()
         self._next_token = 0
+        self._wakes_at = float("inf")  # when the thread next looks, unless woken
         threading.Thread(target=self._run, name="invocation-watch", daemon=True).start()
 
     def for_item(self, item_id: int) -> _ItemWatch:
@@ -112,9 +115,8 @@ class _Watch:
         deadline = time.monotonic() + timeout
         with self._changed:
             self._next_token += 1
-            earliest = min((entry[2] for entry in self._in_flight.values()), default=None)
             self._in_flight[self._next_token] = (item_id, payload_index, deadline, timeout)
-            if earliest is None or deadline < earliest:
+            if deadline < self._wakes_at:
                 self._changed.notify()
             return self._next_token
 
@@ -123,12 +125,18 @@ class _Watch:
             self._in_flight.pop(token, None)  # type: ignore[call-overload]  # tokens are the ints begin() gave
 
     def _run(self) -> None:
+        idle_wait: float | None = None  # the timeout last seen: no new invocation can be due sooner
         with self._changed:
             while True:
+                now = time.monotonic()
                 earliest = min(self._in_flight.values(), key=lambda entry: entry[2], default=None)
-                if earliest is not None and earliest[2] <= time.monotonic():
+                if earliest is not None and earliest[2] <= now:
                     break
-                self._changed.wait(None if earliest is None else earliest[2] - time.monotonic())
+                if earliest is not None:
+                    idle_wait = earliest[3]
+                wait = earliest[2] - now if earliest is not None else idle_wait
+                self._wakes_at = now + wait if wait is not None else float("inf")
+                self._changed.wait(wait)
         item_id, payload_index, _, timeout = earliest
         self._messages.send(TimedOut(item_id, payload_index, timeout))
         os._exit(TIMEOUT_EXIT_CODE)
