@@ -110,21 +110,30 @@ class Invoker:
 
 
 def invoke_in_order(
-    payloads: Iterable[T], invoke: Callable[[int, T], R], *, max_concurrent: int
+    payloads: Iterable[T], invoke: Callable[[int, T], R], *, max_concurrent: int, overlap: bool = False
 ) -> Iterator[tuple[T, R]]:
-    """Yield `(payload, response)` in payload order with up to `max_concurrent` in flight."""
-    if max_concurrent <= 1:
+    """Yield `(payload, response)` in payload order with up to `max_concurrent` in flight.
+
+    With `overlap` (or `max_concurrent` > 1) the calls run on threads, so that cutting the next
+    payload and writing the last answer happen while the model works, not between its calls:
+    the oldest answer is taken, the next payload sent, and only then is the answer yielded to be
+    written. Each payload held waiting is one more in memory. Without, a call runs in the
+    caller's thread, which costs nothing per call (SingleRecord's many small payloads)."""
+    if max_concurrent <= 1 and not overlap:
         for index, payload in enumerate(payloads):
             yield payload, invoke(index, payload)
         return
     pending: deque[tuple[T, Future[R]]] = deque()
-    pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="invoke")
+    pool = ThreadPoolExecutor(max_workers=max(max_concurrent, 1), thread_name_prefix="invoke")
     try:
         for index, payload in enumerate(payloads):
-            pending.append((payload, pool.submit(invoke, index, payload)))
+            answered = None
             if len(pending) >= max_concurrent:
                 first, future = pending.popleft()
-                yield first, future.result()
+                answered = (first, future.result())
+            pending.append((payload, pool.submit(invoke, index, payload)))
+            if answered is not None:
+                yield answered
         while pending:
             first, future = pending.popleft()
             yield first, future.result()

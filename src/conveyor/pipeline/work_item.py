@@ -236,7 +236,9 @@ def _transform(
     # next ones do not count until their answers are written.
     cut = ((payload, counted.bytes_read) for payload in payloads)
     call = _tolerant(invoker) if tolerant else invoker
-    answers = invoke_in_order(cut, lambda index, p: call(index, p[0].body), max_concurrent=config.max_concurrent)
+    answers = invoke_in_order(
+        cut, lambda index, p: call(index, p[0].body), max_concurrent=config.max_concurrent, overlap=config.batch_strategy == "MultiRecord"
+    )
     for index, ((payload, read_when_cut), answer) in enumerate(answers):
         answered = [sent.popleft() for _ in range(payload.record_count)] if tracked else []
         if isinstance(answer, InvocationFailed):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import io
 import os
+import pickle
 import queue
 import signal
 import socket
@@ -34,6 +35,19 @@ from typing import Any, Callable
 
 from conveyor.runtimes.base import InvocationError, RuntimeStartError
 from conveyor.runtimes.toolkit_defaults import ToolkitDefaults
+
+
+class _PlainConnection(Connection):
+    """A pipe that pickles with the standard pickler. multiprocessing's own takes reducers that
+    libraries register (torch sends a tensor as a handle to shared memory, served to processes
+    that share its parent's secret), which a worker started as a fresh interpreter cannot use."""
+
+    def send(self, obj: Any) -> None:
+        self.send_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def recv(self) -> Any:
+        return pickle.loads(self.recv_bytes())
+
 
 INPUT_FN = "input_fn"
 OUTPUT_FN = "output_fn"
@@ -175,7 +189,7 @@ class DecodePool:
             raise
         finally:
             theirs.close()
-        return _Worker(number, process, Connection(ours.detach()))
+        return _Worker(number, process, _PlainConnection(ours.detach()))
 
     def _ready(self, worker: _Worker) -> str | None:
         """Wait for the worker's import of the handler; what went wrong, or None."""
@@ -282,7 +296,7 @@ def serve(fd: int, parent_pid: int) -> None:
     """A worker's life: set up as the instance did, then answer requests until the socket ends."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the instance decides when workers stop
-    connection = Connection(fd)
+    connection = _PlainConnection(fd)
     out, err = _Captured(), _Captured()
     sys.stdout, sys.stderr = out, err
 

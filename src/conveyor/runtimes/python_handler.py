@@ -384,8 +384,9 @@ class PythonHandlerRuntime(Runtime):
         return max_concurrent + workers
 
     def items_at_once(self) -> int:
-        """A batching handler gathers across objects as well: BATCH_SIZE of them at once."""
-        return self._batcher.size if self._batcher is not None else 1
+        """A batching handler gathers across objects as well: twice BATCH_SIZE of them at once,
+        so that one batch is decoded while the one before is predicted."""
+        return 2 * self._batcher.size if self._batcher is not None else 1
 
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         handle = self._handle
