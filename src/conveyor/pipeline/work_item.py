@@ -155,7 +155,10 @@ def process_work_item(
             if item.range_start is not None and item.range_end is not None:
                 shard = ShardReader(chunks, config.split_type, start=item.range_start, end=item.range_end, size=item.size)
                 chunks = iter(shard)
-            _transform(chunks, counted, config, invoker, writer, progress, on_progress, source, preview)
+            # Cutting the next payload overlaps the model's call where there is a next one: a
+            # MultiRecord object larger than one payload (a thread costs more than a small object).
+            overlap = config.batch_strategy == "MultiRecord" and 0 < config.max_payload_bytes < item.size
+            _transform(chunks, counted, config, invoker, writer, progress, on_progress, source, preview, overlap)
     except InvocationFailed as exc:
         raise WorkItemFailed(f"{source}: {exc}") from None
     except TooManyFailures as exc:
@@ -194,6 +197,7 @@ def _transform(
     on_progress: Callable[[ItemProgress], None],
     source: str,
     preview: Preview | None,
+    overlap: bool,
 ) -> None:
     processor = RecordProcessor(
         config.data_processing,
@@ -237,7 +241,7 @@ def _transform(
     cut = ((payload, counted.bytes_read) for payload in payloads)
     call = _tolerant(invoker) if tolerant else invoker
     answers = invoke_in_order(
-        cut, lambda index, p: call(index, p[0].body), max_concurrent=config.max_concurrent, overlap=config.batch_strategy == "MultiRecord"
+        cut, lambda index, p: call(index, p[0].body), max_concurrent=config.max_concurrent, overlap=overlap
     )
     for index, ((payload, read_when_cut), answer) in enumerate(answers):
         answered = [sent.popleft() for _ in range(payload.record_count)] if tracked else []
