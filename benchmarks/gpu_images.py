@@ -41,7 +41,7 @@ from PIL import Image
 import gpu_models
 
 BATCH_SIZE = {batch_size}
-BATCH_TIMEOUT = 0.005
+BATCH_TIMEOUT = 0.05
 SIZE = {size}
 CALLS = {calls!r}
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)

@@ -41,7 +41,7 @@ import torch
 import gpu_models
 
 BATCH_SIZE = {batch_size}
-BATCH_TIMEOUT = 0.005
+BATCH_TIMEOUT = 0.05
 CALLS = {calls!r}
 WORDS = gpu_models.vocabulary()
 

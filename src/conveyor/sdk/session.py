@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import multiprocessing
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,7 +165,6 @@ class LocalSession(Session):
             if self._service is None:
                 from conveyor.service import Service
 
-                _refuse_in_worker_bootstrap()
                 self._service = Service(self.settings).start()
                 atexit.register(self.close)
             return self._service
@@ -232,16 +230,6 @@ def resolve_session(session: Any = None, endpoint_url: str | None = None) -> Ses
     if endpoint_url is not None:
         return RemoteSession(endpoint_url)
     return default_local_session()
-
-
-def _refuse_in_worker_bootstrap() -> None:
-    """Local jobs run in spawned worker processes, which import the main script again: a script
-    without a `__main__` guard would start a second service there and submit its jobs twice."""
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise RuntimeError(
-            "conveyor's local mode runs jobs in worker processes, which import your main script again: "
-            "put the script's top-level code under `if __name__ == \"__main__\":`"
-        )
 
 
 def _session_region(boto_session: Any) -> str | None:
