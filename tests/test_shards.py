@@ -261,3 +261,27 @@ def test_the_shard_size_is_a_setting(tmp_path: Path) -> None:
     result = conveyor("transform", "--shard-size", "lots", "--model", "m", "--input", "i", "--output", "o", home=tmp_path / "home")
     assert result.returncode == 2 and "--shard-size='lots'" in result.stderr
     assert storage_for(f"file://{tmp_path}/o/a.out").piece_uri(f"file://{tmp_path}/o/a.out", 3) == f"file://{tmp_path}/o/.a.out.conveyor-tmp-shard-00003"
+
+
+@pytest.mark.parametrize("read_strategy", ["stream", "ranges"])
+def test_a_sharded_job_on_s3_gives_the_unsharded_bytes(tmp_path: Path, s3_server: S3Server, s3_bucket: str, read_strategy: str) -> None:
+    """Input and output in the store: each shard a ranged read, its piece a temporary object,
+    the pieces assembled into one object; nothing else left in the bucket."""
+    s3 = s3_server.client()
+    s3.put_object(Bucket=s3_bucket, Key="in/a.csv", Body=csv_object(random.Random(11), count=400))
+    model = write_model(tmp_path, PER_RECORD)
+    outputs = {}
+    for shard_size in ("0", "0.002"):
+        result = conveyor(
+            "transform", "--name", "whole" if shard_size == "0" else "sharded", "--model", str(model), "--input", f"s3://{s3_bucket}/in/",
+            "--output", f"s3://{s3_bucket}/out-{shard_size}/", "--content-type", "text/csv", "--split-type", "Line",
+            "--strategy", "MultiRecord", "--assemble-with", "Line", "--shard-size", shard_size, "--retries", "0",
+            "--s3-endpoint", s3_server.endpoint_url, home=tmp_path / "home", env={"CONVEYOR_S3_READ_STRATEGY": read_strategy},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        listed = [entry["Key"] for entry in s3.list_objects_v2(Bucket=s3_bucket, Prefix=f"out-{shard_size}/").get("Contents", [])]
+        assert listed == [f"out-{shard_size}/a.csv.out"], "a piece was left behind"
+        outputs[shard_size] = s3.get_object(Bucket=s3_bucket, Key=f"out-{shard_size}/a.csv.out")["Body"].read()
+    assert "shards" in result.stderr
+    assert outputs["0.002"] == outputs["0"] and outputs["0"]
+    assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
