@@ -13,7 +13,6 @@ thread) makes the process report it and exit; the parent starts a fresh one (doc
 
 from __future__ import annotations
 
-import ctypes
 import io
 import os
 import signal
@@ -29,6 +28,7 @@ from conveyor.engine.figures import InstanceMeter, InstanceTotals
 from conveyor.engine.instance import Instance, InstanceConfig, ResolvedParameters
 from conveyor.pipeline.work_item import ItemProgress, WorkItem, WorkItemFailed
 from conveyor.runtimes.base import RuntimeStartError
+from conveyor.runtimes.parent_death import die_with_parent
 
 TIMEOUT_EXIT_CODE = 75
 SMALL_ITEM_BYTES = 1 << 20
@@ -176,32 +176,12 @@ class _LineForwarder(io.TextIOBase):
         return len(text)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux kills us when the parent dies (PR_SET_PDEATHSIG); elsewhere a thread watches."""
-    try:
-        signalled = ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL) == 0  # PR_SET_PDEATHSIG
-    except OSError:
-        signalled = False
-    if os.getppid() != parent_pid:  # it died before the signal was asked for
-        os._exit(1)
-    if signalled:
-        return
-
-    def check() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=check, name="parent-check", daemon=True).start()
-
-
 def worker_main(argv: list[str]) -> None:
     """Entry point of an instance process, `FD PARENT_PID INSTANCE`: FD is its end of the pipe to
     the parent, whose first message is the InstanceConfig (None: the instance is not needed)."""
     descriptor, parent_pid, instance = (int(value) for value in argv)
     connection = Connection(descriptor)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     try:
         config = connection.recv()

@@ -17,7 +17,6 @@ a model server's crashed worker answers 500) and is replaced. docs/models.md, "P
 
 from __future__ import annotations
 
-import ctypes
 import io
 import os
 import pickle
@@ -34,6 +33,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Callable
 
 from conveyor.runtimes.base import InvocationError, RuntimeStartError
+from conveyor.runtimes.parent_death import die_with_parent
 from conveyor.runtimes.toolkit_defaults import ToolkitDefaults
 
 
@@ -294,7 +294,7 @@ class _Captured(io.StringIO):
 
 def serve(fd: int, parent_pid: int) -> None:
     """A worker's life: set up as the instance did, then answer requests until the socket ends."""
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the instance decides when workers stop
     connection = _PlainConnection(fd)
     out, err = _Captured(), _Captured()
@@ -329,21 +329,3 @@ def serve(fd: int, parent_pid: int) -> None:
             connection.send(reply)
         except Exception as exc:  # the value does not pickle: nothing was sent yet
             connection.send(("error", (_crossing(function, exc), False, 500), printed()))
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL when the instance goes (PR_SET_PDEATHSIG), checked once more in case it already has."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-    def check() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=check, name="parent-check", daemon=True).start()
