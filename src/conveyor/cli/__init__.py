@@ -44,7 +44,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
         import importlib.metadata
 
-        parser.exit(message=f"conveyor {importlib.metadata.version('conveyor')}\n")
+        print(f"conveyor {importlib.metadata.version('conveyor')}")  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
