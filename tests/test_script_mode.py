@@ -232,7 +232,10 @@ def test_an_install_that_fails_fails_the_job_with_the_installers_message(tmp_pat
 def test_pytorch_defaults_that_need_torch_say_so_where_it_is_missing(tmp_path: Path) -> None:
     handler = "def model_fn(model_dir):\n    return None\n\ndef predict_fn(data, model):\n    return data\n"
     model_dir = write(tmp_path / "model", {"code/inference.py": handler})
-    result = run_model(tmp_path, PYTORCH_IMAGE, model_dir, {})
+    # The test environment has torch (for the GPU benchmarks); a shadow package makes it missing.
+    write(tmp_path / "without-torch", {"torch/__init__.py": "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"})
+    path = os.pathsep.join(filter(None, [str(tmp_path / "without-torch"), os.environ.get("PYTHONPATH")]))
+    result = run_model(tmp_path, PYTORCH_IMAGE, model_dir, {}, env={"PYTHONPATH": path})
     assert result.returncode == 1
     assert "the PyTorch toolkit's default input_fn needs torch, which is not installed here: define input_fn in the handler, or install torch" in result.stderr
 

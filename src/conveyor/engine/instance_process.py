@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -40,13 +42,23 @@ class InstanceProcess:
         return self.popen.poll()
 
     def is_alive(self) -> bool:
+        """Read off its pidfd where there is one: `Popen.poll` takes a lock that a Ctrl-C landing
+        at the wrong moment leaves held, after which waiting for the process never returns."""
+        if self.sentinel is not None:
+            return not select.select([self.sentinel], [], [], 0)[0]
         return self.popen.poll() is None
 
     def kill(self) -> None:
         if self.is_alive():
-            self.popen.kill()
+            try:
+                os.kill(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for it to exit, at most `timeout` seconds, and reap it once it has."""
+        if self.sentinel is not None and not select.select([self.sentinel], [], [], timeout)[0]:
+            return
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -101,12 +101,14 @@ class LocalBackend(Backend):
 
     def run(self, config: InstanceConfig, instance_count: int, items: ItemSource, events: InstanceEvents, stop: threading.Event) -> None:
         run = _Run(config, items, events)
+        finished = False  # every item done: the instances are told to stop and close their models
         try:
             run.workers = [self._start(config, index) for index in range(instance_count)]
             while not stop.is_set():
                 self._dispatch(run)
                 busy = [w for w in run.workers if not w.closed and (w.items or not w.ready)]
                 if run.exhausted and not busy:
+                    finished = True
                     return
                 open_workers = [w for w in run.workers if not w.closed]
                 watched: list = [w.connection for w in open_workers] + [w.process.sentinel for w in open_workers if w.process.sentinel is not None]
@@ -127,7 +129,7 @@ class LocalBackend(Backend):
             try:
                 self._report_finished(run)
             finally:
-                self._shutdown(run.workers, graceful=not stop.is_set())
+                self._shutdown(run, graceful=finished)  # a Stop, a Ctrl-C or an error: killed at once
                 self.close()
 
     @staticmethod
@@ -233,8 +235,10 @@ class LocalBackend(Backend):
         replacement = self._start(run.config, worker.index)
         run.workers[run.workers.index(worker)] = replacement
 
-    @staticmethod
-    def _shutdown(workers: list[_Worker], *, graceful: bool) -> None:
+    def _shutdown(self, run: _Run, *, graceful: bool) -> None:
+        """Stop every instance: told to close its model (`graceful`), or killed. What a closing
+        instance still says (a container's last output lines) reaches the job log."""
+        workers = run.workers
         for worker in workers:
             if worker.closed:
                 continue
@@ -251,4 +255,6 @@ class LocalBackend(Backend):
                 worker.process.kill()
                 worker.process.join()
             if not worker.closed:
+                if graceful:
+                    self._drain(run, worker)
                 worker.process.close()
