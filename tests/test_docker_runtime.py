@@ -21,7 +21,7 @@ import pytest
 from conveyor.runtimes.base import RuntimeStartError
 from conveyor.runtimes.docker_server import DockerServerRuntime, has_gpus
 from tests.test_http_runtime import SCRIPTED_SERVER, write_model_request
-from tests.test_process_runtime import IRIS, iris_model, wait_until, write_pipeline_request
+from tests.test_process_runtime import IRIS, interruptible, iris_model, wait_until, write_pipeline_request
 from tests.test_transform_cli import conveyor
 
 BYOC = Path(__file__).parent / "byoc"
@@ -147,6 +147,7 @@ def test_a_job_stopped_midway_leaves_no_container(tmp_path: Path, scripted_image
         [sys.executable, "-m", "conveyor", "transform", "--name", name, "--model-request", str(request),
          "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--quiet"],
         env={**os.environ, "CONVEYOR_HOME": str(tmp_path / "home")}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=interruptible,
     )
     try:
         assert wait_until(lambda: bool(containers_of(name, running_only=True)), timeout=60), "the container never started"

@@ -80,6 +80,12 @@ def group_members(group: int) -> list[int]:
     return members
 
 
+def interruptible() -> None:
+    """In a child about to run the command: Ctrl-C interrupts it, as at a terminal, even where the
+    test suite was started with SIGINT ignored (as `cmd &` does in a script), which a child inherits."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until(condition, timeout: float = 15.0) -> bool:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -257,6 +263,7 @@ def test_a_job_stopped_midway_leaves_no_server_running(tmp_path: Path, how: str)
         [sys.executable, "-m", "conveyor", "transform", "--model-request", str(request), "--input", str(tmp_path / "in"),
          "--output", str(tmp_path / "out"), "--quiet"],
         env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=interruptible,
     )
     try:
         assert wait_until(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip() != ""), "the server never started"
