@@ -96,6 +96,15 @@ def parse_shard_size(value: str, name: str) -> float:
     return size
 
 
+BACKEND_CHOICES = ("local", "ray")
+
+
+def parse_backend(value: str, name: str) -> str:
+    if value not in BACKEND_CHOICES:
+        raise SettingsError(f"{name}={value!r} is not a backend; choose local (processes on this machine) or ray (a Ray cluster)")
+    return value
+
+
 def parse_local_roots(values: list[str] | tuple[str, ...]) -> tuple[Path, ...]:
     """Each root as an absolute path with symlinks and `..` resolved, as locations are compared."""
     return tuple(Path(os.path.realpath(os.path.expanduser(value))) for value in values if value)
@@ -135,10 +144,14 @@ class Settings:
     gpus: tuple[str, ...] | None = None
     """This machine's GPU devices that instances are given; None: detected (`machine_gpus`)."""
     require_gpus: bool = False
+    """Whether a job whose instance type has more GPUs than the machine gives fails at start, rather than running on CPU."""
     shard_size_mb: float = 64.0
     """Objects larger than this (MiB) are cut into byte-range shards, each a work item of its own,
     where their records allow (docs/semantics.md, "Shards"); 0 never cuts. Fractions are allowed."""
-    """Whether a job whose instance type has more GPUs than the machine gives fails at start, rather than running on CPU."""
+    backend: str = "local"
+    """Where instances run: `local` (processes on this machine) or `ray` (actors on a Ray cluster, docs/scale.md)."""
+    ray_address: str | None = None
+    """The Ray cluster of the `ray` backend (`auto`, `HOST:PORT`, `ray://HOST:PORT`); None starts a local Ray runtime."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -164,6 +177,8 @@ class Settings:
             gpus=_gpus_from(env),
             require_gpus=env.get("CONVEYOR_REQUIRE_GPUS", "").strip().lower() in ("1", "true", "yes"),
             shard_size_mb=parse_shard_size(env.get("CONVEYOR_SHARD_SIZE_MB") or "64", "CONVEYOR_SHARD_SIZE_MB"),
+            backend=parse_backend(env.get("CONVEYOR_BACKEND") or "local", "CONVEYOR_BACKEND"),
+            ray_address=env.get("CONVEYOR_RAY_ADDRESS") or None,
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 

@@ -9,14 +9,19 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Callable
 
 import uvicorn
 
-from conveyor.api.app import create_app
+from conveyor.api.app import Credentials, create_app
 from conveyor.api.connections import AcceptErrorLog, connection_limit, protocol_class
 from conveyor.api.credentials import CredentialsError, keys_from_env, load_or_create_credentials, static_lookup
+from conveyor.cli.backend_options import add_backend_arguments, backend_overrides
 from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.server_lock import HomeInUse, ServerLock
+from conveyor.engine.backend import Backend
+from conveyor.engine.backends import open_backend
+from conveyor.engine.ray_backend import RayUnavailable
 from conveyor.sagemaker.instance_types import ProfileError, instance_types
 from conveyor.service import DATABASE_FILE, Service, UnreadableDatabase
 from conveyor.settings import RUNTIME_CHOICES, Settings, SettingsError, parse_local_roots, parse_runtimes, parse_shard_size
@@ -94,6 +99,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "(default $CONVEYOR_INSTALL_REQUIREMENTS)",
     )
     add_gpu_arguments(parser)
+    add_backend_arguments(parser)
     parser.add_argument(
         "--shared-home", action="store_true",
         help="let several servers share the state directory on purpose (each applies its own --capacity)",
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             overrides["shard_size_mb"] = parse_shard_size(args.shard_size, "--shard-size")
         if args.runtimes is not None:
             overrides["runtimes"] = parse_runtimes(args.runtimes)
-        settings = Settings.from_environ(**overrides, **gpu_overrides(args))
+        settings = Settings.from_environ(**overrides, **gpu_overrides(args), **backend_overrides(args))
         instance_types(settings.instance_types_file)  # a broken profiles file is refused now, not at each job
     except (SettingsError, ProfileError) as error:
         print(f"conveyor server: {error}", file=sys.stderr)
@@ -178,7 +184,21 @@ def _serve(args: argparse.Namespace, settings: Settings, lock: ServerLock) -> in
             file=sys.stderr,
         )
     try:
-        service = Service(settings).start()
+        backend = open_backend(settings, capacity_given=args.capacity is not None or bool(os.environ.get("CONVEYOR_CAPACITY")))
+    except RayUnavailable as error:
+        print(f"conveyor server: {error}", file=sys.stderr)
+        return 2
+    try:
+        return _serve_with(args, backend.settings, backend.new_backend, listener, endpoint, credentials)
+    finally:
+        backend.close()
+
+
+def _serve_with(
+    args: argparse.Namespace, settings: Settings, new_backend: Callable[[], Backend], listener: socket.socket, endpoint: str, credentials: Credentials | None
+) -> int:
+    try:
+        service = Service(settings, backend_factory=new_backend).start()
     except UnreadableDatabase as error:
         print(f"conveyor server: {error}", file=sys.stderr)
         return 1

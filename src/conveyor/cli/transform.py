@@ -13,13 +13,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from conveyor.cli.backend_options import add_backend_arguments, backend_overrides
 from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
+from conveyor.engine.backend import Backend
+from conveyor.engine.backends import cluster_nodes, open_backend
 from conveyor.engine.figures import Rates, rate_text
 from conveyor.engine.instance_process import InstanceProcess
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
 from conveyor.engine.local import LocalBackend
+from conveyor.engine.ray_backend import RayUnavailable
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.sagemaker.instance_types import ProfileError, instance_types
@@ -27,6 +31,7 @@ from conveyor.sagemaker.locations import is_local
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.service.durations import format_duration
+from conveyor.service.local_roots import check_job_locations, check_planned_items
 from conveyor.settings import Settings, SettingsError, parse_shard_size
 from conveyor.storage.inputs import InputError
 from conveyor.storage.local import local_path
@@ -48,6 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_job_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the summary")
     add_gpu_arguments(parser)
+    add_backend_arguments(parser)
     parser.add_argument(
         "--shard-size", metavar="MB",
         help="cut objects larger than this many MiB into byte-range shards, each a work item of its own, where "
@@ -185,19 +191,30 @@ def run(args: argparse.Namespace) -> int:
     try:
         shard_size = parse_shard_size(args.shard_size, "--shard-size") if args.shard_size is not None else None
         settings = Settings.from_environ(
-            s3_endpoint_url=args.s3_endpoint, install_requirements=args.install_requirements, shard_size_mb=shard_size, **gpu_overrides(args)
+            s3_endpoint_url=args.s3_endpoint, install_requirements=args.install_requirements, shard_size_mb=shard_size,
+            **gpu_overrides(args), **backend_overrides(args),
         )
         instance_types(settings.instance_types_file)  # a broken profiles file is named before anything runs
     except (SettingsError, ProfileError) as exc:
         console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
         return 2
-    # The instances' processes start now, so that their start overlaps checking the request,
-    # listing the inputs and preparing the model (docs/benchmarks.md, "Start-up").
-    backend = LocalBackend(prestarted=[InstanceProcess(index) for index in range(min(args.instance_count or 1, settings.capacity))])
+    if settings.backend == "ray":
+        try:
+            opened = open_backend(settings, capacity_given=bool(os.environ.get("CONVEYOR_CAPACITY")))
+        except RayUnavailable as exc:
+            console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
+            return 2
+        settings, backend, close = opened.settings, opened.new_backend(), opened.close
+    else:
+        # The instances' processes start now, so that their start overlaps checking the request,
+        # listing the inputs and preparing the model (docs/benchmarks.md, "Start-up").
+        local = LocalBackend(prestarted=[InstanceProcess(index) for index in range(min(args.instance_count or 1, settings.capacity))])
+        backend, close = local, local.close
     try:
         try:
             job, model = job_and_model(args)
             items = plan_work_items(job, settings)
+            _check_shared_locations(job, items, settings)
             _say_matched_folders(console, job, items)
         except UsageError as exc:
             console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
@@ -207,11 +224,19 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return _run_with_progress(job, model, items, settings, console, backend, quiet=args.quiet)
     finally:
-        backend.close()
+        close()
+
+
+def _check_shared_locations(job: TransformJobSpec, items: list[WorkItem], settings: Settings) -> None:
+    """On a Ray cluster of several nodes, local paths must lie under local roots that every node mounts."""
+    nodes = cluster_nodes(settings)
+    if nodes > 1:
+        check_job_locations(job, settings, nodes=nodes)
+        check_planned_items(items, settings, nodes=nodes)
 
 
 def _run_with_progress(
-    job: TransformJobSpec, model: ModelSpec, items: list[WorkItem], settings: Settings, console: Console, backend: LocalBackend, *, quiet: bool
+    job: TransformJobSpec, model: ModelSpec, items: list[WorkItem], settings: Settings, console: Console, backend: Backend, *, quiet: bool
 ) -> int:
     listener = _ConsoleListener(console, items, quiet)
     stop = threading.Event()

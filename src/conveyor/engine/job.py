@@ -84,7 +84,8 @@ def instance_config(
     """Everything an instance needs, with the model artifacts fetched and unpacked, each
     handler's script-mode sources and requirements prepared, and each instance's GPUs assigned
     (what is worth saying, to `log`)."""
-    gpus = plan_gpus(job.resources.instance_type, instances_for(job.resources.instance_count, settings), settings, log)  # before any download
+    # On Ray, each actor is given its type's GPUs by Ray (engine.ray_backend); here, by plan_gpus, before any download.
+    gpus = None if settings.backend == "ray" else plan_gpus(job.resources.instance_type, instances_for(job.resources.instance_count, settings), settings, log)
     cache_dir = os.path.join(settings.home, "cache", "models")
     model_dirs: list[str] = []
     code = []

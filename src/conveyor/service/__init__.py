@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable, NamedTuple, Sequence
 
+from conveyor.engine.backend import Backend
 from conveyor.engine.errors_manifest import errors_manifest_uri
+from conveyor.engine.local import LocalBackend
 from conveyor.engine.scheduler import Scheduler
 from conveyor.errors import job_not_found
 from conveyor.sagemaker.extensions import MAX_FAILED_RECORDS
@@ -42,11 +44,11 @@ def _snake(name: str) -> str:
 class Service:
     """Open a store under `settings.home`, and run its scheduler between `start()` and `close()`."""
 
-    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, *, store: Store | None = None, backend_factory: Callable[[], Backend] = LocalBackend) -> None:
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.settings = settings
         self.store = store or Store(settings.home / DATABASE_FILE)
-        self.scheduler = Scheduler(self.store, settings)
+        self.scheduler = Scheduler(self.store, settings, backend_factory=backend_factory)
         self.sagemaker = SageMakerOperations(self.store, settings, on_change=self.scheduler.wake)
         self.logs = LogOperations(self.store, region=settings.region, account_id=settings.account_id)
 

@@ -38,10 +38,11 @@ def is_loopback(host: str) -> bool:
 
 
 def local_path_problem(
-    uri: str, settings: Settings, *, holds_tree: bool = False, resolve: Callable[[str], str] = os.path.realpath
+    uri: str, settings: Settings, *, holds_tree: bool = False, resolve: Callable[[str], str] = os.path.realpath, nodes: int = 1
 ) -> str | None:
     """Why a job may not use `uri`, or None. `holds_tree`: the location is a folder used whole
-    (model data), so it may not contain CONVEYOR_HOME either."""
+    (model data), so it may not contain CONVEYOR_HOME either. `nodes`: the machines the job's
+    instances may run on (a Ray cluster's), which all see a local path only under a local root."""
     scheme, _, path = parse_uri(uri)
     if scheme != "file":
         return None
@@ -59,6 +60,11 @@ def local_path_problem(
             resolved = "" if real == os.path.normpath(path) else f" (resolved: {real})"
             return f"{uri}{resolved} is outside this server's local roots {roots} (--local-root, CONVEYOR_LOCAL_ROOTS)"
         return None
+    if nodes > 1:
+        return (
+            f"{uri}: this job's instances run on a Ray cluster of {nodes} nodes, which read and write local paths each on "
+            "its own disk; set --local-root DIR (CONVEYOR_LOCAL_ROOTS) to trees that every node mounts, or use S3"
+        )
     if not is_loopback(settings.host):
         return (
             f"{uri}: this server listens on {settings.host}, not only on loopback, and has no local roots, so it "
@@ -67,13 +73,13 @@ def local_path_problem(
     return None
 
 
-def check_model_locations(model: ModelSpec, settings: Settings, *, primary: bool) -> None:
+def check_model_locations(model: ModelSpec, settings: Settings, *, primary: bool, nodes: int = 1) -> None:
     """Raise ValidationException naming each container whose local ModelDataUrl is refused."""
     errors = []
     for index, container in enumerate(model.containers):
         if not container.model_data_url:
             continue
-        problem = local_path_problem(container.model_data_url, settings, holds_tree=True)
+        problem = local_path_problem(container.model_data_url, settings, holds_tree=True, nodes=nodes)
         if problem is not None:
             field = "primaryContainer.modelDataUrl" if primary else f"containers.{index + 1}.member.modelDataUrl"
             errors.append(FieldError(field, container.model_data_url, problem, message=f"Model '{model.name}': {problem}"))
@@ -81,7 +87,7 @@ def check_model_locations(model: ModelSpec, settings: Settings, *, primary: bool
         raise ValidationException(errors)
 
 
-def check_job_locations(job: TransformJobSpec, settings: Settings) -> None:
+def check_job_locations(job: TransformJobSpec, settings: Settings, *, nodes: int = 1) -> None:
     """The job's input, output and capture locations, before anything is listed or read."""
     locations = [
         ("transformInput.dataSource.s3DataSource.s3Uri", job.input.uri),
@@ -89,10 +95,10 @@ def check_job_locations(job: TransformJobSpec, settings: Settings) -> None:
     ]
     if job.data_capture is not None:
         locations.append(("dataCaptureConfig.destinationS3Uri", job.data_capture.destination_uri))
-    _raise_for(locations, settings)
+    _raise_for(locations, settings, nodes=nodes)
 
 
-def check_planned_items(items: Iterable[WorkItem], settings: Settings) -> None:
+def check_planned_items(items: Iterable[WorkItem], settings: Settings, *, nodes: int = 1) -> None:
     """Each input object as resolved (a symlink may point anywhere) and each output it will write."""
     _raise_for(
         (
@@ -106,6 +112,7 @@ def check_planned_items(items: Iterable[WorkItem], settings: Settings) -> None:
         settings,
         first_only=True,
         resolve=_FolderCachedRealpath(),
+        nodes=nodes,
     )
 
 
@@ -126,11 +133,16 @@ class _FolderCachedRealpath:
 
 
 def _raise_for(
-    locations: Iterable[tuple[str, str]], settings: Settings, *, first_only: bool = False, resolve: Callable[[str], str] = os.path.realpath
+    locations: Iterable[tuple[str, str]],
+    settings: Settings,
+    *,
+    first_only: bool = False,
+    resolve: Callable[[str], str] = os.path.realpath,
+    nodes: int = 1,
 ) -> None:
     errors = []
     for field, uri in locations:
-        problem = local_path_problem(uri, settings, resolve=resolve)
+        problem = local_path_problem(uri, settings, resolve=resolve, nodes=nodes)
         if problem is not None:
             errors.append(FieldError(field, uri, problem, message=problem))
             if first_only:

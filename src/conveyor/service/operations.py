@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from conveyor.engine.allowed_runtimes import check_allowed_runtimes
+from conveyor.engine.backends import cluster_nodes
 from conveyor.engine.job import plan_work_items
 from conveyor.engine.model_check import check_decode_workers, check_local_handler
 from conveyor.engine.store_link import add_planned_items
@@ -141,13 +142,14 @@ class SageMakerOperations:
         model = parse_model(model_record.request)
         check_model_for_batch(model)
         primary = model_record.request.get("PrimaryContainer") is not None
-        check_model_locations(model, self.settings, primary=primary)
+        nodes = cluster_nodes(self.settings)
+        check_model_locations(model, self.settings, primary=primary, nodes=nodes)
         check_allowed_runtimes(model, self.settings.runtimes, primary=primary)
         check_decode_workers(model, primary=primary, job_decode_workers=job.decode_workers)
         arn = self.settings.arn("transform-job", job.name)
         if self.store.jobs.get(job.name) is not None:
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})")
-        check_job_locations(job, self.settings)
+        check_job_locations(job, self.settings, nodes=nodes)
         check_output_location(job.input.data_type, job.input.uri, job.output.output_path)
         try:
             items = plan_work_items(job, self.settings)
@@ -155,7 +157,7 @@ class SageMakerOperations:
             raise ValidationException(str(exc)) from None
         except StorageError as exc:
             raise ValidationException(f"Could not list the input data source {job.input.uri}: {exc.code}: {exc.detail}") from None
-        check_planned_items(items, self.settings)
+        check_planned_items(items, self.settings, nodes=nodes)
         try:
             self.store.jobs.create(job.name, arn, job.model_name, request, datetime.now(timezone.utc), tags=_tags(request))
         except AlreadyExists:

@@ -1,0 +1,172 @@
+"""What every backend does with its instances, whatever they run on: hand out items, read what
+the instances say, and pin a lost instance's items on the right cause.
+
+An instance is an `engine.worker` process (on this machine for the local backend, beside a Ray
+actor for the Ray backend) that speaks the messages of `engine.worker`. A backend built on
+`InstancePool` supplies how an instance is started, how items reach it, and how the pool waits
+for what instances say; the dispatch, the matching of messages to items and the crash
+attribution below are the same for every backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+
+from conveyor.engine import worker as messages
+from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, ItemSource, JobStartFailed
+from conveyor.engine.instance import InstanceConfig
+from conveyor.pipeline.work_item import ItemProgress, WorkItem
+
+QUEUED_ITEMS = 32
+"""The most items an instance holds at once (the one it transforms and those queued behind it)."""
+QUEUED_BYTES = 1 << 20
+"""An instance is sent another item only while those it holds are smaller than this together,
+so that large objects still go to whichever instance is free first."""
+
+
+@dataclass
+class PooledInstance:
+    """One instance as the pool sees it: what it was sent and has not finished."""
+
+    index: int
+    ready: bool = False
+    items: deque[WorkItem] = field(default_factory=deque)  # sent, not finished, in the order sent
+    at_once: int = 1  # it transforms at most this many of `items` at once: the first ones
+    timed_out: messages.TimedOut | None = None
+    closed: bool = False
+
+    def wants_more(self) -> bool:
+        if not self.items:
+            return True
+        most = max(QUEUED_ITEMS, 2 * self.at_once)  # enough for an instance that batches across objects
+        return len(self.items) < most and sum(item.size for item in self.items) < QUEUED_BYTES * self.at_once
+
+    def finished(self, item_id: int) -> WorkItem | None:
+        """Take a finished item out of those the instance holds (with several at once, items may
+        finish out of order)."""
+        for item in self.items:
+            if item.item_id == item_id:
+                self.items.remove(item)
+                return item
+        return None
+
+    def holding(self, item_id: int) -> WorkItem | None:
+        return next((item for item in self.items if item.item_id == item_id), None)
+
+
+@dataclass
+class PoolRun:
+    config: InstanceConfig
+    items: ItemSource
+    events: InstanceEvents
+    instances: list[PooledInstance] = field(default_factory=list)
+    exhausted: bool = False
+
+
+class InstancePool(Backend):
+    """A backend whose instances are `engine.worker` processes, reached through `_send` and
+    heard through `_wait`, which passes each message to `_handle` and each death to `_lost`."""
+
+    def run(self, config: InstanceConfig, instance_count: int, items: ItemSource, events: InstanceEvents, stop: threading.Event) -> None:
+        run = PoolRun(config, items, events)
+        finished = False  # every item done: the instances are told to stop and close their models
+        try:
+            run.instances = [self._start(run, index) for index in range(instance_count)]
+            while not stop.is_set():
+                self._dispatch(run)
+                # Done once no instance holds an item, and the model has loaded somewhere (so that a
+                # model that cannot load fails the job); an instance still loading is not waited for.
+                open_instances = [instance for instance in run.instances if not instance.closed]
+                loaded = any(instance.ready for instance in open_instances)
+                if run.exhausted and loaded and not any(instance.items for instance in open_instances):
+                    finished = True
+                    return
+                self._wait(run)
+        finally:
+            self._shutdown(run, graceful=finished)  # a Stop, a Ctrl-C or an error: killed at once
+
+    @abstractmethod
+    def _start(self, run: PoolRun, index: int) -> PooledInstance:
+        """Start instance number `index` (0-based) with `run.config`."""
+
+    @abstractmethod
+    def _send(self, instance: PooledInstance, item: WorkItem) -> None: ...
+
+    @abstractmethod
+    def _wait(self, run: PoolRun) -> None:
+        """Wait a little for the instances; pass what they said to `_handle`, and their deaths to `_lost`."""
+
+    @abstractmethod
+    def _shutdown(self, run: PoolRun, *, graceful: bool) -> None:
+        """Stop every instance: told to close its model (`graceful`), or killed."""
+
+    def _done(self, run: PoolRun, item: WorkItem, progress: ItemProgress) -> None:
+        """An item's output is written; the local backend first makes a group of them durable."""
+        run.events.on_item_done(item, progress)
+
+    def _dispatch(self, run: PoolRun) -> None:
+        for instance in run.instances:
+            while not (instance.closed or not instance.ready or run.exhausted) and instance.wants_more():
+                item = run.items.take()
+                if item is None:
+                    run.exhausted = True
+                    return
+                instance.items.append(item)
+                self._send(instance, item)
+
+    def _handle(self, run: PoolRun, instance: PooledInstance, message: object) -> None:
+        events = run.events
+        if isinstance(message, messages.Ready):
+            instance.ready = True
+            instance.at_once = message.items_at_once
+            events.on_started(instance.index, message.resolved)
+        elif isinstance(message, messages.StartFailed):
+            raise JobStartFailed(message.reason)
+        elif isinstance(message, messages.Progress) and (item := instance.holding(message.progress.item_id)):
+            events.on_progress(item, message.progress)
+        elif isinstance(message, messages.Done) and (item := instance.finished(message.progress.item_id)):
+            self._done(run, item, message.progress)
+        elif isinstance(message, messages.Failed) and (item := instance.finished(message.item_id)):
+            events.on_item_failed(item, message.reason, message.progress.failed_records)
+        elif isinstance(message, messages.TimedOut):
+            instance.timed_out = message
+        elif isinstance(message, messages.Log):
+            events.on_log(instance.index, message.message, data_log=message.data_log)
+        elif isinstance(message, messages.Figures):
+            events.on_figures(instance.index, message.totals)
+
+    def _lost(self, run: PoolRun, instance: PooledInstance, exit_code: int | None, *, while_loading_fails_job: bool = True) -> None:
+        """The instance died (`exit_code` None: the machine or actor under it was lost): report
+        its items and start its replacement. An instance that exits while loading the model
+        fails the job, unless what died was not the model (`while_loading_fails_job` False)."""
+        instance.closed = True
+        if not instance.ready and not instance.items and instance.timed_out is None and while_loading_fails_job:
+            raise JobStartFailed(f"Instance {instance.index + 1} exited with code {exit_code} while loading the model.")
+        # The instance had started at most the first `at_once` of its items, in order; the rest
+        # never started and go back as they are. A payload past its timeout names its item;
+        # otherwise each item that may have been running is charged with the loss, and the
+        # next instance runs it alone (engine.worker), so that a crash is pinned on its cause.
+        started, queued = list(instance.items)[: instance.at_once], list(instance.items)[instance.at_once :]
+        instance.items.clear()
+        timed_out = instance.timed_out
+        culprit = next((item for item in started if timed_out and item.item_id == timed_out.item_id), None)
+        if culprit is not None:
+            queued = [item for item in started if item is not culprit] + queued
+            started = [culprit]
+        for item in reversed(queued):
+            run.items.give_back(item)
+        lost = InstanceLost(
+            instance=instance.index,
+            exit_code=exit_code,
+            timed_out_payload=timed_out.payload_index if culprit is not None and timed_out else None,
+            timeout_seconds=timed_out.timeout if culprit is not None and timed_out else None,
+        )
+        if not started:
+            run.events.on_instance_lost(None, lost)
+        for item in started:
+            run.events.on_instance_lost(item, lost)
+        run.exhausted = False  # items may have been handed back
+        run.instances[run.instances.index(instance)] = self._start(run, instance.index)

@@ -1,0 +1,333 @@
+"""The Ray backend on a real local Ray cluster started here (`ray.cluster_utils.Cluster`, 2 CPUs
+on 127.0.0.1): the same jobs give the local backend's bytes, actors die and nodes leave mid-job
+without failing it, an impossible GPU request fails at once, Stop frees the actors, and the
+boto3 flow runs against `conveyor server --backend ray` (docs/scale.md)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from ray.cluster_utils import Cluster
+
+from conveyor.engine.backend import JobStartFailed
+from conveyor.engine.ray_backend import actor_resources
+from conveyor.sagemaker.instance_types import BUILT_IN, InstanceType
+from tests.job_requests import job_request
+from tests.models import sleepy, write_model
+from tests.server import ServerProcess, start_server, wait_for_status
+from tests.test_shards import PER_RECORD, binary_object, csv_object, without_inference_ids
+from tests.test_transform_cli import conveyor
+
+HOST_ACTOR = "ray::InstanceHost"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Cluster]:
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 2})
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def on_ray(cluster: Cluster) -> dict[str, str]:
+    return {"CONVEYOR_BACKEND": "ray", "CONVEYOR_RAY_ADDRESS": cluster.address}
+
+
+def host_actors() -> list[psutil.Process]:
+    """The processes of live InstanceHost actors (Ray names its workers' processes after the actor)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.info["cmdline"] and process.info["cmdline"][0].startswith(HOST_ACTOR):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def run_transform(
+    tmp_path: Path, data: bytes, backend_env: dict[str, str], *flags: str, out: str, model_code: str = PER_RECORD
+) -> subprocess.CompletedProcess[str]:
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    (folder / "a.in").write_bytes(data)
+    model = tmp_path / "model"
+    if not model.exists():
+        write_model(tmp_path, model_code)
+    return conveyor(
+        "transform", "--name", "job", "--model", str(model), "--input", str(folder), "--output", str(tmp_path / out),
+        "--retries", "0", *flags, home=tmp_path / "home", env=backend_env, timeout=180,
+    )  # fmt: skip
+
+
+def same_on_both_backends(tmp_path: Path, cluster: Cluster, data: bytes, *flags: str) -> tuple[bytes, str]:
+    local = run_transform(tmp_path, data, {"CONVEYOR_BACKEND": "local"}, *flags, out="local")
+    assert local.returncode == 0, local.stderr
+    on_ray_result = run_transform(tmp_path, data, on_ray(cluster), *flags, out="ray")
+    assert on_ray_result.returncode == 0, on_ray_result.stderr
+    local_bytes, ray_bytes = (tmp_path / "local" / "a.in.out").read_bytes(), (tmp_path / "ray" / "a.in.out").read_bytes()
+    assert sorted(path.name for path in (tmp_path / "ray").iterdir() if not path.name.endswith(".jsonl")) == ["a.in.out"]
+    return local_bytes, on_ray_result.stderr if ray_bytes == local_bytes else pytest.fail(f"outputs differ:\n{local_bytes[:300]!r}\n{ray_bytes[:300]!r}")
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--strategy", "MultiRecord", "--assemble-with", "Line", "--shard-size", "0.0002", "--instance-count", "2"),
+        ("--strategy", "SingleRecord", "--assemble-with", "None"),
+    ],
+)
+def test_line_jobs_give_the_local_backends_bytes(tmp_path: Path, ray_cluster: Cluster, flags: tuple[str, ...]) -> None:
+    _, log = same_on_both_backends(tmp_path, ray_cluster, csv_object(random.Random(7)), "--content-type", "text/csv", "--split-type", "Line", *flags)
+    assert "Instance 1 started" in log
+
+
+@pytest.mark.parametrize("split_type", ["TFRecord", "RecordIO"])
+def test_framed_jobs_give_the_local_backends_bytes(tmp_path: Path, ray_cluster: Cluster, split_type: str) -> None:
+    same_on_both_backends(
+        tmp_path, ray_cluster, binary_object(split_type, random.Random(11)), "--content-type", f"application/x-{split_type.lower()}",
+        "--split-type", split_type, "--strategy", "MultiRecord", "--assemble-with", "None", "--shard-size", "0.0002",
+    )  # fmt: skip
+
+
+def test_filters_join_and_inference_ids_on_ray(tmp_path: Path, ray_cluster: Cluster) -> None:
+    data = csv_object(random.Random(3)).replace(b"\r", b"")
+    flags = (
+        "--content-type", "text/csv", "--split-type", "Line", "--assemble-with", "Line", "--accept", "text/csv", "--input-filter", "$[0,2:]",
+        "--join-source", "Input", "--output-filter", "$[0,1,-2:]", "--data-capture", f"file://{tmp_path}/capture", "--shard-size", "0.0002",
+    )  # fmt: skip
+    local = run_transform(tmp_path, data, {"CONVEYOR_BACKEND": "local"}, *flags, out="local")
+    remote = run_transform(tmp_path, data, on_ray(ray_cluster), *flags, out="ray")
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
+    local_bytes, ray_bytes = (tmp_path / "local" / "a.in.out").read_bytes(), (tmp_path / "ray" / "a.in.out").read_bytes()
+    assert without_inference_ids(ray_bytes) == without_inference_ids(local_bytes)
+
+
+@pytest.mark.slow
+def test_a_200_mb_object_is_shared_by_two_actors(tmp_path: Path, ray_cluster: Cluster) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    line = b"0123456789," * 9 + b"abcdefghi\n"  # 108 bytes
+    with open(folder / "big.csv", "wb") as file:
+        for _ in range(200):
+            file.write(line * ((1 << 20) // len(line)))
+    model = write_model(tmp_path, "def model_fn(d):\n    return None\n\ndef transform_fn(m, body, content_type, accept):\n    return body\n")
+    result = conveyor(
+        "transform", "--model", str(model), "--input", str(folder), "--output", str(tmp_path / "out"), "--content-type", "text/csv",
+        "--split-type", "Line", "--assemble-with", "Line", "--instance-count", "2", "--instance-type", "ml.m5.large", "--shard-size", "32",
+        home=tmp_path / "home", env=on_ray(ray_cluster), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "big.csv: 7 shards" in result.stderr
+    assert "Instance 2 started" in result.stderr
+    assert "each instance asks Ray for 1 CPU" in result.stderr  # ml.m5.large's 2 vCPUs, shared by 2 instances on 2 CPUs
+    assert (tmp_path / "out" / "big.csv.out").stat().st_size == (folder / "big.csv").stat().st_size
+    assert subprocess.run(["cmp", str(folder / "big.csv"), str(tmp_path / "out" / "big.csv.out")]).returncode == 0
+
+
+def kill_one_actor_when_busy(stop: threading.Event, killed: list[int]) -> None:
+    while not stop.is_set():
+        actors = host_actors()
+        if actors:
+            time.sleep(1.0)  # a moment into its first items
+            actors[0].send_signal(signal.SIGKILL)
+            killed.append(actors[0].pid)
+            return
+        time.sleep(0.05)
+
+
+def test_an_actor_killed_mid_job_has_its_item_retried(tmp_path: Path, ray_cluster: Cluster) -> None:
+    data = "".join(f"row-{n},{'x' * (n % 17)}\n" for n in range(400)).encode()
+    flags = ("--content-type", "text/csv", "--split-type", "Line", "--strategy", "SingleRecord", "--assemble-with", "Line", "--shard-size", "0.002")
+    local = run_transform(tmp_path, data, {"CONVEYOR_BACKEND": "local"}, *flags, out="local", model_code=sleepy(0.01))
+    assert local.returncode == 0, local.stderr
+    stop, killed = threading.Event(), []
+    killer = threading.Thread(target=kill_one_actor_when_busy, args=(stop, killed))
+    killer.start()
+    try:
+        remote = run_transform(tmp_path, data, on_ray(ray_cluster), *flags, "--instance-count", "2", out="ray", model_code=sleepy(0.01))
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no actor was seen to kill"
+    assert remote.returncode == 0, remote.stderr
+    assert "Ray actor died" in remote.stderr
+    assert (tmp_path / "ray" / "a.in.out").read_bytes() == (tmp_path / "local" / "a.in.out").read_bytes()
+
+
+def test_a_node_removed_mid_job_does_not_fail_it(tmp_path: Path) -> None:
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+    try:
+        second = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        data = "".join(f"row-{n}\n" for n in range(300)).encode()
+        flags = ("--content-type", "text/csv", "--split-type", "Line", "--strategy", "SingleRecord", "--assemble-with", "Line", "--shard-size", "0.0005")
+        env = {**on_ray(cluster), "CONVEYOR_LOCAL_ROOTS": str(tmp_path)}  # both nodes are this machine: its files are shared
+        removed = threading.Event()
+
+        def remove_when_two_actors_run() -> None:
+            deadline = time.monotonic() + 60
+            while len(host_actors()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+            cluster.remove_node(second)
+            removed.set()
+
+        remover = threading.Thread(target=remove_when_two_actors_run)
+        remover.start()
+        result = run_transform(tmp_path, data, env, *flags, "--instance-count", "2", "--instance-type", "ml.m5.large", out="ray", model_code=sleepy(0.02))
+        remover.join()
+        assert removed.is_set()
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "ray" / "a.in.out").read_bytes() == data
+    finally:
+        cluster.shutdown()
+
+
+def test_local_paths_on_a_cluster_of_several_nodes_need_a_local_root(tmp_path: Path) -> None:
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        result = run_transform(tmp_path, b"a\n", on_ray(cluster), "--content-type", "text/csv", out="out", model_code=sleepy(0))
+        assert result.returncode == 2
+        assert "Ray cluster of 2 nodes" in result.stderr and "--local-root" in result.stderr
+        assert not (tmp_path / "out").exists()
+    finally:
+        cluster.shutdown()
+
+
+def test_an_impossible_gpu_request_fails_at_once(tmp_path: Path, ray_cluster: Cluster) -> None:
+    started = time.monotonic()
+    result = run_transform(
+        tmp_path, b"a\n", on_ray(ray_cluster), "--content-type", "text/csv", "--instance-type", "ml.g5.xlarge", out="out", model_code=sleepy(0)
+    )
+    assert result.returncode == 1
+    assert "InstanceType ml.g5.xlarge needs 1 GPU per instance, and no node of the Ray cluster has 1 GPU" in result.stderr
+    assert time.monotonic() - started < 60
+    assert not host_actors()
+
+
+def test_without_ray_the_backend_says_how_to_install_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    (blocker / "ray").mkdir(parents=True)
+    (blocker / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), *sys.path])}
+    result = conveyor(
+        "transform", "--backend", "ray", "--model", str(tmp_path), "--input", str(tmp_path), "--output", str(tmp_path / "o"), home=tmp_path / "home", env=env
+    )
+    assert result.returncode == 2
+    assert "pip install 'conveyor[ray]'" in result.stderr
+
+
+def test_an_unknown_backend_is_refused(tmp_path: Path) -> None:
+    result = conveyor(
+        "transform", "--backend", "spark", "--model", str(tmp_path), "--input", str(tmp_path), "--output", str(tmp_path / "o"), home=tmp_path / "home"
+    )
+    assert result.returncode == 2
+    assert "--backend='spark' is not a backend; choose local" in result.stderr
+
+
+def test_cpu_and_memory_requests_are_capped_to_the_cluster_and_said() -> None:
+    said: list[str] = []
+    laptop = [{"CPU": 2.0, "memory": 8.0 * (1 << 30)}]
+    resources = actor_resources(BUILT_IN["ml.c4.xlarge"], 1, laptop, said.append)
+    assert (resources.cpus, resources.gpus, resources.memory_bytes) == (2.0, 0, int(7.5 * (1 << 30)))
+    assert "ml.c4.xlarge has 4 vCPUs and 7.5 GiB per instance" in said[0] and "asks Ray for 2 CPU" in said[0]
+    shared = actor_resources(BUILT_IN["ml.c4.xlarge"], 3, laptop, said.append)
+    assert shared.cpus == 0.66 and shared.memory_bytes == int(8 * (1 << 30) / 3)
+    big = [{"CPU": 64.0, "GPU": 8.0, "memory": 512.0 * (1 << 30)}]
+    said.clear()
+    assert actor_resources(BUILT_IN["ml.g5.xlarge"], 2, big, said.append).gpus == 1
+    assert not said  # nothing capped, nothing said
+    with pytest.raises(JobStartFailed, match=r"needs 2 GPU per instance.*\(its nodes: 2 CPU, 0 GPU\)"):
+        actor_resources(InstanceType("two", 8, 32, 2), 1, [{"CPU": 2.0}], said.append)
+
+
+def test_boto3_flow_against_a_ray_server_and_stop_frees_the_actors(tmp_path: Path, ray_cluster: Cluster) -> None:
+    server = start_server(tmp_path / "home", "--backend", "ray", "--ray-address", ray_cluster.address)
+    try:
+        client = server.client()
+        model = write_model(tmp_path, sleepy(0.0))
+        client.create_model(
+            ModelName="m", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model}"}, ExecutionRoleArn="arn:aws:iam::000000000000:role/r"
+        )
+        inputs = tmp_path / "in"
+        inputs.mkdir()
+        for index in range(3):
+            (inputs / f"part-{index}.csv").write_text("".join(f"{index},{n}\n" for n in range(50)))
+        client.create_transform_job(**job_request("quick", "m", f"file://{inputs}", f"file://{tmp_path}/out", instance_count=2, AssembleWith="Line"))
+        done = wait_for_status(client, "quick", timeout=120)
+        assert done["TransformJobStatus"] == "Completed", done.get("FailureReason")
+        for index in range(3):
+            assert (tmp_path / "out" / f"part-{index}.csv.out").read_text() == (inputs / f"part-{index}.csv").read_text()
+        events = server.client("logs").filter_log_events(logGroupName="/aws/sagemaker/TransformJobs", logStreamNamePrefix="quick")["events"]
+        assert any("Instance 1 started" in event["message"] for event in events)
+
+        slow_model = write_model(tmp_path, sleepy(0.5), name="slow")
+        client.create_model(
+            ModelName="slow",
+            PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{slow_model}"},
+            ExecutionRoleArn="arn:aws:iam::000000000000:role/r",
+        )
+        client.create_transform_job(
+            **job_request("long", "slow", f"file://{inputs}", f"file://{tmp_path}/long", instance_count=2, BatchStrategy="SingleRecord")
+        )
+        wait_for_actors(2)
+        client.stop_transform_job(TransformJobName="long")
+        stopped = wait_for_status(client, "long", timeout=60)
+        assert stopped["TransformJobStatus"] == "Stopped"
+        deadline = time.monotonic() + 15
+        while host_actors() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not host_actors(), "Stop left actors running"
+        assert not list((tmp_path / "long").glob("*")) if (tmp_path / "long").exists() else True
+    finally:
+        server.stop()
+
+
+def wait_for_actors(count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(host_actors()) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} actors started"
+        time.sleep(0.1)
+
+
+def test_a_ray_server_killed_with_9_resumes_its_job(tmp_path: Path, ray_cluster: Cluster) -> None:
+    server: ServerProcess = start_server(tmp_path / "home", "--backend", "ray", "--ray-address", ray_cluster.address)
+    try:
+        client = server.client()
+        model = write_model(tmp_path, sleepy(0.2))
+        client.create_model(
+            ModelName="m", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model}"}, ExecutionRoleArn="arn:aws:iam::000000000000:role/r"
+        )
+        inputs = tmp_path / "in"
+        inputs.mkdir()
+        for index in range(6):
+            (inputs / f"part-{index}.csv").write_text("".join(f"{index},{n}\n" for n in range(8)))
+        client.create_transform_job(
+            **job_request("resumed", "m", f"file://{inputs}", f"file://{tmp_path}/out", BatchStrategy="SingleRecord", AssembleWith="Line")
+        )
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "out").glob("*.out")) if (tmp_path / "out").exists() else True:
+            assert time.monotonic() < deadline, "no output appeared"
+            time.sleep(0.1)
+        server.kill()
+        server = server.restart()
+        done = wait_for_status(server.client(), "resumed", timeout=120)
+        assert done["TransformJobStatus"] == "Completed", done.get("FailureReason")
+        for index in range(6):
+            assert (tmp_path / "out" / f"part-{index}.csv.out").read_text() == (inputs / f"part-{index}.csv").read_text()
+    finally:
+        server.stop()
