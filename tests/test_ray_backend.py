@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -20,20 +23,29 @@ import pytest
 from ray.cluster_utils import Cluster
 
 from conveyor.engine.backend import JobStartFailed
-from conveyor.engine.ray_backend import actor_resources
+from conveyor.engine.job import instance_config, plan_work_items, run_job
+from conveyor.engine.ledger import MemoryLedger
+from conveyor.engine.ray_backend import RayBackend, RayCluster, actor_resources
+from conveyor.sagemaker import parse_model
 from conveyor.sagemaker.instance_types import BUILT_IN, InstanceType
+from conveyor.settings import Settings
 from tests.job_requests import job_request
 from tests.models import sleepy, write_model
-from tests.server import ServerProcess, start_server, wait_for_status
+from tests.server import ServerProcess, free_port, start_server, wait_for_status
+from tests.test_job_lifecycle import DIE_ON_MARKER, Recorder, job_and_model
 from tests.test_shards import PER_RECORD, binary_object, csv_object, without_inference_ids
 from tests.test_transform_cli import conveyor
 
 HOST_ACTOR = "ray::InstanceHost"
 
 
+CLIENT_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Cluster]:
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 2})
+    """A head node of 2 CPUs, with a Ray Client server on CLIENT_PORT for `ray://` addresses."""
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 2, "ray_client_server_port": CLIENT_PORT})
     try:
         yield cluster
     finally:
@@ -91,6 +103,18 @@ def same_on_both_backends(tmp_path: Path, cluster: Cluster, data: bytes, *flags:
 def test_line_jobs_give_the_local_backends_bytes(tmp_path: Path, ray_cluster: Cluster, flags: tuple[str, ...]) -> None:
     _, log = same_on_both_backends(tmp_path, ray_cluster, csv_object(random.Random(7)), "--content-type", "text/csv", "--split-type", "Line", *flags)
     assert "Instance 1 started" in log
+    assert f"Ray cluster {ray_cluster.address}: 1 node" in log
+
+
+def test_a_ray_client_address_runs_the_job(tmp_path: Path, ray_cluster: Cluster) -> None:
+    env = {"CONVEYOR_RAY_ADDRESS": f"ray://127.0.0.1:{CLIENT_PORT}"}  # an address alone says which backend
+    data = csv_object(random.Random(5))
+    flags = ("--content-type", "text/csv", "--split-type", "Line", "--assemble-with", "Line", "--shard-size", "0.001")
+    local = run_transform(tmp_path, data, {"CONVEYOR_BACKEND": "local"}, *flags, out="local")
+    remote = run_transform(tmp_path, data, env, *flags, out="client")
+    assert remote.returncode == 0, remote.stderr
+    assert f"Ray cluster ray://127.0.0.1:{CLIENT_PORT}: 1 node; each instance asks Ray for 1 CPU, 0 GPU" in remote.stderr
+    assert (tmp_path / "client" / "a.in.out").read_bytes() == (tmp_path / "local" / "a.in.out").read_bytes()
 
 
 @pytest.mark.parametrize("split_type", ["TFRecord", "RecordIO"])
@@ -288,13 +312,18 @@ def test_boto3_flow_against_a_ray_server_and_stop_frees_the_actors(tmp_path: Pat
         client.stop_transform_job(TransformJobName="long")
         stopped = wait_for_status(client, "long", timeout=60)
         assert stopped["TransformJobStatus"] == "Stopped"
-        deadline = time.monotonic() + 15
-        while host_actors() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not host_actors(), "Stop left actors running"
+        assert_actors_gone()
         assert not list((tmp_path / "long").glob("*")) if (tmp_path / "long").exists() else True
     finally:
         server.stop()
+
+
+def assert_actors_gone(within: float = 15) -> None:
+    """The job's actors are killed (asynchronously: a killed actor's process takes a moment to exit)."""
+    deadline = time.monotonic() + within
+    while host_actors() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not host_actors(), "actors were left running"
 
 
 def wait_for_actors(count: int, timeout: float = 60) -> None:
@@ -331,3 +360,80 @@ def test_a_ray_server_killed_with_9_resumes_its_job(tmp_path: Path, ray_cluster:
             assert (tmp_path / "out" / f"part-{index}.csv.out").read_text() == (inputs / f"part-{index}.csv").read_text()
     finally:
         server.stop()
+
+
+@pytest.fixture
+def ray_backend(ray_cluster: Cluster) -> Iterator[RayBackend]:
+    """This test process as the cluster's driver, running the lifecycle in-process."""
+    cluster = RayCluster(ray_cluster.address)
+    try:
+        yield RayBackend(cluster)
+    finally:
+        cluster.shutdown()
+
+
+def ray_settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", retry_backoff_seconds=0.01, capacity=2, backend="ray")
+
+
+def test_the_lifecycle_on_ray_retries_an_item_whose_instance_died(tmp_path: Path, ray_backend: RayBackend) -> None:
+    settings = ray_settings(tmp_path)
+    job, model = job_and_model(tmp_path, DIE_ON_MARKER.format(marks=str(tmp_path / "marks"), times=1), files={"a.csv": "1\ndie\n3\n", "b.csv": "4\n"})
+    recorder = Recorder()
+    outcome = run_job(job, model, settings, ledger=MemoryLedger(plan_work_items(job, settings)), listener=recorder, backend=ray_backend)
+    assert (outcome.status, outcome.objects_done, outcome.failure_reason) == ("Completed", 2, None)
+    assert (tmp_path / "out" / "a.csv.out").read_text() == "<1>\n<die>\n<3>\n"
+    assert f"Instance 1 exited with code 7 while transforming file://{tmp_path}/in/a.csv" in recorder.lines
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["a.csv.out", "b.csv.out"]
+
+
+def test_the_lifecycle_on_ray_fails_an_item_whose_instance_always_dies(tmp_path: Path, ray_backend: RayBackend) -> None:
+    settings = ray_settings(tmp_path)
+    job, model = job_and_model(tmp_path, DIE_ON_MARKER.format(marks=str(tmp_path / "marks"), times=99), files={"a.csv": "die\n", "b.csv": "2\n"})
+    outcome = run_job(job, model, settings, ledger=MemoryLedger(plan_work_items(job, settings)), backend=ray_backend)
+    assert outcome.failure_reason == (
+        f"1 of 2 input objects failed. First: file://{tmp_path}/in/a.csv: Unable to get response from the model: "
+        "its instance exited with code 7 3 times"
+    )
+    assert (tmp_path / "out" / "b.csv.out").read_text() == "<2>\n"
+
+
+def test_the_lifecycle_on_ray_applies_the_invocation_timeout(tmp_path: Path, ray_backend: RayBackend) -> None:
+    settings = ray_settings(tmp_path)
+    job, model = job_and_model(
+        tmp_path, sleepy(3600), files={"a.csv": "1\n"}, ModelClientConfig={"InvocationsTimeoutInSeconds": 1, "InvocationsMaxRetries": 1}
+    )
+    recorder = Recorder()
+    outcome = run_job(job, model, settings, ledger=MemoryLedger(plan_work_items(job, settings)), listener=recorder, backend=ray_backend)
+    assert "did not answer within InvocationsTimeoutInSeconds=1 in 2 attempts (InvocationsMaxRetries=1)" in (outcome.failure_reason or "")
+    assert sum("took longer than InvocationsTimeoutInSeconds=1" in line for line in recorder.lines) == 2
+
+
+def test_a_model_that_cannot_load_fails_the_job_on_ray(tmp_path: Path, ray_backend: RayBackend) -> None:
+    settings = ray_settings(tmp_path)
+    job, model = job_and_model(tmp_path, "def model_fn(model_dir):\n    raise RuntimeError('no weights here')\n", files={"a.csv": "1\n"})
+    outcome = run_job(job, model, settings, ledger=MemoryLedger(plan_work_items(job, settings)), backend=ray_backend)
+    assert outcome.status == "Failed"
+    assert "no weights here" in (outcome.failure_reason or "")
+    assert_actors_gone()
+
+
+def test_an_instance_without_the_drivers_model_cache_fetches_the_model_again(tmp_path: Path) -> None:
+    """As on another node of a cluster: the unpacked model is gone, the archive is not."""
+    model_dir = write_model(
+        tmp_path, "def model_fn(model_dir):\n    return open(model_dir + '/weights').read()\n\ndef predict_fn(data, model):\n    return data\n"
+    )
+    (model_dir / "weights").write_text("w1")
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as archive:
+        for path in model_dir.rglob("*"):
+            archive.add(path, arcname=str(path.relative_to(model_dir)))
+    settings = ray_settings(tmp_path)
+    job, _ = job_and_model(tmp_path, "", files={"a.csv": "1\n"})
+    model = parse_model({"ModelName": "m", "PrimaryContainer": {"Image": "conveyor:python", "ModelDataUrl": f"file://{tmp_path}/model.tar.gz"}})
+    config = instance_config(job, model, settings, started_at=datetime.now(timezone.utc))
+    shutil.rmtree(settings.home / "cache")
+    instance = config.start(0)
+    try:
+        assert os.path.isfile(os.path.join(config.model_dirs[0], "weights"))
+    finally:
+        instance.close()

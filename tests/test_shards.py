@@ -8,6 +8,7 @@ import random
 import textwrap
 import threading
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from conveyor.storage.s3 import S3Config, S3Storage
 from tests.frames import recordio_frame, tfrecord_frame
 from tests.job_requests import job_request
 from tests.models import write_model
+from tests.s3_proxy import S3Proxy
 from tests.s3_server import S3Server
 from tests.server import start_server, wait_for_status
 from tests.test_transform_cli import conveyor
@@ -254,6 +256,45 @@ def test_stop_during_an_s3_assembly_leaves_no_object_and_no_pending_upload(s3_se
     assemble(item, lambda uri: storage, threading.Event())
     assert s3.get_object(Bucket=s3_bucket, Key="out/a.csv.out")["Body"].read() == b"".join(pieces)
     assert [entry["Key"] for entry in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]] == ["out/a.csv.out"]
+    assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+class PieceReads(S3Proxy):
+    """Counts the requests that read a shard's piece through this process (GETs of a piece)."""
+
+    reads = 0
+
+    def handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
+        if request.command == "GET" and "conveyor-tmp-shard" in request.path:
+            with self._lock:
+                self.reads += 1
+        self.forward(request, body)
+
+
+@pytest.mark.parametrize(
+    ("sizes_kib", "pieces_read"),
+    [
+        ((6144, 6144, 1024), 0),  # every piece a part copied by S3, the last one small
+        ((1024, 10240, 6144, 300), 2),  # the small first piece and 4 MiB of the next travel here to make a 5 MiB part
+        ((1024, 7168, 300), 3),  # what is left of the 7 MiB piece after its head is too small to be a part: read too
+        ((100, 200, 300), 3),  # all small: one part of all three, read
+    ],
+)
+def test_s3_assembly_copies_pieces_inside_s3(s3_server: S3Server, s3_bucket: str, sizes_kib: tuple[int, ...], pieces_read: int) -> None:
+    """Pieces of 5 MiB and more are parts that S3 copies (UploadPartCopy): their bytes never
+    pass through the assembling process; what is smaller is read to make S3's 5 MiB minimum."""
+    s3 = s3_server.client()
+    pieces = [bytes([65 + shard]) * (size << 10) for shard, size in enumerate(sizes_kib)]
+    for shard, piece in enumerate(pieces):
+        s3.put_object(Bucket=s3_bucket, Key=f"out/b.csv.out.conveyor-tmp-shard-{shard:05d}", Body=piece)
+    shards = len(pieces)
+    item = WorkItem(item_id=1, input_uri=f"s3://{s3_bucket}/in/b.csv", output_uri=f"s3://{s3_bucket}/out/b.csv.out", size=1, shard=shards - 1, shards=shards, range_start=0, range_end=1)
+    with PieceReads(s3_server.endpoint_url) as proxy:
+        storage = S3Storage(S3Config(endpoint_url=proxy.endpoint_url, part_size=5 << 20))
+        assert assemble(item, lambda uri: storage, threading.Event()) == sum(len(piece) for piece in pieces)
+    assert s3.get_object(Bucket=s3_bucket, Key="out/b.csv.out")["Body"].read() == b"".join(pieces)
+    assert proxy.reads == pieces_read
+    assert [entry["Key"] for entry in s3.list_objects_v2(Bucket=s3_bucket)["Contents"]] == ["out/b.csv.out"]
     assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
 
 

@@ -177,7 +177,7 @@ class Settings:
             gpus=_gpus_from(env),
             require_gpus=env.get("CONVEYOR_REQUIRE_GPUS", "").strip().lower() in ("1", "true", "yes"),
             shard_size_mb=parse_shard_size(env.get("CONVEYOR_SHARD_SIZE_MB") or "64", "CONVEYOR_SHARD_SIZE_MB"),
-            backend=parse_backend(env.get("CONVEYOR_BACKEND") or "local", "CONVEYOR_BACKEND"),
+            backend=parse_backend(env.get("CONVEYOR_BACKEND") or ("ray" if env.get("CONVEYOR_RAY_ADDRESS") else "local"), "CONVEYOR_BACKEND"),
             ray_address=env.get("CONVEYOR_RAY_ADDRESS") or None,
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})

@@ -8,9 +8,11 @@ then transforms work items one at a time.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from conveyor.engine.model_data import model_directory
 from conveyor.pipeline.busy import BusyMeter
 from conveyor.pipeline.invoke import InvocationWatch
 from conveyor.pipeline.join import InferenceIdConfig
@@ -68,6 +70,7 @@ class InstanceConfig:
     startup_timeout_seconds: float = 600.0
     handler_code: tuple[HandlerCode | None, ...] = ()  # per container: script-mode sources, installed requirements
     gpus: tuple[tuple[str, ...], ...] | None = None  # per instance: the GPU devices it sees (engine.gpus); None: the machine's
+    model_data: tuple[tuple[str, str], ...] = ()  # per model directory: its ModelDataUrl and the cache it was unpacked into
 
     @classmethod
     def for_job(
@@ -76,6 +79,7 @@ class InstanceConfig:
         model: ModelSpec,
         *,
         model_dirs: tuple[str, ...],
+        model_data: tuple[tuple[str, str], ...] = (),
         environment: dict[str, str],
         handler_code: tuple[HandlerCode | None, ...] = (),
         start_time: str,
@@ -105,6 +109,7 @@ class InstanceConfig:
             job_name=job.name,
             model=model,
             model_dirs=model_dirs,
+            model_data=model_data,
             handler_code=handler_code,
             environment=environment,
             job_max_concurrent=job.max_concurrent_transforms or None,
@@ -125,7 +130,7 @@ class InstanceConfig:
         """Load the model for instance number `instance` (0-based) of the job."""
         runtime = create_runtime(
             self.model,
-            list(self.model_dirs),
+            self._model_dirs_here(),
             self.environment,
             job_name=self.job_name,
             instance=instance,
@@ -154,6 +159,21 @@ class InstanceConfig:
             runtime.close()
             raise
         return Instance(runtime, pipeline, resolved, self.s3_options)
+
+    def _model_dirs_here(self) -> list[str]:
+        """The model directories, each fetched again from its ModelDataUrl into the same cache
+        path where this machine lacks it: an instance on another node of a Ray cluster does not
+        see the driver's cache (docs/scale.md)."""
+        if all(os.path.isdir(directory) for directory in self.model_dirs) or len(self.model_data) != len(self.model_dirs):
+            return list(self.model_dirs)
+        return [
+            directory if os.path.isdir(directory) else model_directory(url, cache_dir, self.storage_for)
+            for directory, (url, cache_dir) in zip(self.model_dirs, self.model_data)
+        ]
+
+    def storage_for(self, uri: str) -> Storage:
+        options: dict[str, Any] = self.s3_options
+        return storage_for(uri, **options)
 
     def _data_processing(self) -> DataProcessing:
         content_type, accept = self.pipeline.content_type, self.pipeline.accept

@@ -88,11 +88,13 @@ def instance_config(
     gpus = None if settings.backend == "ray" else plan_gpus(job.resources.instance_type, instances_for(job.resources.instance_count, settings), settings, log)
     cache_dir = os.path.join(settings.home, "cache", "models")
     model_dirs: list[str] = []
+    model_data: list[tuple[str, str]] = []
     code = []
     for container in model.containers:
         model_dir = model_directory(container.model_data_url, cache_dir, settings.storage_for) if container.model_data_url else None
-        if model_dir is not None:
+        if model_dir is not None and container.model_data_url:
             model_dirs.append(model_dir)
+            model_data.append((container.model_data_url, cache_dir))
         code.append(prepare_handler_code(container, model_dir, settings, log))
     model_env: dict[str, str] = {}
     for container in model.containers:
@@ -108,6 +110,7 @@ def instance_config(
         job,
         model,
         model_dirs=tuple(model_dirs),
+        model_data=tuple(model_data),
         handler_code=tuple(code),
         environment=environment,
         start_time=start_time_text(started_at),

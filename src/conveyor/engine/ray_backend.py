@@ -29,6 +29,8 @@ RECEIVE_WAIT_SECONDS = 0.5
 PLACEMENT_TIMEOUT_SECONDS = 60.0
 """How long a job waits for Ray to place at least one of its actors before it fails."""
 CLOSE_WAIT_SECONDS = 10.0
+MAX_LOSSES_BEFORE_READY = 3
+"""Actors that may die before any of the job's instances has loaded the model."""
 INSTALL_HINT = "pip install 'conveyor[ray]'"
 
 
@@ -150,6 +152,7 @@ class RayBackend(InstancePool):
         self._resources: ActorResources | None = None
         self._host_class: Any = None
         self._since = 0.0
+        self._losses_before_ready = 0
 
     def run(self, config: InstanceConfig, instance_count: int, items: ItemSource, events: InstanceEvents, stop: threading.Event) -> None:
         self._cluster.connect()
@@ -161,8 +164,12 @@ class RayBackend(InstancePool):
         if profile is None:
             log(f"InstanceType {config.instance_type} has no profile (built in or in --instance-types FILE); each instance asks Ray for 1 CPU.")
             profile = InstanceType(config.instance_type, 1, None)
-        self._resources = actor_resources(profile, instance_count, self._cluster.nodes(), log)
+        nodes = self._cluster.nodes()
+        self._resources = actor_resources(profile, instance_count, nodes, log)
+        where = self._cluster.address or "started for this command"
+        log(f"Ray cluster {where}: {len(nodes)} node{'s' if len(nodes) != 1 else ''}; each instance asks Ray for {self._resources.text()}")
         self._since = time.monotonic()
+        self._losses_before_ready = 0
         super().run(config, instance_count, items, events, stop)
 
     def _start(self, run: PoolRun, index: int) -> _Actor:
@@ -230,7 +237,14 @@ class RayBackend(InstancePool):
         self._check_placed(run)
 
     def _actor_lost(self, run: PoolRun, actor: _Actor, error: Exception) -> None:
-        run.events.on_log(actor.index, f"Instance {actor.index + 1}'s Ray actor died: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
+        """An actor died under its worker (killed, out of memory, its node lost). One that keeps
+        dying before any instance has loaded the model fails the job, rather than be replaced forever."""
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        run.events.on_log(actor.index, f"Instance {actor.index + 1}'s Ray actor died: {why}")
+        if not any(instance.ready for instance in run.instances):
+            self._losses_before_ready += 1
+            if self._losses_before_ready >= MAX_LOSSES_BEFORE_READY:
+                raise JobStartFailed(f"The job's Ray actors died {self._losses_before_ready} times before any loaded the model; the last: {why}")
         self._lost(run, actor, None, while_loading_fails_job=False)
 
     def _check_placed(self, run: PoolRun) -> None:

@@ -50,6 +50,21 @@ class ObjectWriter(ABC):
     def abort(self) -> None:
         """Drop everything written; leave nothing behind. Safe to call twice."""
 
+    def smallest_copy(self) -> int | None:
+        """The fewest bytes `copy_range` may append before more bytes follow, or None where the
+        store cannot copy inside itself (the caller reads and writes the bytes)."""
+        return None
+
+    def bytes_before_copy(self) -> int:
+        """How many bytes must be written before the next `copy_range` (a store whose copies
+        are parts of their own needs what is pending to make a whole part)."""
+        return 0
+
+    def copy_range(self, uri: str, start: int, end: int) -> None:
+        """Append bytes [start, end) of the object at `uri`, in the same store, without them
+        passing through this process."""
+        raise NotImplementedError(f"{type(self).__name__} cannot copy inside its store")
+
     def __enter__(self) -> "ObjectWriter":
         return self
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
@@ -27,6 +27,10 @@ SMALL_WRITE = 64 * 1024
 their part is joined, so each byte is copied once on its way to a part."""
 PART_GROWTH_INTERVAL = 2_000
 """The part size doubles every this many parts, so 10,000 parts reach ~1 TB at 16 MiB parts."""
+MIN_PART = 5 << 20
+"""S3's smallest part, but for the last."""
+MAX_COPIED_PART = 5 << 30
+"""S3's largest part, copied ones included."""
 
 
 class S3Writer(ObjectWriter):
@@ -124,6 +128,28 @@ class S3Writer(ObjectWriter):
             except Exception as exc:  # the sweep on resume removes what is left
                 logger.warning("%s: could not abort multipart upload %s: %s", self.uri, self._upload_id, exc)
 
+    def smallest_copy(self) -> int | None:
+        return MIN_PART
+
+    def bytes_before_copy(self) -> int:
+        """What is pending becomes a part of its own before a copied part: it must reach S3's minimum."""
+        return max(MIN_PART - self._pending_size, 0) if self._pending_size else 0
+
+    def copy_range(self, uri: str, start: int, end: int) -> None:
+        """Append bytes [start, end) of `uri` as parts that S3 copies itself (UploadPartCopy); the
+        range must be at least MIN_PART unless nothing follows it."""
+        if self._state != "open":
+            raise StorageError(self.uri, "InvalidState", f"copy after the writer was {self._state}")
+        if self._pending_size:
+            self._send_part()
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        offset = start
+        while offset < end:
+            # Cut so that no copied part is above S3's largest or below its smallest.
+            size = end - offset if end - offset <= MAX_COPIED_PART else min(MAX_COPIED_PART, end - offset - MIN_PART)
+            self._submit(self._copy_part, {"Bucket": bucket, "Key": key}, f"bytes={offset}-{offset + size - 1}")
+            offset += size
+
     def _take_pending(self) -> bytearray:
         """The pending bytes as one body, and a bytearray, not bytes: botocore wraps a bytes body in
         a BytesIO, copies it out again in slices to checksum it, and sends it 16 KiB at a time after
@@ -141,13 +167,19 @@ class S3Writer(ObjectWriter):
         self._raise_failed_part()
         if self._upload_id is None:
             self._start_upload()
+        self._submit(self._upload_part, self._take_pending())
+
+    def _submit(self, upload: Callable[..., dict[str, Any]], *arguments: Any) -> None:
+        """Upload the next part on the pool (`upload(number, *arguments)`), waiting for a free slot."""
+        self._raise_failed_part()
+        if self._upload_id is None:
+            self._start_upload()
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise StorageError(self.uri, "EntityTooLarge", f"the object needs more than {MAX_PARTS} parts")
-        data = self._take_pending()
         self._slots.acquire()
         assert self._pool is not None
-        future = self._pool.submit(self._upload_part, number, data)
+        future = self._pool.submit(upload, number, *arguments)
         future.add_done_callback(self._part_done)
         self._parts.append(future)
 
@@ -178,6 +210,18 @@ class S3Writer(ObjectWriter):
             field = "Checksum" + self._checksum_algorithm
             if response.get(field):
                 part[field] = response[field]
+        return part
+
+    def _copy_part(self, number: int, source: dict[str, str], byte_range: str) -> dict[str, Any]:
+        response = self._client.upload_part_copy(
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, CopySource=source, CopySourceRange=byte_range
+        )
+        result = response["CopyPartResult"]
+        part = {"PartNumber": number, "ETag": result["ETag"]}
+        if self._checksum_algorithm:
+            field = "Checksum" + self._checksum_algorithm
+            if result.get(field):
+                part[field] = result[field]
         return part
 
     def _raise_failed_part(self) -> None:
