@@ -112,7 +112,7 @@ def test_a_ray_client_address_runs_the_job(tmp_path: Path, ray_cluster: Cluster)
     flags = ("--content-type", "text/csv", "--split-type", "Line", "--assemble-with", "Line", "--shard-size", "0.001")
     local = run_transform(tmp_path, data, {"CONVEYOR_BACKEND": "local"}, *flags, out="local")
     remote = run_transform(tmp_path, data, env, *flags, out="client")
-    assert remote.returncode == 0, remote.stderr
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
     assert f"Ray cluster ray://127.0.0.1:{CLIENT_PORT}: 1 node; each instance asks Ray for 1 CPU, 0 GPU" in remote.stderr
     assert (tmp_path / "client" / "a.in.out").read_bytes() == (tmp_path / "local" / "a.in.out").read_bytes()
 
