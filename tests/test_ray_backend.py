@@ -106,6 +106,23 @@ def test_line_jobs_give_the_local_backends_bytes(tmp_path: Path, ray_cluster: Cl
     assert f"Ray cluster {ray_cluster.address}: 1 node" in log
 
 
+def ray_servers() -> set[int]:
+    """The GCS server processes of every Ray runtime on this machine."""
+    return {process.pid for process in psutil.process_iter(["name"]) if process.info["name"] == "gcs_server"}
+
+
+def test_without_an_address_a_local_runtime_lives_as_long_as_the_command(tmp_path: Path, ray_cluster: Cluster) -> None:
+    before = ray_servers()
+    result = run_transform(tmp_path, b"1\n2\n", {"CONVEYOR_BACKEND": "ray", "CONVEYOR_RAY_ADDRESS": "", "RAY_ADDRESS": ""}, "--content-type", "text/csv", out="out")
+    assert result.returncode == 0, result.stderr
+    assert "Ray cluster started for this command: 1 node" in result.stderr  # not the module's cluster, though it runs here
+    assert (tmp_path / "out" / "a.in.out").read_bytes() == b"1,1\n1,2\n"
+    deadline = time.monotonic() + 15
+    while ray_servers() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not ray_servers() - before, "the command left its Ray runtime running"
+
+
 def test_a_ray_client_address_runs_the_job(tmp_path: Path, ray_cluster: Cluster) -> None:
     env = {"CONVEYOR_RAY_ADDRESS": f"ray://127.0.0.1:{CLIENT_PORT}"}  # an address alone says which backend
     data = csv_object(random.Random(5))

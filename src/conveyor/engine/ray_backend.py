@@ -65,7 +65,7 @@ class RayCluster:
         if self.address is None:  # a runtime of this machine alone: on loopback only
             options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
         try:
-            ray.init(address=self.address, **options)
+            ray.init(address=self.address or "local", **options)  # "local": a new runtime, not one `ray start` left running
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RayUnavailable(f"--ray-address {self.address}: cannot connect to the Ray cluster: {exc}") from None
         self._connected = True

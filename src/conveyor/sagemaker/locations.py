@@ -31,7 +31,7 @@ from conveyor.errors import FieldError
 from conveyor.sagemaker.shapes import full_match, length_errors, pattern_rule
 
 if TYPE_CHECKING:
-    from botocore.model import Shape
+    from conveyor.sagemaker.shapes import Shape
 
 S3_URL_FORMS = "https://<bucket>.s3.<region>.amazonaws.com/<key> or https://s3.<region>.amazonaws.com/<bucket>/<key>"
 LOCAL_FORMS = "a local path (file:///absolute/path or a path)"

@@ -18,7 +18,7 @@ from conveyor.sagemaker import extensions, shapes
 from conveyor.sagemaker.locations import location_errors, normalize_location
 
 if TYPE_CHECKING:
-    from botocore.model import Shape
+    from conveyor.sagemaker.shapes import Shape
 
 MAX_ENVIRONMENT_BYTES = 32 * 1024  # all keys and values of all containers together (botocore's ContainerDefinition.Environment)
 MODEL_DATA_SOURCE_MESSAGE = (

@@ -24,15 +24,16 @@ JSON `null` for an optional member means "absent", as it does for SageMaker.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+import gzip
+import importlib.util
+import os
+from functools import cached_property, lru_cache
+from typing import Any, Callable, Mapping
 
+import orjson
 import regex
 
 from conveyor.errors import FieldError
-
-if TYPE_CHECKING:  # botocore is imported when a request is first checked, not by every importer
-    from botocore.model import ServiceModel, Shape, StructureShape
 
 # A rule that replaces the generic constraint checks of one botocore shape (by shape name),
 # called with a value already known to have the shape's JSON type.
@@ -53,23 +54,103 @@ _TYPE_NAMES = {
 }
 
 
-@lru_cache(maxsize=1)
-def service_model() -> ServiceModel:
-    """botocore's SageMaker model, loaded once, by botocore's own loader (its search path, its
-    newest API version) without building a whole botocore session around it."""
-    from botocore.loaders import create_loader
-    from botocore.model import ServiceModel
+class Shape:
+    """One shape of a botocore service model, read from the model's JSON as botocore's own
+    `botocore.model.Shape` reads it, for the parts that validation uses. Reading the JSON here
+    spares a command botocore's import (a quarter of a second), which nothing else on a local
+    job's path needs (docs/benchmarks.md, "Start-up")."""
 
-    return ServiceModel(create_loader().load_service_model("sagemaker", "service-2"), service_name="sagemaker")
+    def __init__(self, name: str, model: "ServiceModel") -> None:
+        self.name = name
+        self._definition: dict[str, Any] = model.shapes[name]
+        self._model = model
+        self.type_name: str = self._definition["type"]
+        self.metadata: dict[str, Any] = {key: self._definition[key] for key in ("min", "max", "pattern", "enum") if key in self._definition}
+
+    @property
+    def enum(self) -> list[str]:
+        return self.metadata.get("enum", [])
+
+    @cached_property
+    def members(self) -> dict[str, Shape]:
+        return {member: self._model.shape_for(target["shape"]) for member, target in self._definition.get("members", {}).items()}
+
+    @property
+    def required_members(self) -> list[str]:
+        return list(self._definition.get("required", []))
+
+    @property
+    def member(self) -> Shape:
+        return self._model.shape_for(self._definition["member"]["shape"])
+
+    @property
+    def key(self) -> Shape:
+        return self._model.shape_for(self._definition["key"]["shape"])
+
+    @property
+    def value(self) -> Shape:
+        return self._model.shape_for(self._definition["value"]["shape"])
 
 
-def input_shape(operation: str) -> StructureShape:
+class ServiceModel:
+    """A service's `service-2.json` as botocore ships it: its operations' input shapes and its named shapes."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.api_version: str = document["metadata"]["apiVersion"]
+        self.operations: dict[str, Any] = document["operations"]
+        self.shapes: dict[str, Any] = document["shapes"]
+        self._built: dict[str, Shape] = {}
+
+    def shape_for(self, name: str) -> Shape:
+        if name not in self._built:
+            if name not in self.shapes:
+                raise KeyError(f"the service model has no shape {name!r}")
+            self._built[name] = Shape(name, self)
+        return self._built[name]
+
+    def input_shape(self, operation: str) -> Shape:
+        return self.shape_for(self.operations[operation]["input"]["shape"])
+
+
+@lru_cache(maxsize=None)
+def service_model(service: str = "sagemaker") -> ServiceModel:
+    """botocore's model of `service`, loaded once, found as botocore's loader finds it (AWS_DATA_PATH,
+    then ~/.aws/models, then botocore's own data; the newest API version) without importing botocore."""
+    return ServiceModel(orjson.loads(_read(_model_file(service))))
+
+
+def _model_file(service: str) -> str:
+    spec = importlib.util.find_spec("botocore")  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("botocore is not installed; Conveyor reads SageMaker's API from its service model")
+    roots = [path for path in os.environ.get("AWS_DATA_PATH", "").split(os.pathsep) if path]
+    roots += [os.path.expanduser(os.path.join("~", ".aws", "models")), os.path.join(list(spec.submodule_search_locations)[0], "data")]
+    found: dict[str, str] = {}  # API version → the first root's file of it
+    for root in roots:
+        folder = os.path.join(root, service)
+        if not os.path.isdir(folder):
+            continue
+        for version in os.listdir(folder):
+            for name in ("service-2.json", "service-2.json.gz"):
+                candidate = os.path.join(folder, version, name)
+                if version not in found and os.path.isfile(candidate):
+                    found[version] = candidate
+    if not found:
+        raise RuntimeError(f"botocore ships no model of {service!r} (searched {', '.join(roots)})")
+    return found[max(found)]
+
+
+def _read(path: str) -> bytes:
+    if path.endswith(".gz"):
+        with gzip.open(path, "rb") as compressed:
+            return compressed.read()
+    with open(path, "rb") as plain:
+        return plain.read()
+
+
+def input_shape(operation: str) -> Shape:
     """The request shape of one operation, e.g. `CreateTransformJob`."""
-    from botocore.model import StructureShape
-
-    shape = service_model().operation_model(operation).input_shape
-    assert isinstance(shape, StructureShape)
-    return shape
+    return service_model().input_shape(operation)
 
 
 def shape(name: str) -> Shape:
@@ -207,7 +288,7 @@ def _validate(value: Any, shape: Shape, path: str, errors: list[FieldError], che
         errors.extend(constraint_errors(value, shape, path))
 
 
-def _validate_structure(value: dict, shape: Any, path: str, errors: list[FieldError], checks: Mapping[str, Check]) -> None:
+def _validate_structure(value: dict, shape: Shape, path: str, errors: list[FieldError], checks: Mapping[str, Check]) -> None:
     required = set(shape.required_members)
     for name, member in shape.members.items():
         member_value = value.get(name)
@@ -223,7 +304,7 @@ def _validate_structure(value: dict, shape: Any, path: str, errors: list[FieldEr
             errors.append(FieldError(member_path(path, str(name)), value[name], rule))
 
 
-def _validate_map(value: dict, shape: Any, path: str, errors: list[FieldError], checks: Mapping[str, Check]) -> None:
+def _validate_map(value: dict, shape: Shape, path: str, errors: list[FieldError], checks: Mapping[str, Check]) -> None:
     """Map entries are reported at the map's path with only the offending entries shown, in the
     form SageMaker uses (`Map keys must satisfy constraint: [...]`)."""
     for key, item in value.items():

@@ -19,7 +19,7 @@ from conveyor.sagemaker.jsonpath import JsonPath
 from conveyor.sagemaker.locations import location_errors, normalize_location
 
 if TYPE_CHECKING:
-    from botocore.model import Shape
+    from conveyor.sagemaker.shapes import Shape
 
 SplitType = Literal["None", "Line", "RecordIO", "TFRecord"]
 BatchStrategy = Literal["MultiRecord", "SingleRecord"]

@@ -4,15 +4,11 @@ instance named `<job>/instance-N`, and `<job>/instance-N/data-log` for per-recor
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor.errors import FieldError, LogsInvalidParameter, LogsResourceNotFound, job_not_found, render_errors
-from conveyor.sagemaker.shapes import member_path, validate, without_nulls
+from conveyor.sagemaker.shapes import Shape, member_path, service_model, validate, without_nulls
 from conveyor.store import InvalidToken, LogStream, Store
-
-if TYPE_CHECKING:
-    from botocore.model import Shape
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
 MAX_EVENTS = 10_000
@@ -21,11 +17,8 @@ MAX_EVENTS = 10_000
 LARGEST_LONG = 2**63 - 1
 
 
-@lru_cache(maxsize=None)
 def _input_shape(operation: str) -> Shape:
-    import botocore.session
-
-    return botocore.session.get_session().get_service_model("logs").operation_model(operation).input_shape
+    return service_model("logs").input_shape(operation)
 
 
 def _validated(operation: str, request: dict[str, Any]) -> dict[str, Any]:
