@@ -300,7 +300,7 @@ def test_boto3_flow_against_a_ray_server_and_stop_frees_the_actors(tmp_path: Pat
     server = start_server(tmp_path / "home", "--backend", "ray", "--ray-address", ray_cluster.address)
     try:
         client = server.client()
-        model = write_model(tmp_path, sleepy(0.0))
+        model = write_model(tmp_path, "import sys, time\n\ndef model_fn(d):\n    print('loaded on a Ray node', file=sys.stderr)\n\n" + "def transform_fn(m, body, content_type, accept):\n    time.sleep(0.02)\n    return body\n")
         client.create_model(
             ModelName="m", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model}"}, ExecutionRoleArn="arn:aws:iam::000000000000:role/r"
         )
@@ -308,13 +308,17 @@ def test_boto3_flow_against_a_ray_server_and_stop_frees_the_actors(tmp_path: Pat
         inputs.mkdir()
         for index in range(3):
             (inputs / f"part-{index}.csv").write_text("".join(f"{index},{n}\n" for n in range(50)))
-        client.create_transform_job(**job_request("quick", "m", f"file://{inputs}", f"file://{tmp_path}/out", instance_count=2, AssembleWith="Line"))
+        client.create_transform_job(
+            **job_request("quick", "m", f"file://{inputs}", f"file://{tmp_path}/out", instance_count=2, AssembleWith="Line", BatchStrategy="SingleRecord")
+        )
         done = wait_for_status(client, "quick", timeout=120)
         assert done["TransformJobStatus"] == "Completed", done.get("FailureReason")
         for index in range(3):
             assert (tmp_path / "out" / f"part-{index}.csv.out").read_text() == (inputs / f"part-{index}.csv").read_text()
         events = server.client("logs").filter_log_events(logGroupName="/aws/sagemaker/TransformJobs", logStreamNamePrefix="quick")["events"]
         assert any("Instance 1 started" in event["message"] for event in events)
+        streams = {event["logStreamName"] for event in events if "[model stderr] loaded on a Ray node" in event["message"]}
+        assert streams == {"quick/instance-1", "quick/instance-2"}, "each instance's handler output goes to its own stream"
 
         slow_model = write_model(tmp_path, sleepy(0.5), name="slow")
         client.create_model(
@@ -330,7 +334,8 @@ def test_boto3_flow_against_a_ray_server_and_stop_frees_the_actors(tmp_path: Pat
         stopped = wait_for_status(client, "long", timeout=60)
         assert stopped["TransformJobStatus"] == "Stopped"
         assert_actors_gone()
-        assert not list((tmp_path / "long").glob("*")) if (tmp_path / "long").exists() else True
+        left = sorted(path.name for path in (tmp_path / "long").iterdir()) if (tmp_path / "long").exists() else []
+        assert all(name.endswith(".out") for name in left), f"Stop left partial outputs: {left}"  # whole outputs, no temporaries
     finally:
         server.stop()
 
