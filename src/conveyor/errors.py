@@ -200,3 +200,13 @@ class LogsResourceNotFound(ConveyorError):
 class LogsInvalidParameter(ConveyorError):
     code = "InvalidParameterException"
     status = 400
+
+
+FAILURE_REASON_LIMIT = 1024
+"""SageMaker's longest FailureReason, in characters."""
+
+
+def cut_failure_reason(text: str) -> str:
+    """A FailureReason within SageMaker's 1,024 characters, a cut marked with "…"; the one rule
+    for every front end (the CLI prints what the server would store)."""
+    return text if len(text) <= FAILURE_REASON_LIMIT else text[: FAILURE_REASON_LIMIT - 1] + "…"

@@ -17,13 +17,11 @@ from conveyor.cli.backend_options import add_backend_arguments, backend_override
 from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
 from conveyor.engine.backend import Backend
-from conveyor.engine.backends import cluster_nodes, open_backend
 from conveyor.engine.figures import Rates, rate_text
 from conveyor.engine.instance_process import InstanceProcess
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
 from conveyor.engine.local import LocalBackend
-from conveyor.engine.ray_backend import RayUnavailable
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.sagemaker.instance_types import ProfileError, instance_types
@@ -31,7 +29,6 @@ from conveyor.sagemaker.locations import is_local
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.service.durations import format_duration
-from conveyor.service.local_roots import check_job_locations, check_planned_items
 from conveyor.settings import Settings, SettingsError, parse_shard_size
 from conveyor.storage.inputs import InputError
 from conveyor.storage.local import local_path
@@ -198,7 +195,10 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, ProfileError) as exc:
         console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
         return 2
-    if settings.backend == "ray":
+    if settings.backend == "ray":  # imported here: a local job's command does not pay for them
+        from conveyor.engine.backends import open_backend
+        from conveyor.engine.ray_backend import RayUnavailable
+
         try:
             opened = open_backend(settings, capacity_given=bool(os.environ.get("CONVEYOR_CAPACITY")))
         except RayUnavailable as exc:
@@ -214,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             job, model = job_and_model(args)
             items = plan_work_items(job, settings)
-            _check_shared_locations(job, items, settings)
+            if settings.backend == "ray":
+                _check_shared_locations(job, items, settings)
             _say_matched_folders(console, job, items)
         except UsageError as exc:
             console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
@@ -229,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_shared_locations(job: TransformJobSpec, items: list[WorkItem], settings: Settings) -> None:
     """On a Ray cluster of several nodes, local paths must lie under local roots that every node mounts."""
+    from conveyor.engine.backends import cluster_nodes
+    from conveyor.service.local_roots import check_job_locations, check_planned_items
+
     nodes = cluster_nodes(settings)
     if nodes > 1:
         check_job_locations(job, settings, nodes=nodes)

@@ -29,6 +29,7 @@ from conveyor.engine.local import LocalBackend
 from conveyor.engine.model_code import prepare_handler_code
 from conveyor.engine.model_data import ModelDataError, model_directory
 from conveyor.engine.requirements import RequirementsError
+from conveyor.errors import cut_failure_reason
 from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.shards import can_shard, shard_ranges, shift_record_numbers
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
@@ -38,7 +39,6 @@ from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
 from conveyor.storage.base import Storage, StorageError
 from conveyor.storage.inputs import list_inputs, output_uri
-from conveyor.store.jobs import cut_failure_reason
 
 MAX_INSTANCE_LOSSES_PER_ITEM = 3
 """An item whose instance dies this many times (other than by a timeout) fails."""

@@ -14,15 +14,15 @@ requirement that installs another version of one of Conveyor's own dependencies 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import shutil
 import subprocess
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 INSTALLED_MARKER = ".conveyor-installed"
 MESSAGE_LIMIT = 2000
@@ -67,6 +67,10 @@ def _install(requirements: str, target: str) -> None:
 
 def _check_coexistence(requirements: str, target: str) -> None:
     """Refuse a package of Conveyor's own runtime installed at another version than Conveyor's."""
+    import importlib.metadata  # here, with packaging: most jobs have no requirements.txt, and both cost every command's start
+
+    from packaging.utils import canonicalize_name
+
     ours = {canonicalize_name(requirement.name): requirement for requirement in _conveyor_requirements()}
     for distribution in importlib.metadata.distributions(path=[target]):
         name = canonicalize_name(distribution.metadata["Name"])
@@ -86,5 +90,9 @@ def _check_coexistence(requirements: str, target: str) -> None:
 
 def _conveyor_requirements() -> list[Requirement]:
     """The packages Conveyor's base install needs (extras left out)."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
     requirements = [Requirement(text) for text in importlib.metadata.requires("conveyor") or []]
     return [requirement for requirement in requirements if requirement.marker is None]

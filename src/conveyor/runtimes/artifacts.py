@@ -20,7 +20,6 @@ import tarfile
 import tempfile
 from typing import Iterator
 from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 from conveyor.runtimes.base import RuntimeStartError
 
@@ -78,6 +77,8 @@ def _local_path(model_data: str) -> str:
         parsed = urlparse(model_data)
         if parsed.netloc not in ("", "localhost"):
             raise ModelArtifactError(f"model data {model_data} names another host; file:// URIs must be local")
+        from urllib.request import url2pathname  # here: urllib.request imports http.client and ssl, a start-up cost
+
         return url2pathname(parsed.path)
     if "://" in model_data:
         raise ModelArtifactError(f"model data {model_data} is not a local path; copy it to local disk first")

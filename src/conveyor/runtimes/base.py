@@ -11,6 +11,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
+DEFAULT_STARTUP_TIMEOUT_SECONDS = 600.0
+"""How long a model server may take to answer /ping with 200 (SageMaker waits about 30 minutes)."""
+
 
 class InvocationError(Exception):
     """One invocation failed. `retryable` follows docs/semantics.md, decision 8 (connection errors,

@@ -21,8 +21,8 @@ import subprocess
 import time
 from typing import Mapping
 
-from conveyor.runtimes.base import RuntimeStartError
-from conveyor.runtimes.http_server import DEFAULT_STARTUP_TIMEOUT_SECONDS, HttpServerRuntime
+from conveyor.runtimes.base import DEFAULT_STARTUP_TIMEOUT_SECONDS, RuntimeStartError
+from conveyor.runtimes.http_server import HttpServerRuntime
 from conveyor.runtimes.process_server import Guard, OutputForwarder, describe_exit
 from conveyor.sagemaker.instance_types import BUILT_IN
 

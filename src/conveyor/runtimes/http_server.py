@@ -27,12 +27,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from conveyor.runtimes.base import ExecutionParameters, InvocationError, Runtime, RuntimeStartError
+from conveyor.runtimes.base import DEFAULT_STARTUP_TIMEOUT_SECONDS, ExecutionParameters, InvocationError, Runtime, RuntimeStartError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STARTUP_TIMEOUT_SECONDS = 600.0
-"""How long a server may take to answer /ping with 200 (SageMaker waits about 30 minutes)."""
 PING_TIMEOUT_SECONDS = 2.0  # per probe, as SageMaker probes (docs/containers.md)
 EXECUTION_PARAMETERS_TIMEOUT_SECONDS = 10.0
 MAX_BODY_SHOWN = 1024

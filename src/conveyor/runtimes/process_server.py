@@ -23,8 +23,8 @@ import threading
 from collections import deque
 from typing import IO, Callable, Mapping
 
-from conveyor.runtimes.base import RuntimeStartError
-from conveyor.runtimes.http_server import DEFAULT_STARTUP_TIMEOUT_SECONDS, HttpServerRuntime
+from conveyor.runtimes.base import DEFAULT_STARTUP_TIMEOUT_SECONDS, RuntimeStartError
+from conveyor.runtimes.http_server import HttpServerRuntime
 
 PROCESS_PREFIX = "process:"
 STOP_TIMEOUT_SECONDS = 5.0

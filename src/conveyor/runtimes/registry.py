@@ -29,9 +29,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-from conveyor.runtimes.base import Runtime, RuntimeStartError
+from conveyor.runtimes.base import DEFAULT_STARTUP_TIMEOUT_SECONDS, Runtime, RuntimeStartError
 from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, HandlerCode, program
-from conveyor.runtimes.http_server import DEFAULT_STARTUP_TIMEOUT_SECONDS
 from conveyor.sagemaker.model import ContainerSpec, ModelSpec, built_in_algorithm
 
 PYTHON_IMAGE = "conveyor:python"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
+from conveyor.errors import cut_failure_reason
 from conveyor.store.database import Database, from_epoch, from_json, to_epoch, to_json
 from conveyor.store.errors import AlreadyExists, IllegalTransition, NotFound
 from conveyor.store.pagination import Page, Where, keyset_page
@@ -32,7 +33,6 @@ TRANSITIONS: Mapping[str, frozenset[str]] = {
     STOPPED: frozenset(),
 }
 
-FAILURE_REASON_LIMIT = 1024
 JOB_SORT_KEYS = {
     "Name": ("name",),
     "CreationTime": ("creation_time", "name"),
@@ -45,11 +45,6 @@ _COLUMNS = (
 _SUMMARY_COLUMNS = "arn, transform_end_time, last_modified_time, failure_reason, status, creation_time, name"
 
 
-
-def cut_failure_reason(text: str) -> str:
-    """A FailureReason within SageMaker's 1,024 characters, a cut marked with "…"; the one rule
-    for every front end (the CLI prints what the server would store)."""
-    return text if len(text) <= FAILURE_REASON_LIMIT else text[: FAILURE_REASON_LIMIT - 1] + "…"
 
 @dataclass(frozen=True)
 class TransformJobRecord:
