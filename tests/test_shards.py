@@ -259,6 +259,20 @@ def test_stop_during_an_s3_assembly_leaves_no_object_and_no_pending_upload(s3_se
     assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
 
 
+def test_local_assembly_copies_pieces_in_the_kernel(tmp_path: Path) -> None:
+    """Local pieces are appended with copy_file_range, empty ones included, whole or not at all."""
+    output = f"file://{tmp_path}/o/a.out"
+    storage = storage_for(output)
+    (tmp_path / "o").mkdir()
+    pieces = [b"abc\n" * 1000, b"", b"x" * (3 << 20) + b"\n", b"tail"]
+    for shard, piece in enumerate(pieces):
+        Path(storage.piece_uri(output, shard).removeprefix("file://")).write_bytes(piece)
+    item = WorkItem(item_id=1, input_uri=f"file://{tmp_path}/a", output_uri=output, size=1, shard=3, shards=4, range_start=0, range_end=1)
+    assert assemble(item, storage_for, threading.Event()) == sum(len(piece) for piece in pieces)
+    assert (tmp_path / "o" / "a.out").read_bytes() == b"".join(pieces)
+    assert sorted(path.name for path in (tmp_path / "o").iterdir()) == ["a.out"]
+
+
 class PieceReads(S3Proxy):
     """Counts the requests that read a shard's piece through this process (GETs of a piece)."""
 

@@ -2,10 +2,11 @@
 
 Each shard writes its piece as a temporary beside the output (`Storage.piece_uri`). When the
 last shard is done, the pieces are appended in shard order through one `open_write` of the
-output: for local files one temporary, renamed into place; for S3 one multipart upload whose
-parts S3 copies from the pieces itself (UploadPartCopy), so the pieces' bytes never pass through
-this process, except where S3's 5 MiB minimum part makes a small piece, or the head of the next
-one, travel here to join what is pending. A failure or a Stop aborts the writer (the temporary
+output, each copied inside its store where the store can (`ObjectWriter.copy_range`), so the
+pieces' bytes do not pass through this process: for local files one temporary, appended to by
+the kernel (`copy_file_range`) and renamed into place; for S3 one multipart upload whose parts S3
+copies from the pieces (UploadPartCopy), except where S3's 5 MiB minimum part makes a small
+piece, or the head of the next one, travel here to join what is pending. A failure or a Stop aborts the writer (the temporary
 removed, the upload aborted): nothing partial is left, and the pieces are removed by the
 caller's sweep (docs/semantics.md, "Shards").
 """

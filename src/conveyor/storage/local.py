@@ -39,6 +39,10 @@ def write_failure(uri: str, exc: OSError) -> StorageError:
     return StorageError(uri, code, exc.strerror or str(exc))
 
 
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
+"""What `copy_file_range` answers where the filesystem or the kernel cannot copy."""
+
+
 class LocalFileWriter(ObjectWriter):
     def __init__(self, path: str) -> None:
         self.uri = file_uri(path)
@@ -66,6 +70,33 @@ class LocalFileWriter(ObjectWriter):
             self._file.close()
             self._file = None
             os.replace(self._temp_path, self._path)
+        except OSError as exc:
+            raise write_failure(self.uri, exc) from None
+
+    def smallest_copy(self) -> int | None:
+        return 0 if hasattr(os, "copy_file_range") else None
+
+    def copy_range(self, uri: str, start: int, end: int) -> None:
+        """Append bytes [start, end) of a local file with `copy_file_range`: the kernel copies them
+        (or shares their blocks, on a filesystem that can), without them passing through here."""
+        assert self._file is not None, "copy after commit or abort"
+        try:
+            self._file.flush()
+            with open(local_path(uri), "rb") as source:
+                offset = start
+                while offset < end:
+                    try:
+                        copied = os.copy_file_range(source.fileno(), self._file.fileno(), end - offset, offset)
+                    except OSError as exc:
+                        if exc.errno not in _NO_KERNEL_COPY:
+                            raise
+                        source.seek(offset)  # a filesystem that cannot: through this process, as any write
+                        copied = self._file.write(source.read(min(end - offset, 8 << 20)))
+                        self._file.flush()
+                    if copied == 0:
+                        raise OSError(errno.EIO, f"{uri} ended at byte {offset}, before byte {end}")
+                    offset += copied
+            self._file.seek(0, os.SEEK_END)  # the copy moved the descriptor's offset under the buffered file
         except OSError as exc:
             raise write_failure(self.uri, exc) from None
 
