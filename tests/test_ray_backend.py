@@ -123,6 +123,13 @@ def test_without_an_address_a_local_runtime_lives_as_long_as_the_command(tmp_pat
     assert not ray_servers() - before, "the command left its Ray runtime running"
 
 
+def test_the_auto_address_finds_the_cluster_this_machine_joined(tmp_path: Path, ray_cluster: Cluster) -> None:
+    env = {"CONVEYOR_RAY_ADDRESS": "auto", "RAY_ADDRESS": ray_cluster.address}  # as `ray start` leaves a node's shell
+    result = run_transform(tmp_path, b"1\n", env, "--content-type", "text/csv", out="out")
+    assert result.returncode == 0, result.stderr
+    assert "Ray cluster auto: 1 node" in result.stderr
+
+
 def test_a_ray_client_address_runs_the_job(tmp_path: Path, ray_cluster: Cluster) -> None:
     env = {"CONVEYOR_RAY_ADDRESS": f"ray://127.0.0.1:{CLIENT_PORT}"}  # an address alone says which backend
     data = csv_object(random.Random(5))
