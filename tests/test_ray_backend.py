@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -303,18 +304,24 @@ def test_cpu_and_memory_requests_are_capped_to_the_cluster_and_said() -> None:
         actor_resources(InstanceType("two", 8, 32, 2), 1, [{"CPU": 2.0}], said.append)
 
 
+def model_and_inputs(client: Any, tmp_path: Path, handler: str, *, objects: int, records: int) -> Path:
+    """Model `m` with `handler`, and `objects` CSV objects of `records` lines each; their folder."""
+    model = write_model(tmp_path, handler)
+    client.create_model(ModelName="m", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model}"})
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(objects):
+        (inputs / f"part-{index}.csv").write_text("".join(f"{index},{n}\n" for n in range(records)))
+    return inputs
+
+
 def test_boto3_flow_against_a_ray_server_and_stop_frees_the_actors(tmp_path: Path, ray_cluster: Cluster) -> None:
     server = start_server(tmp_path / "home", "--backend", "ray", "--ray-address", ray_cluster.address)
     try:
         client = server.client()
-        model = write_model(tmp_path, "import sys, time\n\ndef model_fn(d):\n    print('loaded on a Ray node', file=sys.stderr)\n\n" + "def transform_fn(m, body, content_type, accept):\n    time.sleep(0.02)\n    return body\n")
-        client.create_model(
-            ModelName="m", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model}"}, ExecutionRoleArn="arn:aws:iam::000000000000:role/r"
-        )
-        inputs = tmp_path / "in"
-        inputs.mkdir()
-        for index in range(3):
-            (inputs / f"part-{index}.csv").write_text("".join(f"{index},{n}\n" for n in range(50)))
+        handler = "import sys, time\n\ndef model_fn(d):\n    print('loaded on a Ray node', file=sys.stderr)\n\n"
+        handler += "def transform_fn(m, body, content_type, accept):\n    time.sleep(0.02)\n    return body\n"
+        inputs = model_and_inputs(client, tmp_path, handler, objects=3, records=50)
         client.create_transform_job(
             **job_request("quick", "m", f"file://{inputs}", f"file://{tmp_path}/out", instance_count=2, AssembleWith="Line", BatchStrategy="SingleRecord")
         )
@@ -366,14 +373,7 @@ def test_a_ray_server_killed_with_9_resumes_its_job(tmp_path: Path, ray_cluster:
     server: ServerProcess = start_server(tmp_path / "home", "--backend", "ray", "--ray-address", ray_cluster.address)
     try:
         client = server.client()
-        model = write_model(tmp_path, sleepy(0.2))
-        client.create_model(
-            ModelName="m", PrimaryContainer={"Image": "conveyor:python", "ModelDataUrl": f"file://{model}"}, ExecutionRoleArn="arn:aws:iam::000000000000:role/r"
-        )
-        inputs = tmp_path / "in"
-        inputs.mkdir()
-        for index in range(6):
-            (inputs / f"part-{index}.csv").write_text("".join(f"{index},{n}\n" for n in range(8)))
+        inputs = model_and_inputs(client, tmp_path, sleepy(0.2), objects=6, records=8)
         client.create_transform_job(
             **job_request("resumed", "m", f"file://{inputs}", f"file://{tmp_path}/out", BatchStrategy="SingleRecord", AssembleWith="Line")
         )

@@ -205,18 +205,16 @@ class S3Writer(ObjectWriter):
         response = self._client.upload_part(
             Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=data, **arguments
         )
-        part = {"PartNumber": number, "ETag": response["ETag"]}
-        if self._checksum_algorithm:
-            field = "Checksum" + self._checksum_algorithm
-            if response.get(field):
-                part[field] = response[field]
-        return part
+        return self._part(number, response)
 
     def _copy_part(self, number: int, source: dict[str, str], byte_range: str) -> dict[str, Any]:
         response = self._client.upload_part_copy(
             Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, CopySource=source, CopySourceRange=byte_range
         )
-        result = response["CopyPartResult"]
+        return self._part(number, response["CopyPartResult"])
+
+    def _part(self, number: int, result: dict[str, Any]) -> dict[str, Any]:
+        """A part as CompleteMultipartUpload lists it: its number, its ETag, and its checksum where the upload has one."""
         part = {"PartNumber": number, "ETag": result["ETag"]}
         if self._checksum_algorithm:
             field = "Checksum" + self._checksum_algorithm
