@@ -51,8 +51,39 @@ class _Version(argparse.Action):
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     command = arguments[0] if arguments and arguments[0] in COMMANDS else None
-    args = build_parser(command).parse_args(arguments)
+    early = _early_instances(arguments) if command == "transform" else []
+    try:
+        args = build_parser(command).parse_args(arguments)
+    except BaseException:
+        from conveyor.engine.instance_process import stop_unused
+
+        stop_unused(early)
+        raise
+    args.prestarted = early
     return int(args.handler(args) or 0)
+
+
+def _early_instances(arguments: list[str]) -> list[Any]:
+    """The instance processes of a local `conveyor transform`, started before the command's own
+    imports, so that the two starts overlap (docs/benchmarks.md, "Start-up"): as many as
+    `--instance-count` asks within CONVEYOR_CAPACITY, read off the arguments as they stand. The
+    command starts any more it needs, and stops those it does not (a Ray job, a bad request)."""
+    import os
+
+    backend = arguments[arguments.index("--backend") + 1] if "--backend" in arguments[:-1] else os.environ.get("CONVEYOR_BACKEND")
+    if backend == "ray" or "--ray-address" in arguments or os.environ.get("CONVEYOR_RAY_ADDRESS"):
+        return []
+    if {"-h", "--help", "--version"} & set(arguments):
+        return []
+    count = 1
+    if "--instance-count" in arguments[:-1]:
+        value = arguments[arguments.index("--instance-count") + 1]
+        count = int(value) if value.isdigit() else 1
+    capacity = os.environ.get("CONVEYOR_CAPACITY", "")
+    count = max(min(count, int(capacity) if capacity.isdigit() else os.cpu_count() or 1), 1)
+    from conveyor.engine.instance_process import InstanceProcess
+
+    return [InstanceProcess(index) for index in range(count)]
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
 from conveyor.engine.backend import Backend
 from conveyor.engine.figures import Rates, rate_text
-from conveyor.engine.instance_process import InstanceProcess
+from conveyor.engine.instance_process import InstanceProcess, stop_unused
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
 from conveyor.engine.local import LocalBackend
@@ -185,6 +185,7 @@ class _ConsoleListener(JobListener):
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True, soft_wrap=True)
+    early: list[InstanceProcess] = list(getattr(args, "prestarted", []))  # started by the `conveyor` entry point
     try:
         shard_size = parse_shard_size(args.shard_size, "--shard-size") if args.shard_size is not None else None
         settings = Settings.from_environ(
@@ -193,12 +194,14 @@ def run(args: argparse.Namespace) -> int:
         )
         instance_types(settings.instance_types_file)  # a broken profiles file is named before anything runs
     except (SettingsError, ProfileError) as exc:
+        stop_unused(early)
         console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
         return 2
     if settings.backend == "ray":  # imported here: a local job's command does not pay for them
         from conveyor.engine.backends import open_backend
         from conveyor.engine.ray_backend import RayUnavailable
 
+        stop_unused(early)
         try:
             opened = open_backend(settings, capacity_given=bool(os.environ.get("CONVEYOR_CAPACITY")))
         except RayUnavailable as exc:
@@ -208,7 +211,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         # The instances' processes start now, so that their start overlaps checking the request,
         # listing the inputs and preparing the model (docs/benchmarks.md, "Start-up").
-        local = LocalBackend(prestarted=[InstanceProcess(index) for index in range(min(args.instance_count or 1, settings.capacity))])
+        wanted = min(args.instance_count or 1, settings.capacity)
+        local = LocalBackend(prestarted=early[:wanted] + [InstanceProcess(index) for index in range(len(early), wanted)])
+        stop_unused(early[wanted:])
         backend, close = local, local.close
     try:
         try:

@@ -70,3 +70,17 @@ class InstanceProcess:
         if self.sentinel is not None:
             os.close(self.sentinel)
             self.sentinel = None
+
+
+def stop_unused(processes: list[InstanceProcess]) -> None:
+    """Stop instance processes that no job took: told they are not needed, then reaped."""
+    for process in processes:
+        try:
+            process.connection.send(None)
+        except OSError:
+            pass
+    for process in processes:
+        process.join(timeout=5)
+        process.kill()
+        process.join()
+        process.close()

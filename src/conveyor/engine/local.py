@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Sequence
 
 from conveyor.engine.instance_pool import InstancePool, PooledInstance, PoolRun
-from conveyor.engine.instance_process import InstanceProcess
+from conveyor.engine.instance_process import InstanceProcess, stop_unused
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.storage import storage_for
 from conveyor.storage.base import StorageError
@@ -56,16 +56,7 @@ class LocalBackend(InstancePool):
     def close(self) -> None:
         """Stop the prestarted processes that no job took."""
         prestarted, self._prestarted = list(self._prestarted.values()), {}
-        for process in prestarted:
-            try:
-                process.connection.send(None)
-            except OSError:
-                pass
-        for process in prestarted:
-            process.join(timeout=5)
-            process.kill()
-            process.join()
-            process.close()
+        stop_unused(prestarted)
 
     def _start(self, run: PoolRun, index: int) -> _Worker:
         process = self._prestarted.pop(index, None) or InstanceProcess(index)
