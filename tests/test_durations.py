@@ -1,6 +1,6 @@
 """One way to write a duration, shared by the CLI and the console."""
 
-from conveyor.service.durations import format_duration
+from conveyor.durations import format_duration
 
 
 def test_durations_round_to_the_nearest_second_and_read_alike_everywhere() -> None:

@@ -34,7 +34,7 @@ from botocore.exceptions import (
 from botocore.httpsession import URLLib3Session
 
 from conveyor.cli.job_request import UsageError
-from conveyor.service.durations import format_duration
+from conveyor.durations import format_duration
 from conveyor.settings import Settings
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8765"

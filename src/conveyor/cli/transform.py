@@ -16,6 +16,7 @@ from rich.text import Text
 from conveyor.cli.backend_options import add_backend_arguments, backend_overrides
 from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
+from conveyor.durations import format_duration
 from conveyor.engine.backend import Backend
 from conveyor.engine.figures import Rates, rate_text
 from conveyor.engine.instance_process import InstanceProcess, stop_unused
@@ -28,7 +29,6 @@ from conveyor.sagemaker.instance_types import ProfileError, instance_types
 from conveyor.sagemaker.locations import is_local
 from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
-from conveyor.service.durations import format_duration
 from conveyor.settings import Settings, SettingsError, parse_shard_size
 from conveyor.storage.inputs import InputError
 from conveyor.storage.local import local_path

@@ -15,10 +15,10 @@ from starlette.routing import Route
 from conveyor.console.context import Console, flash
 from conveyor.console.outputs import OutputError, OutputListing, list_outputs, preview
 from conveyor.console.templating import format_size, format_time
+from conveyor.durations import format_duration
 from conveyor.errors import ConveyorError, job_not_found
 from conveyor.service import JOB_STATUSES as STATUSES
 from conveyor.service import TERMINAL_STATUSES, JobProgress
-from conveyor.service.durations import format_duration
 from conveyor.service.objects_text import objects_finished, objects_text
 
 SORT_COLUMNS = {"name": "Name", "created": "CreationTime", "status": "Status"}

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from conveyor.console.auth import NO_AUTH_USER, current_session
+from conveyor.durations import format_duration
 from conveyor.service import TERMINAL_STATUSES
-from conveyor.service.durations import format_duration
 
 HERE = Path(__file__).parent
 
