@@ -180,6 +180,40 @@ def test_a_record_that_fails_its_object_is_named_by_its_number_in_the_object(tmp
     assert [entry["record"] for entry in manifest] == [45]
 
 
+COUNTING = '''
+from pathlib import Path
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    with open({calls!r}, "a") as calls:
+        calls.write("x")
+    body = body if isinstance(body, bytes) else body.encode()
+    if b"bad" in body:
+        raise ValueError("cannot score a bad record")
+    return body
+'''
+
+
+def test_the_shards_after_a_failed_one_are_not_run(tmp_path: Path) -> None:
+    """An object whose first shard fails cannot be assembled: its other shards fail at once, untransformed."""
+    line = b"0123456789" * 10 + b"\n"
+    data = b"bad\n" + line * ((6 << 20) // len(line))  # 6 MiB: six shards of a little over 1 MiB, sent one at a time
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(data)
+    write_model(tmp_path, COUNTING.format(calls=str(tmp_path / "calls")))
+    result = conveyor(
+        "transform", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+        "--shard-size", "1.1", "--retries", "0", "--content-type", "text/csv", "--split-type", "Line", home=tmp_path / "home",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "shard 6 of 6 not transformed: another shard of the object failed" in result.stderr
+    assert "1 of 1 input object failed. First:" in result.stderr and "cannot score a bad record" in result.stderr
+    assert len((tmp_path / "calls").read_text()) <= 2, "shards after the failed one were transformed"
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
 SLOW_MARKING = '''
 import time
 

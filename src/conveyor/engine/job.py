@@ -172,6 +172,7 @@ class _JobRun(InstanceEvents):
         self.records = 0
         self.figures = JobFigures()
         self.unassembled: set[str] = set()  # outputs of sharded objects seen in this run and not assembled: their pieces are swept
+        self.failed_objects: set[str] = set()  # outputs of sharded objects one of whose shards failed: the rest are not run
         self._assembly = threading.Lock()  # one shard at a time decides whether it is its object's last
 
     def on_started(self, instance: int, resolved: ResolvedParameters) -> None:
@@ -235,6 +236,7 @@ class _JobRun(InstanceEvents):
     def on_item_failed(self, item: WorkItem, reason: str, failed_records: list[FailedRecord] | None = None) -> None:
         if item.sharded:
             self.unassembled.add(item.output_uri)
+            self.failed_objects.add(item.output_uri)
             reason = self._numbered_in_object(item, reason)
         self.ledger.fail(item, reason, failed_records or [])
         self.listener.on_item_failed(item, reason)
@@ -248,6 +250,20 @@ class _JobRun(InstanceEvents):
         if all(shard in done for shard in range(item.shard)):
             return shift_record_numbers(reason, item.input_uri, sum(done[shard][0] for shard in range(item.shard)))
         return f"{reason} (record numbers count from shard {item.shard + 1} of {item.shards}, at byte {item.range_start})"
+
+    def take(self) -> WorkItem | None:
+        """The ledger's next item to run (the backend's ItemSource). A shard of an object that
+        has already failed is failed at once instead: the object cannot be assembled."""
+        while (item := self.ledger.take()) is not None:
+            if not (item.sharded and item.output_uri in self.failed_objects):
+                return item
+            reason = f"{item.input_uri}: shard {item.shard + 1} of {item.shards} not transformed: another shard of the object failed"
+            self.ledger.fail(item, reason, [])
+            self.listener.on_item_failed(item, reason)
+        return None
+
+    def give_back(self, item: WorkItem) -> None:
+        self.ledger.give_back(item)
 
     def on_instance_lost(self, item: WorkItem | None, lost: InstanceLost) -> None:
         """A timed-out payload has spent one invocation, and its item fails once that leaves
@@ -337,7 +353,7 @@ def run_job(
     run = _JobRun(job, ledger, listener, stop, settings.storage_for)
     try:
         config = instance_config(job, model, settings, started_at=started_at, log=lambda line: listener.on_log(0, line))
-        (backend or LocalBackend()).run(config, instances_for(job.resources.instance_count, settings), ledger, run, stop)
+        (backend or LocalBackend()).run(config, instances_for(job.resources.instance_count, settings), run, run, stop)
     except RequirementsError as exc:
         listener.on_log(0, str(exc))
         return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
