@@ -38,6 +38,7 @@ from tests.test_shards import PER_RECORD, binary_object, csv_object, without_inf
 from tests.test_transform_cli import conveyor
 
 HOST_ACTOR = "ray::InstanceHost"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # the clusters started here report nothing
 
 
 CLIENT_PORT = free_port()

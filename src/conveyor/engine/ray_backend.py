@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,8 +63,9 @@ class RayCluster:
         # Ray warns, on every start of a local runtime, that it protects the runtime with a token.
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         options: dict[str, Any] = {"namespace": "conveyor", "logging_level": logging.WARNING, "log_to_driver": False}
-        if self.address is None:  # a runtime of this machine alone: on loopback only
+        if self.address is None:  # a runtime of this machine alone: on loopback only, and reporting no usage to Ray's makers
             options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             ray.init(address=self.address or "local", **options)  # "local": a new runtime, not one `ray start` left running
         except (ConnectionError, RuntimeError, ValueError) as exc:
