@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gpu_calls import steady_state
 
 HERE = Path(__file__).resolve().parent
 
@@ -110,15 +111,6 @@ def make_images(folder: Path, count: int, size: int) -> None:
     for number in range(count):  # photographs compress worse than noise does well: a shifted base plus noise
         noise = rng.integers(0, 32, size=(size, size, 3), dtype=np.uint8)
         Image.fromarray(np.roll(base, number, axis=1) // 2 + noise).save(folder / f"image-{number:06d}.jpg", quality=90)
-
-
-def steady_state(calls: Path) -> tuple[float, float, int]:
-    """Images per second and the model's busy fraction from the first call's start to the last
-    call's end, and the images the calls saw."""
-    rows = sorted(tuple(map(float, line.split())) for line in calls.read_text().splitlines())
-    span = rows[-1][1] - rows[0][0]
-    images = int(sum(row[2] for row in rows))
-    return images / span, sum(end - start for start, end, _ in rows) / span, images
 
 
 def main() -> None:

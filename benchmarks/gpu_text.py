@@ -31,6 +31,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from gpu_calls import steady_state
+
 HERE = Path(__file__).resolve().parent
 
 HANDLER = '''
@@ -103,15 +105,6 @@ def make_sentences(path: Path, count: int) -> None:
     with open(path, "w") as out:
         for _ in range(count):
             out.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(rng.randint(8, 120)))}) + "\n")
-
-
-def steady_state(calls: Path) -> tuple[float, float, int]:
-    """Sentences per second and the model's busy fraction from the first call's start to the
-    last call's end, and the sentences the calls saw."""
-    rows = sorted(tuple(map(float, line.split())) for line in calls.read_text().splitlines())
-    span = rows[-1][1] - rows[0][0]
-    seen = int(sum(row[2] for row in rows))
-    return seen / span, sum(end - start for start, end, _ in rows) / span, seen
 
 
 def main() -> None:
