@@ -81,6 +81,7 @@ class _Throughput(ProgressColumn):
 
 
 FIGURES_MIN_WIDTH = 100
+BAR_UPDATE_SECONDS = 0.05
 """Narrower terminals leave the live figures out, which would wrap the bar (the job log and the
 summary still give them)."""
 
@@ -124,6 +125,7 @@ class _ConsoleListener(JobListener):
         self._live: dict[int, ItemProgress] = {}
         self._finished_bytes = 0
         self._finished_records = 0
+        self._updated = 0.0  # when the bar was last moved
         self.live: Rates | None = None  # records/s and the model's busy fraction, over a recent window
         self.whole: Rates | None = None  # the same over the whole run, once it ended
         self.progress = Progress(
@@ -146,12 +148,18 @@ class _ConsoleListener(JobListener):
     def records(self) -> int:
         return self._finished_records + sum(p.records for p in self._live.values())
 
-    def _update(self) -> None:
+    def update_bar(self, *, now: bool = False) -> None:
+        """Move the bar, at most every BAR_UPDATE_SECONDS (many small objects would otherwise
+        pay for it per object), unless `now`: the bar redraws no more often than that anyway."""
+        moment = time.monotonic()
+        if not now and moment - self._updated < BAR_UPDATE_SECONDS:
+            return
+        self._updated = moment
         self.progress.update(self.task, completed=min(self.bytes_in(), self.total_bytes))
 
     def on_progress(self, item: WorkItem, progress: ItemProgress) -> None:
         self._live[item.item_id] = progress
-        self._update()
+        self.update_bar()
 
     def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
         self._live.pop(item.item_id, None)
@@ -159,14 +167,14 @@ class _ConsoleListener(JobListener):
         self.objects_done += self._shards_done[item.output_uri] == item.shards
         self._finished_bytes += item.planned_bytes
         self._finished_records += progress.records
-        self._update()
+        self.update_bar()
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None:
         self._live.pop(item.item_id, None)
         self.objects_failed += item.output_uri not in self._failed_outputs
         self._failed_outputs.add(item.output_uri)
         self._finished_bytes += item.planned_bytes
-        self._update()
+        self.update_bar()
         self.console.print(f"[red]failed[/red] {reason}", markup=True, highlight=False)
 
     def on_log(self, instance: int, message: str, *, data_log: bool = False) -> None:
@@ -262,6 +270,7 @@ def _run_with_progress(
             outcome = run_job(
                 job, model, settings, ledger=MemoryLedger(items), listener=listener, stop=stop, backend=backend, started_at=started_at
             )
+            listener.update_bar(now=True)
     except KeyboardInterrupt:
         stop.set()
         console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)

@@ -20,7 +20,7 @@ from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, ItemS
 from conveyor.engine.instance import InstanceConfig
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 
-QUEUED_ITEMS = 32
+QUEUED_ITEMS = 64
 """The most items an instance holds at once (the one it transforms and those queued behind it)."""
 QUEUED_BYTES = 1 << 20
 """An instance is sent another item only while those it holds are smaller than this together,
@@ -37,12 +37,17 @@ class PooledInstance:
     at_once: int = 1  # it transforms at most this many of `items` at once: the first ones
     timed_out: messages.TimedOut | None = None
     closed: bool = False
+    held_bytes: int = 0  # the sizes of `items`, together
 
     def wants_more(self) -> bool:
         if not self.items:
             return True
         most = max(QUEUED_ITEMS, 2 * self.at_once)  # enough for an instance that batches across objects
-        return len(self.items) < most and sum(item.size for item in self.items) < QUEUED_BYTES * self.at_once
+        return len(self.items) < most and self.held_bytes < QUEUED_BYTES * self.at_once
+
+    def hold(self, item: WorkItem) -> None:
+        self.items.append(item)
+        self.held_bytes += item.size
 
     def finished(self, item_id: int) -> WorkItem | None:
         """Take a finished item out of those the instance holds (with several at once, items may
@@ -50,6 +55,7 @@ class PooledInstance:
         for item in self.items:
             if item.item_id == item_id:
                 self.items.remove(item)
+                self.held_bytes -= item.size
                 return item
         return None
 
@@ -93,7 +99,8 @@ class InstancePool(Backend):
         """Start instance number `index` (0-based) with `run.config`."""
 
     @abstractmethod
-    def _send(self, instance: PooledInstance, item: WorkItem) -> None: ...
+    def _send(self, instance: PooledInstance, items: list[WorkItem]) -> None:
+        """Send items to the instance, in order, as one message where it can."""
 
     @abstractmethod
     def _wait(self, run: PoolRun) -> None:
@@ -109,15 +116,23 @@ class InstancePool(Backend):
 
     def _dispatch(self, run: PoolRun) -> None:
         for instance in run.instances:
+            sending: list[WorkItem] = []
             while not (instance.closed or not instance.ready or run.exhausted) and instance.wants_more():
                 item = run.items.take()
                 if item is None:
                     run.exhausted = True
-                    return
-                instance.items.append(item)
-                self._send(instance, item)
+                    break
+                instance.hold(item)
+                sending.append(item)
+            if sending:
+                self._send(instance, sending)
 
     def _handle(self, run: PoolRun, instance: PooledInstance, message: object) -> None:
+        """Act on what an instance said: one message, or a group of them sent together."""
+        if isinstance(message, list):
+            for each in message:
+                self._handle(run, instance, each)
+            return
         events = run.events
         if isinstance(message, messages.Ready):
             instance.ready = True
@@ -138,19 +153,35 @@ class InstancePool(Backend):
         elif isinstance(message, messages.Figures):
             events.on_figures(instance.index, message.totals)
 
-    def _lost(self, run: PoolRun, instance: PooledInstance, exit_code: int | None, *, while_loading_fails_job: bool = True) -> None:
+    def _lost(
+        self,
+        run: PoolRun,
+        instance: PooledInstance,
+        exit_code: int | None,
+        *,
+        running: set[int] | None = None,
+        while_loading_fails_job: bool = True,
+    ) -> None:
         """The instance died (`exit_code` None: the machine or actor under it was lost): report
-        its items and start its replacement. An instance that exits while loading the model
-        fails the job, unless what died was not the model (`while_loading_fails_job` False)."""
+        its items and start its replacement. `running`: the ids of the items it was transforming
+        (engine.running_items), where they could be read. An instance that exits while loading
+        the model fails the job, unless what died was not the model (`while_loading_fails_job` False)."""
         instance.closed = True
         if not instance.ready and not instance.items and instance.timed_out is None and while_loading_fails_job:
             raise JobStartFailed(f"Instance {instance.index + 1} exited with code {exit_code} while loading the model.")
-        # The instance had started at most the first `at_once` of its items, in order; the rest
-        # never started and go back as they are. A payload past its timeout names its item;
-        # otherwise each item that may have been running is charged with the loss, and the
-        # next instance runs it alone (engine.worker), so that a crash is pinned on its cause.
-        started, queued = list(instance.items)[: instance.at_once], list(instance.items)[instance.at_once :]
+        # The items it was transforming are charged with the loss, and the next instance runs
+        # each of them alone (engine.worker), so that a crash is pinned on its cause; the others
+        # it held had not started, or had finished without their report reaching us, and go
+        # back as they are. Where the table could not be read (its machine lost), the instance
+        # had started at most the first `at_once` of its items, in order. A payload past its
+        # timeout names its item.
+        held = list(instance.items)
+        if running is not None:
+            started, queued = [item for item in held if item.item_id in running], [item for item in held if item.item_id not in running]
+        else:
+            started, queued = held[: instance.at_once], held[instance.at_once :]
         instance.items.clear()
+        instance.held_bytes = 0
         timed_out = instance.timed_out
         culprit = next((item for item in started if timed_out and item.item_id == timed_out.item_id), None)
         if culprit is not None:

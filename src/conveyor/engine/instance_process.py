@@ -1,5 +1,6 @@
 """An instance's process, started by the local backend: a fresh interpreter with the parent's
-`sys.path` and its end of a pipe.
+`sys.path`, its end of a pipe and the table of the items it is transforming
+(engine.running_items).
 
 Not `multiprocessing`: its spawn start leaves a resource-tracker process that outlives the
 command, and re-imports the command's main module. This module imports only the standard
@@ -18,6 +19,8 @@ import subprocess
 import sys
 from multiprocessing.connection import Connection
 
+from conveyor.engine.running_items import RunningItems
+
 _BOOTSTRAP = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from conveyor.engine.worker import worker_main; worker_main(sys.argv[2:])"
 
 
@@ -28,10 +31,14 @@ class InstanceProcess:
     def __init__(self, index: int) -> None:
         self.index = index
         parent_end, child_end = socket.socketpair()
+        self.running = RunningItems.create()
         with child_end:
             self.popen = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path), str(child_end.fileno()), str(os.getpid()), str(index)],
-                pass_fds=[child_end.fileno()],
+                [
+                    sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path),
+                    str(child_end.fileno()), str(os.getpid()), str(index), str(self.running.descriptor),
+                ],
+                pass_fds=[child_end.fileno(), self.running.descriptor],
                 stdin=subprocess.DEVNULL,
             )
         self.connection = Connection(parent_end.detach())
@@ -64,9 +71,14 @@ class InstanceProcess:
         except subprocess.TimeoutExpired:
             pass
 
+    def running_items(self) -> set[int]:
+        """The ids of the items it was transforming when it exited."""
+        return self.running.item_ids()
+
     def close(self) -> None:
-        """Release the pipe and the sentinel; the process must have been joined."""
+        """Release the pipe, the table and the sentinel; the process must have been joined."""
         self.connection.close()
+        self.running.close()
         if self.sentinel is not None:
             os.close(self.sentinel)
             self.sentinel = None

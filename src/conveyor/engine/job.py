@@ -356,14 +356,14 @@ def run_job(
         (backend or LocalBackend()).run(config, instances_for(job.resources.instance_count, settings), run, run, stop)
     except RequirementsError as exc:
         listener.on_log(0, str(exc))
-        return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
+        return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger.summary())
     except (JobStartFailed, ModelDataError) as exc:
-        return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger)
+        return _outcome("Failed", cut_failure_reason(f"ClientError: {exc}"), run, ledger.summary())
     run.report_whole_run()
     for lost_output in run.lost_outputs | run.unassembled:  # an instance killed at the end leaves its writer's temporaries too
         run.sweep(lost_output)
     if stop.is_set() and not run.over_limit:
-        return _outcome("Stopped", None, run, ledger)
+        return _outcome("Stopped", None, run, ledger.summary())
     summary = ledger.summary()
     reason = None
     if summary.failed:
@@ -380,7 +380,7 @@ def run_job(
             listener.on_log(0, f"Data capture manifests: {', '.join(manifests)}")
         except StorageError as exc:
             reason = reason or capture_failure(exc)
-    return _outcome("Failed" if reason else "Completed", cut_failure_reason(reason) if reason else None, run, ledger)
+    return _outcome("Failed" if reason else "Completed", cut_failure_reason(reason) if reason else None, run, summary)
 
 
 def _failed_records_reason(
@@ -411,8 +411,7 @@ def _records(count: int) -> str:
     return f"{count} record" if count == 1 else f"{count} records"
 
 
-def _outcome(status: str, reason: str | None, run: _JobRun, ledger: Ledger) -> JobOutcome:
-    summary = ledger.summary()
+def _outcome(status: str, reason: str | None, run: _JobRun, summary: LedgerSummary) -> JobOutcome:
     return JobOutcome(
         status=status, failure_reason=reason, resolved=run.resolved, objects_total=summary.total,
         objects_done=summary.done, objects_failed=summary.failed, records=run.records,

@@ -77,6 +77,17 @@ def summarise(items: Sequence[ItemState]) -> LedgerSummary:
     for shards in objects:
         first = shards[0].item
         input_uris.append(first.input_uri)
+        if len(shards) == 1 and first.shards == 1:  # the common case, an object that is one item, at less cost per object
+            state = shards[0]
+            if state.state == "Failed":
+                failed += 1
+                failures.append(state.failure_reason or "")
+            elif state.state == "Done":
+                done += 1
+                outputs.append(first.output_uri)
+                records += state.records
+            bad.extend((first.input_uri, record) for record in state.failed_records)
+            continue
         if any(state.state == "Failed" for state in shards):
             failed += 1
             failures.extend(state.failure_reason or "" for state in shards if state.state == "Failed")

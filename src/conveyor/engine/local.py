@@ -63,9 +63,9 @@ class LocalBackend(InstancePool):
         process.connection.send(run.config)
         return _Worker(index, process=process)
 
-    def _send(self, instance: PooledInstance, item: WorkItem) -> None:
+    def _send(self, instance: PooledInstance, items: list[WorkItem]) -> None:
         assert isinstance(instance, _Worker)
-        instance.connection.send(item)
+        instance.connection.send(items)
 
     def _wait(self, run: PoolRun) -> None:
         workers = [worker for worker in run.instances if isinstance(worker, _Worker) and not worker.closed]
@@ -78,8 +78,9 @@ class LocalBackend(InstancePool):
             if not worker.process.is_alive():
                 self._drain(run, worker)
                 worker.process.join(timeout=1)
+                running = worker.process.running_items()
                 worker.process.close()
-                self._lost(run, worker, worker.process.exitcode)
+                self._lost(run, worker, worker.process.exitcode, running=running)
         finished = self._finished
         if finished.items and (len(finished.items) >= DURABLE_GROUP_ITEMS or time.monotonic() - finished.since >= DURABLE_GROUP_SECONDS):
             self._report_finished(run)

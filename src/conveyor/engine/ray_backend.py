@@ -192,9 +192,9 @@ class RayBackend(InstancePool):
         actor.receiving = handle.receive.remote(RECEIVE_WAIT_SECONDS)
         return actor
 
-    def _send(self, instance: PooledInstance, item: WorkItem) -> None:
+    def _send(self, instance: PooledInstance, items: list[WorkItem]) -> None:
         assert isinstance(instance, _Actor)
-        instance.outbox.append(item)
+        instance.outbox += items
         self._flush(instance)
 
     @staticmethod
@@ -228,12 +228,12 @@ class RayBackend(InstancePool):
                 self._flush(actor)
                 continue
             actor.placed = True
-            said, exited, exit_code = answer
+            said, exited, exit_code, running = answer
             for message in said:
                 self._handle(run, actor, message)
             if exited:
                 ray.kill(actor.handle)
-                self._lost(run, actor, exit_code)
+                self._lost(run, actor, exit_code, running=running)
             else:
                 actor.receiving = actor.handle.receive.remote(RECEIVE_WAIT_SECONDS)
         self._check_placed(run)

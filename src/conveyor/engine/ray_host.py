@@ -42,28 +42,30 @@ class InstanceHost:
         self._outputs: dict[int, str] = {}  # items sent and not finished: the output each writes
         self._reading = threading.Lock()  # one reader of the pipe at a time (`receive` and `close`)
         self._ended = False  # the worker has exited and been reaped
+        self._running: set[int] | None = None  # the items it was transforming when it exited
 
     def send(self, items: list[WorkItem]) -> None:
         for item in items:
             self._outputs[item.item_id] = item.output_uri
-            self._process.connection.send(item)
+        self._process.connection.send(items)
 
-    def receive(self, wait_seconds: float) -> tuple[list[object], bool, int | None]:
+    def receive(self, wait_seconds: float) -> tuple[list[object], bool, int | None, set[int] | None]:
         """What the worker said, after waiting at most `wait_seconds` for its first message;
-        whether it has exited, and its exit code."""
+        whether it has exited, its exit code, and the items it was transforming then."""
         with self._reading:
             process = self._process
             if self._ended:
-                return [], True, process.exitcode
+                return [], True, process.exitcode, self._running
             wait([process.connection] + ([process.sentinel] if process.sentinel is not None else []), timeout=wait_seconds)
             said = self._drain()
             exited = not process.is_alive()
             if exited:
                 said += self._drain()
                 process.join(timeout=1)
+                self._running = process.running_items()
                 process.close()
                 self._ended = True
-        return self._made_durable(said), exited, process.exitcode if exited else None
+        return self._made_durable(said), exited, process.exitcode if exited else None, self._running if exited else None
 
     def close(self, wait_seconds: float) -> list[object]:
         """Tell the worker to close its model and wait for it; what it still said (a container's
@@ -91,7 +93,7 @@ class InstanceHost:
             try:
                 if not connection.poll():
                     return said
-                said.append(connection.recv())
+                said += messages.received(connection.recv())
             except (EOFError, OSError):
                 return said
 

@@ -20,17 +20,22 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from conveyor.engine.figures import InstanceMeter, InstanceTotals
 from conveyor.engine.instance import Instance, InstanceConfig, ResolvedParameters
+from conveyor.engine.running_items import RunningItems
 from conveyor.pipeline.work_item import ItemProgress, WorkItem, WorkItemFailed
 from conveyor.runtimes.base import RuntimeStartError
 from conveyor.runtimes.parent_death import die_with_parent
 
 TIMEOUT_EXIT_CODE = 75
+POSTED_GROUP = 16
+"""Reports of finished items sent together (a group is one write and one wake-up of the parent)."""
+POSTED_SECONDS = 0.02
 SMALL_ITEM_BYTES = 1 << 20
 """Items this small may be transformed several at once (cross-record batching across objects)."""
 
@@ -82,15 +87,70 @@ class Figures:
 
 
 class _Messages:
-    """A pipe shared by the main thread, the watchdog and the stdout forwarder."""
+    """A pipe shared by the main thread, the watchdog and the stdout forwarder.
+
+    Reports of finished items and figures are `post`ed: held, and sent together as one list (one
+    write, one wake-up of the parent, for up to POSTED_GROUP of them), which many small objects
+    need. Whatever is `send`t goes at once, after what is held, so the order is kept. What is
+    held goes once POSTED_GROUP reports are, when the instance has nothing queued or starts a
+    large item (`_ItemLoop`), after a slow item, and at the latest POSTED_SECONDS after the first
+    was held (a thread of its own, woken only when a group starts while it sleeps without a
+    deadline). The parent learns which items a dead instance was transforming from
+    `RunningItems`, not from these reports (docs/semantics.md, "Durability of outputs")."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._lock = threading.Lock()
+        self._due = threading.Condition(self._lock)
+        self._held: list[object] = []
+        self._held_since = 0.0
+        self._timer_idle = True  # the timer thread sleeps with no deadline: a new group must wake it
+        threading.Thread(target=self._send_when_due, name="report-timer", daemon=True).start()
 
     def send(self, message: object) -> None:
         with self._lock:
+            self._send_held()
             self._connection.send(message)
+
+    def post(self, message: object) -> None:
+        with self._lock:
+            if not self._held:
+                self._held_since = time.monotonic()
+                if self._timer_idle:
+                    self._due.notify()
+            self._held.append(message)
+            if len(self._held) >= POSTED_GROUP:
+                self._send_held()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._send_held()
+
+    def _send_held(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            self._connection.send(held)
+
+    def _send_when_due(self) -> None:
+        with self._due:
+            while True:
+                self._timer_idle = not self._held
+                if self._timer_idle:
+                    self._due.wait()
+                    continue
+                wait = self._held_since + POSTED_SECONDS - time.monotonic()
+                if wait > 0:
+                    self._due.wait(wait)
+                    continue
+                try:
+                    self._send_held()
+                except OSError:  # the parent is gone; the process dies with it
+                    return
+
+
+def received(message: object) -> list[object]:
+    """The messages in what one read of an instance's pipe gave: a group sent together, or one."""
+    return message if isinstance(message, list) else [message]
 
 
 class _Watch:
@@ -106,6 +166,7 @@ class _Watch:
         self._changed = threading.Condition()
         self._next_token = 0
         self._wakes_at = float("inf")  # when the thread next looks, unless woken
+        self._last_timeout: float | None = None  # of the invocation begun last
         threading.Thread(target=self._run, name="invocation-watch", daemon=True).start()
 
     def for_item(self, item_id: int) -> _ItemWatch:
@@ -116,6 +177,7 @@ class _Watch:
         with self._changed:
             self._next_token += 1
             self._in_flight[self._next_token] = (item_id, payload_index, deadline, timeout)
+            self._last_timeout = timeout
             if deadline < self._wakes_at:
                 self._changed.notify()
             return self._next_token
@@ -125,16 +187,15 @@ class _Watch:
             self._in_flight.pop(token, None)  # type: ignore[call-overload]  # tokens are the ints begin() gave
 
     def _run(self) -> None:
-        idle_wait: float | None = None  # the timeout last seen: no new invocation can be due sooner
         with self._changed:
             while True:
                 now = time.monotonic()
                 earliest = min(self._in_flight.values(), key=lambda entry: entry[2], default=None)
                 if earliest is not None and earliest[2] <= now:
                     break
-                if earliest is not None:
-                    idle_wait = earliest[3]
-                wait = earliest[2] - now if earliest is not None else idle_wait
+                # Idle, it sleeps for the timeout last begun: no new invocation can be due sooner.
+                # (The invocation that woke it may have ended before it looked: a fast model.)
+                wait = earliest[2] - now if earliest is not None else self._last_timeout
                 self._wakes_at = now + wait if wait is not None else float("inf")
                 self._changed.wait(wait)
         item_id, payload_index, _, timeout = earliest
@@ -177,10 +238,12 @@ class _LineForwarder(io.TextIOBase):
 
 
 def worker_main(argv: list[str]) -> None:
-    """Entry point of an instance process, `FD PARENT_PID INSTANCE`: FD is its end of the pipe to
-    the parent, whose first message is the InstanceConfig (None: the instance is not needed)."""
-    descriptor, parent_pid, instance = (int(value) for value in argv)
+    """Entry point of an instance process, `FD PARENT_PID INSTANCE RUNNING_FD`: FD is its end of
+    the pipe to the parent, whose first message is the InstanceConfig (None: the instance is not
+    needed); RUNNING_FD the table of the items it transforms (engine.running_items)."""
+    descriptor, parent_pid, instance, running_descriptor = (int(value) for value in argv)
     connection = Connection(descriptor)
+    running = RunningItems(running_descriptor)
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     try:
@@ -188,12 +251,12 @@ def worker_main(argv: list[str]) -> None:
     except EOFError:
         return
     if config is not None:
-        _serve(config, connection, instance)
+        _serve(config, connection, instance, running)
     connection.close()
     os._exit(0)  # the model is closed and every message sent: the interpreter's teardown would only add time
 
 
-def _serve(config: InstanceConfig, connection: Connection, instance: int) -> None:
+def _serve(config: InstanceConfig, connection: Connection, instance: int, running: RunningItems) -> None:
     messages = _Messages(connection)
     sys.stdout = _LineForwarder(messages, "stdout")
     sys.stderr = _LineForwarder(messages, "stderr")
@@ -205,7 +268,7 @@ def _serve(config: InstanceConfig, connection: Connection, instance: int) -> Non
     except Exception as exc:  # any failure to load the model fails the job with its reason
         messages.send(StartFailed(_describe(exc)))
         return
-    loop = _ItemLoop(started, connection, messages)
+    loop = _ItemLoop(started, connection, messages, running)
     messages.send(Ready(started.resolved, loop.at_once))
     try:
         loop.run()
@@ -214,19 +277,22 @@ def _serve(config: InstanceConfig, connection: Connection, instance: int) -> Non
 
 
 class _ItemLoop:
-    """Transforms the items the parent sends, in the order sent: one at a time, or, where the
-    runtime gathers inputs across objects, up to `at_once` small ones at a time. An item that
-    is large, or that was held by an instance that died (a suspect), runs alone, so that a crash
-    is charged to the item that caused it (docs/models.md, "Cross-record batching")."""
+    """Transforms the items the parent sends (in lists, in the order sent): one at a time, or,
+    where the runtime gathers inputs across objects, up to `at_once` small ones at a time. An
+    item that is large, or that was held by an instance that died (a suspect), runs alone, so
+    that a crash is charged to the item that caused it (docs/models.md, "Cross-record batching")."""
 
-    def __init__(self, started: Instance, connection: Connection, messages: _Messages) -> None:
+    def __init__(self, started: Instance, connection: Connection, messages: _Messages, running: RunningItems) -> None:
         self.started = started
         self.connection = connection
         self.messages = messages
+        self.running_items = running
         self.at_once = started.items_at_once
         self.watch = _Watch(messages)
         self.meter = InstanceMeter(started.busy)
         self.running: set[Future[None]] = set()
+        self.queued: deque[WorkItem] = deque()  # received, not started
+        self.closing = False  # the parent said there are no more items
 
     def run(self) -> None:
         pool = ThreadPoolExecutor(self.at_once, thread_name_prefix="item") if self.at_once > 1 else None
@@ -234,6 +300,8 @@ class _ItemLoop:
             while (item := self._next()) is not None:
                 alone = pool is None or item.size >= SMALL_ITEM_BYTES or item.instance_losses > 0 or bool(item.attempts_used)
                 self._wait_for(0 if alone else self.at_once - 1)
+                if item.size >= SMALL_ITEM_BYTES:  # a large item may take long: what is held goes first
+                    self.messages.flush()
                 if alone:
                     self._transform(item)
                 else:
@@ -243,14 +311,22 @@ class _ItemLoop:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
+            self.messages.flush()
 
     def _next(self) -> WorkItem | None:
-        try:
-            item = self.connection.recv()
-        except EOFError:
-            return None
-        assert item is None or isinstance(item, WorkItem)
-        return item
+        while not self.queued and not self.closing:
+            if not self.connection.poll():
+                self.messages.flush()  # nothing to do until the parent answers: it hears all first
+            try:
+                sent = self.connection.recv()
+            except EOFError:
+                sent = None
+            if sent is None:
+                self.closing = True
+            else:
+                assert isinstance(sent, list)
+                self.queued.extend(sent)
+        return self.queued.popleft() if self.queued else None
 
     def _wait_for(self, most: int) -> None:
         """Until at most `most` items are still running."""
@@ -260,6 +336,8 @@ class _ItemLoop:
 
     def _transform(self, item: WorkItem) -> None:
         messages = self.messages
+        slot = self.running_items.begin(item.item_id)
+        began = time.monotonic()
         try:
             progress = self.started.process(
                 item,
@@ -272,18 +350,23 @@ class _ItemLoop:
             ended = Failed(item.item_id, str(exc), ItemProgress(item.item_id, failed_records=exc.failed_records))
         except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
             ended = Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id))
-        idle = len(self.running) <= 1 and not self.connection.poll()
+        self.running_items.end(slot)  # dying before its report is sent, it goes back untouched: never charged for what it did not do
+        idle = len(self.running) <= 1 and not self.queued and not self.connection.poll()
         totals = self.meter.item_ended(item.item_id, idle=idle)
         if totals is not None:  # before the item's end, after which the job may end without reading further
-            messages.send(Figures(totals))
-        messages.send(ended)
+            messages.post(Figures(totals))
+        messages.post(ended)
+        # With nothing queued, the main thread may be waiting for the parent, which waits for this;
+        # a slow item's report has nothing to gain from waiting for others.
+        if not self.queued or time.monotonic() - began >= POSTED_SECONDS:
+            messages.flush()
 
     def _report_progress(self, progress: ItemProgress) -> None:
         if not progress.done:  # Done carries the last
             self.messages.send(Progress(progress))
         totals = self.meter.seen(progress)
         if totals is not None:
-            self.messages.send(Figures(totals))
+            self.messages.post(Figures(totals))
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Callable, Iterator
 
-from conveyor.pipeline.batch import Payload, iter_payloads, pack_records
+from conveyor.pipeline.batch import Payload, RecordTooLarge, iter_payloads, pack_records
 from conveyor.pipeline.bisect import FailedRecord, Piece, TooManyFailures, bisect
 from conveyor.pipeline.busy import BusyMeter
-from conveyor.pipeline.decompress import iter_chunks
+from conveyor.pipeline.decompress import DEFAULT_CHUNK_SIZE, iter_chunks
 from conveyor.pipeline.invoke import InvocationFailed, InvocationWatch, Invoker, invoke_in_order
 from conveyor.pipeline.join import InferenceIdConfig, RecordProcessor
 from conveyor.pipeline.shards import ShardReader, read_start, shift_offsets
@@ -146,19 +146,22 @@ def process_work_item(
     source = item.input_uri
     shard: ShardReader | None = None
     try:
-        start = read_start(config.split_type, item.range_start) if item.range_start is not None and item.range_end is not None else 0
-        reader = storage_for(item.input_uri).open_read(item.input_uri, start=start)
-        output_uri = storage_for(item.output_uri).piece_uri(item.output_uri, item.shard) if item.sharded else item.output_uri
-        with reader, storage_for(output_uri).open_write(output_uri, kms_key_id=config.kms_key_id) as writer:
-            counted = _CountingStream(reader, skip=(item.range_start or 0) - start, limit=item.planned_bytes if item.sharded else None)
-            chunks: Iterator[bytes] = iter_chunks(counted, compression=config.compression, source=source)
-            if item.range_start is not None and item.range_end is not None:
-                shard = ShardReader(chunks, config.split_type, start=item.range_start, end=item.range_end, size=item.size)
-                chunks = iter(shard)
-            # Cutting the next payload overlaps the model's call where there is a next one: a
-            # MultiRecord object larger than one payload (a thread costs more than a small object).
-            overlap = config.batch_strategy == "MultiRecord" and 0 < config.max_payload_bytes < item.size
-            _transform(chunks, counted, config, invoker, writer, progress, on_progress, source, preview, overlap)
+        if preview is None and _one_payload(item, config):
+            _transform_one_payload(item, config, invoker, storage_for, progress)
+        else:
+            start = read_start(config.split_type, item.range_start) if item.range_start is not None and item.range_end is not None else 0
+            reader = storage_for(item.input_uri).open_read(item.input_uri, start=start)
+            output_uri = storage_for(item.output_uri).piece_uri(item.output_uri, item.shard) if item.sharded else item.output_uri
+            with reader, storage_for(output_uri).open_write(output_uri, kms_key_id=config.kms_key_id) as writer:
+                counted = _CountingStream(reader, skip=(item.range_start or 0) - start, limit=item.planned_bytes if item.sharded else None)
+                chunks: Iterator[bytes] = iter_chunks(counted, compression=config.compression, source=source)
+                if item.range_start is not None and item.range_end is not None:
+                    shard = ShardReader(chunks, config.split_type, start=item.range_start, end=item.range_end, size=item.size)
+                    chunks = iter(shard)
+                # Cutting the next payload overlaps the model's call where there is a next one: a
+                # MultiRecord object larger than one payload (a thread costs more than a small object).
+                overlap = config.batch_strategy == "MultiRecord" and 0 < config.max_payload_bytes < item.size
+                _transform(chunks, counted, config, invoker, writer, progress, on_progress, source, preview, overlap)
     except InvocationFailed as exc:
         raise WorkItemFailed(f"{source}: {exc}") from None
     except TooManyFailures as exc:
@@ -177,6 +180,51 @@ def process_work_item(
     progress.done = True
     on_progress(progress)
     return progress
+
+
+def _one_payload(item: WorkItem, config: PipelineConfig) -> bool:
+    """Whether the object goes to the model whole, as one payload, with nothing to map back:
+    SplitType None on a plain object within MaxPayloadInMB, without filters, join, inference ids
+    or tolerated failures. The common shape of many small objects (an image each), which takes
+    the short path below: the general one costs more per object than such an object's transform."""
+    processing = config.data_processing
+    return (
+        config.split_type == "None"
+        and config.compression == "None"
+        and not item.sharded
+        and 0 < item.size <= (config.max_payload_bytes or item.size)
+        and not config.tolerate_failed_records
+        and config.inference_id is None
+        and (processing.input_filter is None or processing.input_filter.is_root)
+        and (processing.output_filter is None or processing.output_filter.is_root)
+        and processing.join_source != "Input"
+    )
+
+
+def _transform_one_payload(
+    item: WorkItem, config: PipelineConfig, invoker: Invoker, storage_for: Callable[[str], Storage], progress: ItemProgress
+) -> None:
+    """What `_transform` does for a whole-object payload, without its record and payload machinery."""
+    limit = config.max_payload_bytes
+    read_size = min(max(item.size + 1, 64 << 10), DEFAULT_CHUNK_SIZE)  # a read allocates what it asks for: a small object, little
+    with storage_for(item.input_uri).open_read(item.input_uri) as reader:
+        parts: list[bytes] = []
+        size = 0
+        while chunk := reader.read(read_size):
+            parts.append(chunk)
+            size += len(chunk)
+            if limit and size > limit:  # the object grew since it was listed
+                raise RecordTooLarge(source=item.input_uri, record_number=1, size=size, limit=limit, exact=False, whole_object=True)
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    with storage_for(item.output_uri).open_write(item.output_uri, kms_key_id=config.kms_key_id) as writer:
+        if body:
+            response = invoker(0, bytes(body))
+            if config.assemble_with == "Line" and not response.endswith(b"\n"):
+                response += b"\n"
+            writer.write(response)
+            progress.records = progress.payloads = 1
+            progress.bytes_out = len(response)
+    progress.bytes_in = size
 
 
 def _in_object(failed: list[FailedRecord], shard: ShardReader | None) -> list[FailedRecord]:

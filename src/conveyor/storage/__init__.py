@@ -29,10 +29,15 @@ __all__ = [
 ]
 
 
-def _local(**_options: Any) -> Storage:
+@functools.cache
+def _local_storage() -> Storage:
     from conveyor.storage.local import LocalStorage
 
     return LocalStorage()
+
+
+def _local(**_options: Any) -> Storage:
+    return _local_storage()
 
 
 def _s3(*, s3_config: S3Config | None = None, **_options: Any) -> Storage:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import uuid
 from functools import cache
-from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from conveyor.storage.base import TEMP_MARKER, ObjectInfo, ObjectWriter, Storage, StorageError
@@ -45,10 +43,11 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 
 class LocalFileWriter(ObjectWriter):
     def __init__(self, path: str) -> None:
-        self.uri = file_uri(path)
+        """`path`: absolute."""
+        self.uri = "file://" + path
         self._path = path
         directory, name = os.path.split(path)
-        self._temp_path = os.path.join(directory, f".{name}{TEMP_MARKER}{uuid.uuid4().hex}")
+        self._temp_path = os.path.join(directory, f".{name}{TEMP_MARKER}{os.urandom(16).hex()}")
         self._created: str | None = None
         try:
             self._file: BinaryIO | None = open(self._temp_path, "wb")
@@ -136,9 +135,9 @@ class LocalStorage(Storage):
             found.append(self._info(prefix))
         directory = prefix if prefix.endswith("/") else os.path.dirname(prefix)
         if os.path.isdir(directory):
-            for path in _walk_files(directory):
-                if path.startswith(prefix) and path != prefix and TEMP_MARKER not in path:
-                    found.append(self._info(path))
+            for entry in _walk_files(directory, under=prefix):
+                if entry.path != prefix:
+                    found.append(self._info(entry.path, entry))
         found.sort(key=lambda info: info.key)
         return iter(found)
 
@@ -173,8 +172,8 @@ class LocalStorage(Storage):
         the disk together, for a fraction of an `fsync` per object (docs/semantics.md,
         "Durability of outputs")."""
         synced: set[int] = set()
-        for uri in uris:
-            directory = os.path.dirname(local_path(uri))
+        folders = {os.path.dirname(local_path(uri)): uri for uri in uris}
+        for directory, uri in folders.items():
             try:
                 device = os.stat(directory).st_dev
                 if device not in synced:
@@ -206,18 +205,19 @@ class LocalStorage(Storage):
                 os.unlink(path)
             return len(own)
         removed = 0
-        for path in _walk_files(root, include_temporaries=True):
-            if TEMP_MARKER in os.path.basename(path):
-                os.unlink(path)
+        for entry in _walk_files(root, include_temporaries=True):
+            if TEMP_MARKER in entry.name:
+                os.unlink(entry.path)
                 removed += 1
         return removed
 
     @staticmethod
-    def _info(path: str) -> ObjectInfo:
-        """The object's size and version; a dangling symbolic link or an unreadable entry is a
-        StorageError naming the path and the cause, not an OSError from the middle of a listing."""
+    def _info(path: str, entry: os.DirEntry[str] | None = None) -> ObjectInfo:
+        """The object at the absolute `path` (found as `entry` by a listing): its size and
+        version. A dangling symbolic link or an unreadable entry is a StorageError naming the
+        path and the cause, not an OSError from the middle of a listing."""
         try:
-            stat = os.stat(path)
+            stat = entry.stat() if entry is not None else os.stat(path)
         except FileNotFoundError:
             target = os.readlink(path) if os.path.islink(path) else None
             cause = f"a symbolic link to {target}, which does not exist" if target is not None else "no such file"
@@ -225,7 +225,7 @@ class LocalStorage(Storage):
         except OSError as exc:
             raise StorageError(file_uri(path), "AccessDenied" if exc.errno in (errno.EACCES, errno.EPERM) else "InvalidObjectState", exc.strerror or str(exc)) from None
         return ObjectInfo(
-            uri=file_uri(path), key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+            uri="file://" + path, key=path, size=stat.st_size, etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
         )
 
 
@@ -268,9 +268,26 @@ def _first_missing(directory: str) -> str | None:
     return missing
 
 
-def _walk_files(root: str, *, include_temporaries: bool = False) -> Iterator[str]:
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories.sort()
-        for name in files:
-            if include_temporaries or TEMP_MARKER not in name:
-                yield str(Path(directory, name))
+def _walk_files(root: str, *, under: str = "", include_temporaries: bool = False) -> Iterator[os.DirEntry[str]]:
+    """The files under the folder `root` whose paths start with `under`, in no particular order,
+    as `os.walk` finds them (a symbolic link to a folder is not followed; an unreadable folder
+    is skipped), without a `stat` of its own for each."""
+    folders = [root]
+    while folders:
+        try:
+            entries = os.scandir(folders.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                if not entry.path.startswith(under) and not under.startswith(entry.path + "/"):
+                    continue
+                try:
+                    is_folder = entry.is_dir()
+                except OSError:
+                    is_folder = False
+                if is_folder:
+                    if not entry.is_symlink() and (include_temporaries or TEMP_MARKER not in entry.name):
+                        folders.append(entry.path)
+                elif include_temporaries or TEMP_MARKER not in entry.name:
+                    yield entry

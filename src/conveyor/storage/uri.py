@@ -16,6 +16,8 @@ def parse_uri(uri: str) -> tuple[str, str, str]:
     scheme, separator, rest = uri.partition("://")
     if not separator:
         return "file", "", os.path.abspath(os.path.expanduser(uri))
+    if scheme == "file" and _normal(rest):  # what a listing gives: a path kept as it is, at no cost per object
+        return "file", "", rest
     scheme = scheme.lower()
     if scheme == "file":
         if rest.startswith("localhost/"):
@@ -23,6 +25,11 @@ def parse_uri(uri: str) -> tuple[str, str, str]:
         return "file", "", os.path.abspath(rest if rest.startswith("/") else "/" + rest)
     bucket, _, key = rest.partition("/")
     return scheme, bucket, key
+
+
+def _normal(path: str) -> bool:
+    """Whether `os.path.abspath` would give `path` back unchanged."""
+    return path.startswith("/") and not path.startswith("//") and "/." not in path and "//" not in path and (path == "/" or not path.endswith("/"))
 
 
 def join_uri(scheme: str, bucket: str, key: str) -> str:
