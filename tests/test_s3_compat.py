@@ -92,3 +92,25 @@ def test_transform_job_reads_and_writes_the_store(rclone_server: S3Server, bucke
     }
     assert outputs == {"output/a.csv.out": b"<1,2>\n<3,4>\n", "output/more/b.csv.out": b"<5,6>\n"}
     assert client.head_object(Bucket=bucket, Key="output/a.csv.out")["ServerSideEncryption"] == "aws:kms"
+
+
+def test_a_sharded_object_is_assembled_on_a_store_that_does_not_copy_parts(rclone_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    """rclone's store takes UploadPartCopy for a plain UploadPart: it stores an empty part and
+    answers without an ETag. The first copy finds that out, and the pieces are written through
+    the process instead, so the object is still assembled whole."""
+    client = rclone_server.client()
+    data = b"".join(numbered_lines(16 * MiB))
+    client.put_object(Bucket=bucket, Key="input/big.csv", Body=data)
+    model = write_model(tmp_path, BRACKET)
+    command = [
+        sys.executable, "-m", "conveyor", "transform", "--quiet", "--s3-endpoint", rclone_server.endpoint_url,
+        "--model", str(model), "--input", f"s3://{bucket}/input/", "--output", f"s3://{bucket}/output/",
+        "--content-type", "text/csv", "--split-type", "Line", "--strategy", "SingleRecord", "--assemble-with", "Line", "--shard-size", "6",
+    ]  # fmt: skip
+    environment = {**os.environ, "CONVEYOR_HOME": str(tmp_path / "home")}
+    finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    expected = b"".join(b"<" + line + b">\n" for line in data.splitlines())
+    assert client.get_object(Bucket=bucket, Key="output/big.csv.out")["Body"].read() == expected
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert [entry["Key"] for entry in client.list_objects_v2(Bucket=bucket, Prefix="output/")["Contents"]] == ["output/big.csv.out"]

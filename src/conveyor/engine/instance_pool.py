@@ -128,11 +128,6 @@ class InstancePool(Backend):
                 self._send(instance, sending)
 
     def _handle(self, run: PoolRun, instance: PooledInstance, message: object) -> None:
-        """Act on what an instance said: one message, or a group of them sent together."""
-        if isinstance(message, list):
-            for each in message:
-                self._handle(run, instance, each)
-            return
         events = run.events
         if isinstance(message, messages.Ready):
             instance.ready = True

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Sequence
 
+from conveyor.engine import worker as messages
 from conveyor.engine.instance_pool import InstancePool, PooledInstance, PoolRun
 from conveyor.engine.instance_process import InstanceProcess, stop_unused
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
@@ -95,10 +96,11 @@ class LocalBackend(InstancePool):
             try:
                 if not worker.connection.poll():
                     return
-                message = worker.connection.recv()
+                said = messages.received(worker.connection.recv())
             except (EOFError, OSError):
                 return
-            self._handle(run, worker, message)
+            for message in said:
+                self._handle(run, worker, message)
 
     def _done(self, run: PoolRun, item: WorkItem, progress: ItemProgress) -> None:
         if not self._finished.items:

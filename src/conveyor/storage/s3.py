@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from conveyor.storage.base import TEMP_MARKER, ObjectInfo, ObjectWriter, Storage, StorageError
 from conveyor.storage.s3_errors import error_code, storage_error
 from conveyor.storage.s3_read import S3Reader, fetch_range, ranged_chunks, stream_chunks
-from conveyor.storage.s3_write import S3Writer
+from conveyor.storage.s3_write import PartCopies, S3Writer
 from conveyor.storage.uri import parse_uri
 
 MiB = 1 << 20
@@ -121,6 +121,7 @@ class S3Storage(Storage):
         self.config = config or S3Config()
         self._client = client
         self._client_lock = threading.Lock()
+        self._part_copies = PartCopies()  # whether the store copies parts, once a writer has tried
 
     @property
     def client(self) -> Any:
@@ -221,6 +222,7 @@ class S3Storage(Storage):
             max_parts_in_flight=self.config.upload_concurrency,
             extra_args=extra_args,
             checksum_algorithm="CRC32" if client.meta.config.request_checksum_calculation == "when_supported" else None,
+            part_copies=self._part_copies,
         )
 
     def delete(self, uri: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from conveyor.storage.base import ObjectWriter, StorageError
+from conveyor.storage.base import TEMP_MARKER, ObjectWriter, StorageError
 from conveyor.storage.s3_errors import error_code, storage_error
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,20 @@ MAX_COPIED_PART = 5 << 30
 """S3's largest part, copied ones included."""
 
 
+COPY_NOT_IMPLEMENTED = {"NotImplemented", "InvalidRequest", "MethodNotAllowed"}
+"""What a store that does not copy parts may answer UploadPartCopy."""
+STREAMED_CHUNK = 1 << 20
+
+
+class PartCopies:
+    """Whether a store copies parts inside itself (UploadPartCopy), learnt once by trying and
+    shared by the writers of one store. One that does not implement it may say so, or (as
+    `rclone serve s3` does) store an empty part and answer without its ETag."""
+
+    def __init__(self) -> None:
+        self.supported: bool | None = None  # None: not tried yet
+
+
 class S3Writer(ObjectWriter):
     def __init__(
         self,
@@ -45,8 +59,10 @@ class S3Writer(ObjectWriter):
         max_parts_in_flight: int,
         extra_args: dict[str, str],
         checksum_algorithm: str | None,
+        part_copies: PartCopies | None = None,
     ) -> None:
         self.uri = uri
+        self._part_copies = part_copies or PartCopies()
         self._client = client
         self._bucket = bucket
         self._key = key
@@ -129,7 +145,7 @@ class S3Writer(ObjectWriter):
                 logger.warning("%s: could not abort multipart upload %s: %s", self.uri, self._upload_id, exc)
 
     def smallest_copy(self) -> int | None:
-        return MIN_PART
+        return None if self._part_copies.supported is False else MIN_PART
 
     def bytes_before_copy(self) -> int:
         """What is pending becomes a part of its own before a copied part: it must reach S3's minimum."""
@@ -143,12 +159,53 @@ class S3Writer(ObjectWriter):
         if self._pending_size:
             self._send_part()
         bucket, key = uri.removeprefix("s3://").split("/", 1)
+        if self._part_copies.supported is None:
+            self._part_copies.supported = self._store_copies(bucket, key)
+        if not self._part_copies.supported:
+            self._write_range(bucket, key, start, end)
+            return
         offset = start
         while offset < end:
-            # Cut so that no copied part is above S3's largest or below its smallest.
-            size = end - offset if end - offset <= MAX_COPIED_PART else min(MAX_COPIED_PART, end - offset - MIN_PART)
+            size = _copied_part_size(offset, end)
             self._submit(self._copy_part, {"Bucket": bucket, "Key": key}, f"bytes={offset}-{offset + size - 1}")
             offset += size
+
+    def _store_copies(self, bucket: str, key: str) -> bool:
+        """Whether the store copies parts: one byte of the piece copied into a throwaway upload
+        beside the output, aborted at once (a store that does not copy may leave a bad part
+        behind, which could not be left out of the real upload)."""
+        probe = f"{self._key}{TEMP_MARKER}copy-probe"
+        try:
+            upload = self._client.create_multipart_upload(Bucket=self._bucket, Key=probe)["UploadId"]
+        except ClientError as exc:
+            raise storage_error(self.uri, exc, action="starting a multipart upload") from None
+        try:
+            response = self._client.upload_part_copy(
+                Bucket=self._bucket, Key=probe, UploadId=upload, PartNumber=1,
+                CopySource={"Bucket": bucket, "Key": key}, CopySourceRange="bytes=0-0",
+            )  # fmt: skip
+        except ClientError as exc:
+            if error_code(exc) not in COPY_NOT_IMPLEMENTED:
+                raise storage_error(self.uri, exc, action="copying a part") from None
+            response = {}
+        finally:
+            try:
+                self._client.abort_multipart_upload(Bucket=self._bucket, Key=probe, UploadId=upload)
+            except Exception as exc:  # the sweep on resume removes what is left
+                logger.warning("%s: could not abort multipart upload %s: %s", self.uri, upload, exc)
+        copies = bool((response.get("CopyPartResult") or {}).get("ETag"))
+        if not copies:
+            logger.info("%s: the store does not copy parts (UploadPartCopy); pieces are written through this process", self.uri)
+        return copies
+
+    def _write_range(self, bucket: str, key: str, start: int, end: int) -> None:
+        """Append bytes [start, end) of the object by reading them here, as any write."""
+        try:
+            body = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+            while chunk := body.read(STREAMED_CHUNK):
+                self.write(chunk)
+        except ClientError as exc:
+            raise storage_error(f"s3://{bucket}/{key}", exc, action="reading") from None
 
     def _take_pending(self) -> bytearray:
         """The pending bytes as one body, and a bytearray, not bytes: botocore wraps a bytes body in
@@ -230,3 +287,8 @@ class S3Writer(ObjectWriter):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _copied_part_size(offset: int, end: int) -> int:
+    """The next copied part of [offset, end): no part above S3's largest or below its smallest."""
+    return end - offset if end - offset <= MAX_COPIED_PART else min(MAX_COPIED_PART, end - offset - MIN_PART)
