@@ -4,6 +4,7 @@ one `.out`, byte for byte what an unsharded run writes (docs/semantics.md, "Shar
 from __future__ import annotations
 
 import json
+import os
 import random
 import textwrap
 import threading
@@ -14,15 +15,18 @@ from pathlib import Path
 import pytest
 
 from conveyor.engine.assembly import AssemblyStopped, assemble
+from conveyor.engine.job import plan_work_items
 from conveyor.pipeline.work_item import WorkItem
+from conveyor.settings import Settings
 from conveyor.storage import storage_for
 from conveyor.storage.s3 import S3Config, S3Storage
 from tests.frames import recordio_frame, tfrecord_frame
 from tests.job_requests import job_request
-from tests.models import write_model
+from tests.models import BRACKET, write_model
 from tests.s3_proxy import S3Proxy
 from tests.s3_server import S3Server
 from tests.server import start_server, wait_for_status
+from tests.test_job_lifecycle import job_and_model
 from tests.test_transform_cli import conveyor
 
 pytest_plugins = ["tests.s3_server"]
@@ -374,3 +378,16 @@ def test_a_sharded_job_on_s3_gives_the_unsharded_bytes(tmp_path: Path, s3_server
     assert "shards" in result.stderr
     assert outputs["0.002"] == outputs["0"] and outputs["0"]
     assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize(("instances", "shard_size", "items"), [(1, None, 1), (2, None, 2), (1, 16.0, 5), (2, 0.0, 1)])
+def test_without_a_size_only_a_job_of_several_instances_is_cut(tmp_path: Path, instances: int, shard_size: float | None, items: int) -> None:
+    """One instance would transform the shards one after another, as the whole object, and pay
+    for their assembly besides; a size given applies whatever the instance count."""
+    job, _ = job_and_model(
+        tmp_path, BRACKET, files={"big.csv": ""},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": instances},
+    )
+    os.truncate(tmp_path / "in" / "big.csv", 65 << 20)  # sparse: planning reads nothing
+    settings = Settings(home=tmp_path / "home", capacity=2, shard_size_mb=shard_size)
+    assert len(plan_work_items(job, settings)) == items

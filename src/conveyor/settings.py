@@ -85,6 +85,9 @@ def _gpus_from(env: Mapping[str, str]) -> tuple[str, ...] | None:
     return None
 
 
+DEFAULT_SHARD_SIZE_MB = 64.0
+
+
 def parse_shard_size(value: str, name: str) -> float:
     """A shard size in MiB: a number from 0 (never shard) up; fractions allowed (0.001 is 1,048 bytes)."""
     try:
@@ -145,9 +148,11 @@ class Settings:
     """This machine's GPU devices that instances are given; None: detected (`machine_gpus`)."""
     require_gpus: bool = False
     """Whether a job whose instance type has more GPUs than the machine gives fails at start, rather than running on CPU."""
-    shard_size_mb: float = 64.0
+    shard_size_mb: float | None = None
     """Objects larger than this (MiB) are cut into byte-range shards, each a work item of its own,
-    where their records allow (docs/semantics.md, "Shards"); 0 never cuts. Fractions are allowed."""
+    where their records allow (docs/semantics.md, "Shards"); 0 never cuts. Fractions are allowed.
+    None: DEFAULT_SHARD_SIZE_MB for a job of more than one instance, and no cut for one instance,
+    which gains nothing from shards and would pay for their assembly."""
     backend: str = "local"
     """Where instances run: `local` (processes on this machine) or `ray` (actors on a Ray cluster, docs/scale.md)."""
     ray_address: str | None = None
@@ -176,16 +181,16 @@ class Settings:
             instance_types_file=Path(env["CONVEYOR_INSTANCE_TYPES"]).expanduser() if env.get("CONVEYOR_INSTANCE_TYPES") else None,
             gpus=_gpus_from(env),
             require_gpus=env.get("CONVEYOR_REQUIRE_GPUS", "").strip().lower() in ("1", "true", "yes"),
-            shard_size_mb=parse_shard_size(env.get("CONVEYOR_SHARD_SIZE_MB") or "64", "CONVEYOR_SHARD_SIZE_MB"),
+            shard_size_mb=parse_shard_size(env["CONVEYOR_SHARD_SIZE_MB"], "CONVEYOR_SHARD_SIZE_MB") if env.get("CONVEYOR_SHARD_SIZE_MB") else None,
             backend=parse_backend(env.get("CONVEYOR_BACKEND") or ("ray" if env.get("CONVEYOR_RAY_ADDRESS") else "local"), "CONVEYOR_BACKEND"),
             ray_address=env.get("CONVEYOR_RAY_ADDRESS") or None,
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 
-    @property
-    def shard_size_bytes(self) -> int:
-        """The shard size in bytes; 0: objects are never cut."""
-        return max(int(self.shard_size_mb * (1 << 20)), 1) if self.shard_size_mb > 0 else 0
+    def shard_size_bytes(self, instances: int) -> int:
+        """The shard size in bytes of a job that runs `instances` instances; 0: objects are not cut."""
+        size = self.shard_size_mb if self.shard_size_mb is not None else (DEFAULT_SHARD_SIZE_MB if instances > 1 else 0)
+        return max(int(size * (1 << 20)), 1) if size > 0 else 0
 
     def machine_gpus(self) -> tuple[str, ...]:
         """The GPU devices this machine gives instances: the setting, else those `nvidia-smi -L` lists."""

@@ -54,7 +54,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--shard-size", metavar="MB",
         help="cut objects larger than this many MiB into byte-range shards, each a work item of its own, where "
-        "their records allow (fractions allowed; 0 never cuts; default $CONVEYOR_SHARD_SIZE_MB or 64)",
+        "their records allow (fractions allowed; 0 never cuts; default $CONVEYOR_SHARD_SIZE_MB, else 64 for a job "
+        "of more than one instance and no cut for one)",
     )
     parser.add_argument(
         "--install-requirements", action="store_true", default=None,

@@ -49,7 +49,7 @@ def plan_work_items(job: TransformJobSpec, settings: Settings) -> list[WorkItem]
     the shard size whose records can be cut (raises InputError when there are none). Planning
     reads no object: a shard is a nominal byte range, whose reader finds its own records."""
     inputs = list_inputs(job.input.data_type, job.input.uri, settings.storage_for, region=settings.region)
-    shard_size = settings.shard_size_bytes if can_shard(job.input.split_type, job.input.compression) else 0
+    shard_size = settings.shard_size_bytes(instances_for(job.resources.instance_count, settings)) if can_shard(job.input.split_type, job.input.compression) else 0
     items: list[WorkItem] = []
     for obj in inputs:
         output = output_uri(job.output.output_path, obj.relative)
