@@ -36,6 +36,7 @@ TIMEOUT_EXIT_CODE = 75
 POSTED_GROUP = 16
 """Reports of finished items sent together (a group is one write and one wake-up of the parent)."""
 POSTED_SECONDS = 0.02
+"""The longest a report is held, and how long an item may take before its report goes alone."""
 SMALL_ITEM_BYTES = 1 << 20
 """Items this small may be transformed several at once (cross-record batching across objects)."""
 
@@ -92,10 +93,9 @@ class _Messages:
     Reports of finished items and figures are `post`ed: held, and sent together as one list (one
     write, one wake-up of the parent, for up to POSTED_GROUP of them), which many small objects
     need. Whatever is `send`t goes at once, after what is held, so the order is kept. What is
-    held goes once POSTED_GROUP reports are, when the instance has nothing queued or starts a
-    large item (`_ItemLoop`), after a slow item, and at the latest POSTED_SECONDS after the first
-    was held (a thread of its own, woken only when a group starts while it sleeps without a
-    deadline). The parent learns which items a dead instance was transforming from
+    held goes once it holds POSTED_GROUP reports; when the instance has nothing queued, starts a
+    large item or ends a slow one (`_ItemLoop`); and at the latest POSTED_SECONDS after the first
+    was held (a timer thread, woken only when a group starts while it sleeps without a deadline). The parent learns which items a dead instance was transforming from
     `RunningItems`, not from these reports (docs/semantics.md, "Durability of outputs")."""
 
     def __init__(self, connection: Connection) -> None:
