@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 from conveyor.pipeline.batch import Payload, RecordTooLarge, iter_payloads, pack_records
 from conveyor.pipeline.bisect import FailedRecord, Piece, TooManyFailures, bisect
 from conveyor.pipeline.busy import BusyMeter
-from conveyor.pipeline.decompress import DEFAULT_CHUNK_SIZE, iter_chunks
+from conveyor.pipeline.decompress import iter_chunks
 from conveyor.pipeline.invoke import InvocationFailed, InvocationWatch, Invoker, invoke_in_order
 from conveyor.pipeline.join import InferenceIdConfig, RecordProcessor
 from conveyor.pipeline.shards import ShardReader, read_start, shift_offsets
@@ -206,19 +206,15 @@ def _transform_one_payload(
 ) -> None:
     """What `_transform` does for a whole-object payload, without its record and payload machinery."""
     limit = config.max_payload_bytes
-    read_size = min(max(item.size + 1, 64 << 10), DEFAULT_CHUNK_SIZE)  # a read allocates what it asks for: a small object, little
-    with storage_for(item.input_uri).open_read(item.input_uri) as reader:
-        parts: list[bytes] = []
-        size = 0
-        while chunk := reader.read(read_size):
-            parts.append(chunk)
-            size += len(chunk)
-            if limit and size > limit:  # the object grew since it was listed
-                raise RecordTooLarge(source=item.input_uri, record_number=1, size=size, limit=limit, exact=False, whole_object=True)
-    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    storage = storage_for(item.input_uri)
+    body = storage.read_bytes(item.input_uri, most=limit or None)
+    size = len(body)
+    if limit and size > limit:  # the object grew since it was listed; reading stopped past the limit, its size is asked
+        size = max(size, storage.stat(item.input_uri).size)
+        raise RecordTooLarge(source=item.input_uri, record_number=1, size=size, limit=limit, exact=False, whole_object=True)
     with storage_for(item.output_uri).open_write(item.output_uri, kms_key_id=config.kms_key_id) as writer:
         if body:
-            response = invoker(0, bytes(body))
+            response = invoker(0, body)
             if config.assemble_with == "Line" and not response.endswith(b"\n"):
                 response += b"\n"
             writer.write(response)

@@ -97,9 +97,18 @@ class Storage(ABC):
         """A stream of the object's bytes from offset `start` to its end (`read(n)`), read ahead
         where the store allows; a shard's reader starts mid-object and stops where it likes."""
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, *, most: int | None = None) -> bytes:
+        """The whole object; with `most`, reading stops once it has more than `most` bytes (an
+        object that grew past a limit is not read whole to learn that)."""
+        parts: list[bytes] = []
+        size = 0
         with self.open_read(uri) as stream:
-            return stream.read()
+            while chunk := stream.read(1 << 20):
+                parts.append(chunk)
+                size += len(chunk)
+                if most is not None and size > most:
+                    break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     @abstractmethod
     def open_write(self, uri: str, *, kms_key_id: str | None = None) -> ObjectWriter:

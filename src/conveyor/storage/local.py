@@ -30,6 +30,18 @@ def file_uri(path: str) -> str:
     return "file://" + os.path.abspath(path)
 
 
+def _read_failure(uri: str, exc: OSError) -> StorageError | OSError:
+    """An OS error while opening or reading `uri`, as a StorageError where it says the object
+    cannot be read (any other error is a store's failure, raised as it is)."""
+    if isinstance(exc, FileNotFoundError):
+        return StorageError(uri, "NoSuchKey", "no such file")
+    if isinstance(exc, IsADirectoryError):
+        return StorageError(uri, "NoSuchKey", "is a directory, not a file")
+    if isinstance(exc, PermissionError):
+        return StorageError(uri, "AccessDenied", "permission denied")
+    return exc
+
+
 def write_failure(uri: str, exc: OSError) -> StorageError:
     """An OS error while writing `uri`, as a StorageError that names the object ("No space left
     on device" names the output, not the line of Conveyor that met it)."""
@@ -41,36 +53,77 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 """What `copy_file_range` answers where the filesystem or the kernel cannot copy."""
 
 
+WRITE_BUFFER_BYTES = 1 << 20
+"""What a writer holds before it writes to its temporary file. An output this small is written by
+one call at commit: one open, one write, one close and one rename (many small objects)."""
+
+
 class LocalFileWriter(ObjectWriter):
+    """Writes to a temporary file beside the target, renamed into place on commit. The temporary
+    is created once more than WRITE_BUFFER_BYTES are written, or at commit; the writer buffers
+    itself rather than through `open()`, whose file objects cost more than a small output's write."""
+
     def __init__(self, path: str) -> None:
         """`path`: absolute."""
         self.uri = "file://" + path
         self._path = path
-        directory, name = os.path.split(path)
-        self._temp_path = os.path.join(directory, f".{name}{TEMP_MARKER}{os.urandom(16).hex()}")
-        self._created: str | None = None
-        try:
-            self._file: BinaryIO | None = open(self._temp_path, "wb")
-        except FileNotFoundError:  # a new folder: made here, and removed again if the write is aborted
-            self._created = _first_missing(directory or ".")
-            os.makedirs(directory or ".", exist_ok=True)
-            self._file = open(self._temp_path, "wb")
+        directory, _, name = path.rpartition("/")
+        self._temp_path = f"{directory}/.{name}{TEMP_MARKER}{os.urandom(16).hex()}"
+        self._pending = bytearray()
+        self._descriptor: int | None = None
+        self._created: str | None = None  # the outermost folder this writer made, removed again on abort
+        self._made = False  # the temporary file exists
+        self._open = True
 
     def write(self, data: bytes | memoryview) -> None:
-        assert self._file is not None, "write after commit or abort"
+        assert self._open, "write after commit or abort"
+        if len(self._pending) + len(data) <= WRITE_BUFFER_BYTES:
+            self._pending += data
+            return
         try:
-            self._file.write(data)
+            self._write_pending()
+            self._write_all(data)  # a large write goes as it is, not through the buffer
         except OSError as exc:
             raise write_failure(self.uri, exc) from None
 
     def commit(self) -> None:
-        assert self._file is not None, "commit after commit or abort"
+        assert self._open, "commit after commit or abort"
         try:
-            self._file.close()
-            self._file = None
+            self._write_pending()
+            assert self._descriptor is not None
+            os.close(self._descriptor)
+            self._descriptor = None
             os.replace(self._temp_path, self._path)
         except OSError as exc:
+            self.abort()
             raise write_failure(self.uri, exc) from None
+        self._open = False
+
+    def _write_pending(self) -> None:
+        """Write what is buffered, creating the temporary file if it is not there yet."""
+        if self._descriptor is None:
+            self._descriptor = self._create()
+            self._made = True
+        if self._pending:
+            self._write_all(self._pending)
+            self._pending.clear()
+
+    def _write_all(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._descriptor is not None
+        with memoryview(data) as view:
+            written = 0
+            while written < len(view):
+                written += os.write(self._descriptor, view[written:])
+
+    def _create(self) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            return os.open(self._temp_path, flags, 0o666)
+        except FileNotFoundError:  # a new folder: made here, and removed again if the write is aborted
+            directory = os.path.dirname(self._path)
+            self._created = _first_missing(directory)
+            os.makedirs(directory, exist_ok=True)
+            return os.open(self._temp_path, flags, 0o666)
 
     def smallest_copy(self) -> int | None:
         return 0 if hasattr(os, "copy_file_range") else None
@@ -78,35 +131,38 @@ class LocalFileWriter(ObjectWriter):
     def copy_range(self, uri: str, start: int, end: int) -> None:
         """Append bytes [start, end) of a local file with `copy_file_range`: the kernel copies them
         (or shares their blocks, on a filesystem that can), without them passing through here."""
-        assert self._file is not None, "copy after commit or abort"
+        assert self._open, "copy after commit or abort"
         try:
-            self._file.flush()
+            self._write_pending()
+            assert self._descriptor is not None
             with open(local_path(uri), "rb") as source:
                 offset = start
                 while offset < end:
                     try:
-                        copied = os.copy_file_range(source.fileno(), self._file.fileno(), end - offset, offset)
+                        copied = os.copy_file_range(source.fileno(), self._descriptor, end - offset, offset)
                     except OSError as exc:
                         if exc.errno not in _NO_KERNEL_COPY:
                             raise
                         source.seek(offset)  # a filesystem that cannot: through this process, as any write
-                        copied = self._file.write(source.read(min(end - offset, 8 << 20)))
-                        self._file.flush()
+                        copied = os.write(self._descriptor, source.read(min(end - offset, 8 << 20)))
                     if copied == 0:
                         raise OSError(errno.EIO, f"{uri} ended at byte {offset}, before byte {end}")
                     offset += copied
-            self._file.seek(0, os.SEEK_END)  # the copy moved the descriptor's offset under the buffered file
         except OSError as exc:
             raise write_failure(self.uri, exc) from None
 
     def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        try:
-            os.unlink(self._temp_path)
-        except FileNotFoundError:
-            pass
+        self._open = False
+        self._pending.clear()
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+        if self._made:
+            self._made = False
+            try:
+                os.unlink(self._temp_path)
+            except FileNotFoundError:
+                pass
         self._remove_created_folders()
 
     def _remove_created_folders(self) -> None:
@@ -154,12 +210,30 @@ class LocalStorage(Storage):
             if start:
                 stream.seek(start)
             return stream
-        except FileNotFoundError:
-            raise StorageError(uri, "NoSuchKey", "no such file") from None
-        except IsADirectoryError:
-            raise StorageError(uri, "NoSuchKey", "is a directory, not a file") from None
-        except PermissionError:
-            raise StorageError(uri, "AccessDenied", "permission denied") from None
+        except OSError as exc:
+            raise _read_failure(uri, exc) from None
+
+    def read_bytes(self, uri: str, *, most: int | None = None) -> bytes:
+        """With the system's calls, not a file object: for a small object, one open, one `fstat`,
+        two reads and one close, and little else (many small objects)."""
+        try:
+            descriptor = os.open(local_path(uri), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                wanted = os.fstat(descriptor).st_size + 1  # one byte more: a read that fills it has not met the end
+                if most is not None:
+                    wanted = min(wanted, most + 1)
+                parts: list[bytes] = []
+                size = 0
+                while chunk := os.read(descriptor, wanted):
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if most is not None and size > most:
+                        break
+            finally:
+                os.close(descriptor)
+        except OSError as exc:
+            raise _read_failure(uri, exc) from None
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def open_write(self, uri: str, *, kms_key_id: str | None = None) -> ObjectWriter:
         try:
