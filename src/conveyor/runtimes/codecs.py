@@ -4,15 +4,19 @@ They behave as the SageMaker inference toolkit's (`sagemaker_inference.decoder` 
 1.10) so a handler that relies on the defaults gets what it would get in SageMaker, with two
 additions the toolkit lacks: `application/jsonlines` both ways, and media-type parameters
 (`text/csv; charset=utf-8`) are ignored when picking a codec.
+
+numpy is imported by the codecs that use it, not with the module: an instance whose handler
+never meets a default codec does not pay for its import (docs/benchmarks.md, "Start-up").
 """
 
 from __future__ import annotations
 
 import io
 import json
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -60,6 +64,8 @@ def _bytes(data: bytes | str) -> bytes:
 
 
 def json_to_numpy(data: bytes | str) -> np.ndarray:
+    import numpy as np
+
     return np.array(json.loads(data))
 
 
@@ -69,10 +75,14 @@ def csv_to_numpy(data: bytes | str) -> np.ndarray:
     The toolkit calls genfromtxt with dtype=None, which gives float64 for numeric data but a
     structured array when some columns hold only integers; float64 throughout avoids that, and
     keeps the dtype scikit-learn models are fitted with (float32 breaks KMeans.predict)."""
+    import numpy as np
+
     return np.genfromtxt(io.StringIO(_text(data)), delimiter=",", dtype=np.float64)
 
 
 def npy_to_numpy(data: bytes | str) -> np.ndarray:
+    import numpy as np
+
     return np.load(io.BytesIO(_bytes(data)), allow_pickle=True)
 
 
@@ -84,6 +94,8 @@ def npz_to_sparse(data: bytes | str) -> Any:
 
 def jsonlines_to_numpy(data: bytes | str) -> np.ndarray | list[Any]:
     """One JSON value per non-empty line -> an array when the lines form one, else the list."""
+    import numpy as np
+
     rows = [json.loads(line) for line in _text(data).splitlines() if line.strip()]
     try:
         array = np.array(rows)
@@ -126,18 +138,21 @@ def array_to_csv(value: Any) -> bytes:
     """One row per line, values joined by `,` (numpy.savetxt with fmt `%s`, as the toolkit);
     a single value is one line (where the toolkit fails). Values that are not numbers or strings
     (a dict, None) are refused rather than written as Python's repr."""
+    import numpy as np
+
     array = np.asarray(value)
-    if array.ndim > 2 or (array.dtype.kind == "O" and not all(isinstance(item, _CSV_VALUES) for item in array.flat)):
+    values = (str, int, float, np.generic)
+    if array.ndim > 2 or (array.dtype.kind == "O" and not all(isinstance(item, values) for item in array.flat)):
         raise TypeError(f"a {type(value).__name__} is not a value, a row or rows of numbers or strings")
     stream = io.StringIO()
     np.savetxt(stream, np.atleast_1d(array) if array.ndim == 0 else array, delimiter=",", fmt="%s")
     return stream.getvalue().encode("utf-8")
 
 
-_CSV_VALUES = (str, int, float, np.generic)
-
 
 def array_to_npy(value: Any) -> bytes:
+    import numpy as np
+
     buffer = io.BytesIO()
     np.save(buffer, value)
     return buffer.getvalue()
@@ -145,6 +160,8 @@ def array_to_npy(value: Any) -> bytes:
 
 def array_to_jsonlines(value: Any) -> bytes:
     """One JSON line per row (per element of a list or of an array's first axis)."""
+    import numpy as np
+
     if isinstance(value, np.ndarray):
         rows = value.tolist() if value.ndim else [value.tolist()]
     elif isinstance(value, (list, tuple)):

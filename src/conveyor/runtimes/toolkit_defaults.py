@@ -23,8 +23,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
-
 from conveyor.runtimes import codecs
 
 SDK_DOCUMENTATION = "https://github.com/aws/sagemaker-python-sdk"
@@ -52,6 +50,8 @@ def _please_provide(function: str, documentation: str) -> str:
 def conveyor_input_fn(input_data: bytes | str, content_type: str | None) -> Any:
     """Decode by content type; a 1-D numeric array becomes one row (one CSV line or a flat JSON
     list is one sample for `model.predict`)."""
+    import numpy as np  # with the handler's first input, not with the module (conveyor.runtimes.codecs)
+
     data = codecs.decode(input_data, content_type)
     if isinstance(data, np.ndarray) and data.ndim < 2 and data.dtype.kind in "biuf":
         data = data.reshape(1, -1)
@@ -68,12 +68,15 @@ def encode(prediction: Any, accept: str) -> tuple[bytes, str]:
 
 
 def sklearn_input_fn(input_data: bytes | str, content_type: str | None) -> Any:
+    import numpy as np
+
     data = conveyor_input_fn(input_data, content_type)
     return data.astype(np.float32) if codecs.media_type(content_type) in codecs.UTF8_TYPES else data
 
 
 def xgboost_input_fn(input_data: bytes | str, content_type: str | None) -> Any:
     """The XGBoost toolkit's `encoder.decode`: the payload as a `DMatrix`."""
+    import numpy as np
     import xgboost
 
     from conveyor.runtimes.builtin_xgboost import csv_matrix, libsvm_matrix, recordio_matrix
