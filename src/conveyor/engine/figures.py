@@ -84,11 +84,13 @@ class InstanceMeter:
             self._items[progress.item_id] = progress.records
             return self._report() if self._clock() - self._reported >= REPORT_INTERVAL_SECONDS else None
 
-    def item_ended(self, item_id: int, *, idle: bool) -> InstanceTotals | None:
-        """Count an item as ended; the totals to report when one is due or the instance has
-        nothing else to do (`idle`), so that its last report is its final totals."""
+    def item_ended(self, item_id: int, *, records: int | None = None, idle: bool) -> InstanceTotals | None:
+        """Count an item as ended, with its final `records` (None: as last seen); the totals to
+        report when one is due or the instance has nothing else to do (`idle`), so that its
+        last report is its final totals."""
         with self._lock:
-            self._done_records += self._items.pop(item_id, 0)
+            last = self._items.pop(item_id, 0)
+            self._done_records += last if records is None else records
             return self._report() if idle or self._clock() - self._reported >= REPORT_INTERVAL_SECONDS else None
 
     def _report(self) -> InstanceTotals:

@@ -8,6 +8,7 @@ then transforms work items one at a time.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -199,10 +200,7 @@ class Instance:
         self.busy = BusyMeter()  # one for the instance: the items it transforms at once share the model
         self.pipeline = pipeline
         self.resolved = resolved
-        self._s3_options = s3_options
-
-    def storage_for(self, uri: str) -> Storage:
-        return storage_for(uri, **self._s3_options)
+        self.storage_for: Callable[[str], Storage] = functools.partial(storage_for, **s3_options)
 
     def process(
         self,

@@ -352,7 +352,7 @@ class _ItemLoop:
             ended = Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id))
         self.running_items.end(slot)  # dying before its report is sent, it goes back untouched: never charged for what it did not do
         idle = len(self.running) <= 1 and not self.queued and not self.connection.poll()
-        totals = self.meter.item_ended(item.item_id, idle=idle)
+        totals = self.meter.item_ended(item.item_id, records=ended.progress.records if isinstance(ended, Done) else None, idle=idle)
         if totals is not None:  # before the item's end, after which the job may end without reading further
             messages.post(Figures(totals))
         messages.post(ended)
@@ -362,8 +362,9 @@ class _ItemLoop:
             messages.flush()
 
     def _report_progress(self, progress: ItemProgress) -> None:
-        if not progress.done:  # Done carries the last
-            self.messages.send(Progress(progress))
+        if progress.done:  # Done carries the last, and `item_ended` counts it
+            return
+        self.messages.send(Progress(progress))
         totals = self.meter.seen(progress)
         if totals is not None:
             self.messages.post(Figures(totals))
