@@ -163,7 +163,8 @@ class _Watch:
     def __init__(self, messages: _Messages) -> None:
         self._messages = messages
         self._in_flight: dict[int, tuple[int, int, float, float]] = {}
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()  # taken as it is where nothing waits: a Condition's own `with` costs two calls in Python
+        self._changed = threading.Condition(self._lock)
         self._next_token = 0
         self._wakes_at = float("inf")  # when the thread next looks, unless woken
         self._last_timeout: float | None = None  # of the invocation begun last
@@ -174,7 +175,7 @@ class _Watch:
 
     def begin(self, item_id: int, payload_index: int, timeout: float) -> object:
         deadline = time.monotonic() + timeout
-        with self._changed:
+        with self._lock:
             self._next_token += 1
             self._in_flight[self._next_token] = (item_id, payload_index, deadline, timeout)
             self._last_timeout = timeout
@@ -183,7 +184,7 @@ class _Watch:
             return self._next_token
 
     def end(self, token: object) -> None:
-        with self._changed:
+        with self._lock:
             self._in_flight.pop(token, None)  # type: ignore[call-overload]  # tokens are the ints begin() gave
 
     def _run(self) -> None:
