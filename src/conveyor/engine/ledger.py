@@ -64,30 +64,33 @@ class ItemState:
 def summarise(items: Sequence[ItemState]) -> LedgerSummary:
     """The job's objects from its items in order: a shard's record numbers (its own, from 1) are
     made the object's by adding the records of the shards before it (docs/semantics.md, "Shards")."""
-    objects: list[list[ItemState]] = []
-    for state in items:
-        if state.item.shard == 0 or not objects:
-            objects.append([])
-        objects[-1].append(state)
-    done = failed = records = 0
+    total = done = failed = records = 0
     failures: list[str] = []
     input_uris: list[str] = []
     outputs: list[str] = []
     bad: list[tuple[str, FailedRecord]] = []
-    for shards in objects:
-        first = shards[0].item
+    index, count = 0, len(items)
+    while index < count:  # an object is its items from one of shard 0 to the next
+        first = items[index].item
+        end = index + 1
+        while end < count and items[end].item.shard != 0:
+            end += 1
+        total += 1
         input_uris.append(first.input_uri)
-        if len(shards) == 1 and first.shards == 1:  # the common case, an object that is one item, at less cost per object
-            state = shards[0]
-            if state.state == "Failed":
-                failed += 1
-                failures.append(state.failure_reason or "")
-            elif state.state == "Done":
+        if end == index + 1 and first.shards == 1:  # the common case, an object that is one item, at less cost per object
+            state = items[index]
+            index = end
+            if state.state == "Done":
                 done += 1
                 outputs.append(first.output_uri)
                 records += state.records
-            bad.extend((first.input_uri, record) for record in state.failed_records)
+            elif state.state == "Failed":
+                failed += 1
+                failures.append(state.failure_reason or "")
+            if state.failed_records:
+                bad.extend((first.input_uri, record) for record in state.failed_records)
             continue
+        shards, index = items[index:end], end
         if any(state.state == "Failed" for state in shards):
             failed += 1
             failures.extend(state.failure_reason or "" for state in shards if state.state == "Failed")
@@ -100,7 +103,7 @@ def summarise(items: Sequence[ItemState]) -> LedgerSummary:
             bad.extend((first.input_uri, replace(record, record=record.record + before)) for record in state.failed_records)
             before += state.records
     return LedgerSummary(
-        total=len(objects), done=done, failed=failed, first_failure=failures[0] if failures else None,
+        total=total, done=done, failed=failed, first_failure=failures[0] if failures else None,
         input_uris=tuple(input_uris), done_output_uris=tuple(outputs), records=records, failed_records=tuple(bad),
     )
 

@@ -83,7 +83,11 @@ class LocalBackend(InstancePool):
                 worker.process.close()
                 self._lost(run, worker, worker.process.exitcode, running=running)
         finished = self._finished
-        if finished.items and (len(finished.items) >= DURABLE_GROUP_ITEMS or time.monotonic() - finished.since >= DURABLE_GROUP_SECONDS):
+        if finished.items and (
+            len(finished.items) >= DURABLE_GROUP_ITEMS
+            or time.monotonic() - finished.since >= DURABLE_GROUP_SECONDS
+            or not any(worker.items for worker in workers)  # no instance holds an item: none will join the group
+        ):
             self._report_finished(run)
 
     def _wait_time(self) -> float:
