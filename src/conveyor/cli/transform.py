@@ -22,6 +22,7 @@ from conveyor.engine.figures import Rates, rate_text
 from conveyor.engine.instance_process import InstanceProcess, stop_unused
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
+from conveyor.engine.listing import Listing
 from conveyor.engine.local import LocalBackend
 from conveyor.errors import ConveyorError
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
@@ -113,15 +114,15 @@ def size_text(count: float) -> str:
 class _ConsoleListener(JobListener):
     """Feeds the progress bar and prints the job's log lines above it."""
 
-    def __init__(self, console: Console, items: list[WorkItem], quiet: bool) -> None:
+    def __init__(self, console: Console, quiet: bool) -> None:
         self.console = console
         self.quiet = quiet
-        self.objects_total = sum(item.shard == 0 for item in items)
+        self.objects_total = 0  # so far: the inputs may still be being listed
         self.objects_done = 0
         self.objects_failed = 0
         self._shards_done: dict[str, int] = {}  # a sharded object is done when its every shard is
         self._failed_outputs: set[str] = set()
-        self.total_bytes = sum(item.planned_bytes for item in items) or 1
+        self.total_bytes = 0
         self.started = time.monotonic()
         self._live: dict[int, ItemProgress] = {}
         self._finished_bytes = 0
@@ -141,7 +142,13 @@ class _ConsoleListener(JobListener):
             disable=quiet,
             transient=False,
         )
-        self.task = self.progress.add_task("transform", total=self.total_bytes)
+        self.task = self.progress.add_task("transform", total=None)
+
+    def add_items(self, items: list[WorkItem]) -> None:
+        """Items listed: the bar's total grows with them (from the listing's thread)."""
+        self.objects_total += sum(item.shard == 0 for item in items)
+        self.total_bytes += sum(item.planned_bytes for item in items)
+        self.progress.update(self.task, total=self.total_bytes or 1)
 
     def bytes_in(self) -> int:
         return self._finished_bytes + sum(p.bytes_in for p in self._live.values())
@@ -224,21 +231,28 @@ def run(args: argparse.Namespace) -> int:
         local = LocalBackend(prestarted=early[:wanted] + [InstanceProcess(index) for index in range(len(early), wanted)])
         stop_unused(early[wanted:])
         backend, close = local, local.close
+    stop = threading.Event()
+    listener = _ConsoleListener(console, args.quiet)
     try:
         try:
             job, model = job_and_model(args)
-            items = plan_work_items(job, settings)
-            if settings.backend == "ray":
+            listing: Listing | None = None
+            if settings.backend == "ray":  # every node's paths are checked before anything runs
+                items = plan_work_items(job, settings)
                 _check_shared_locations(job, items, settings)
-            _say_matched_folders(console, job, items)
-        except UsageError as exc:
+                ledger = MemoryLedger(items)
+                listener.add_items(items)
+            else:  # the instances start on the first objects while the rest are listed
+                ledger = MemoryLedger(listing=True)
+                listing = Listing(job, settings, ledger, stop, on_items=listener.add_items)
+                listing.wait_for_first()
+        except (UsageError, ConveyorError, InputError) as exc:
+            stop.set()
             console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
             return 2
-        except (ConveyorError, InputError) as exc:
-            console.print(f"conveyor transform: {exc}", markup=False, highlight=False)
-            return 2
-        return _run_with_progress(job, model, items, settings, console, backend, quiet=args.quiet)
+        return _run_with_progress(job, model, ledger, listing, listener, stop, settings, console, backend)
     finally:
+        stop.set()  # a listing still going on ends with the command
         close()
 
 
@@ -254,10 +268,16 @@ def _check_shared_locations(job: TransformJobSpec, items: list[WorkItem], settin
 
 
 def _run_with_progress(
-    job: TransformJobSpec, model: ModelSpec, items: list[WorkItem], settings: Settings, console: Console, backend: Backend, *, quiet: bool
+    job: TransformJobSpec,
+    model: ModelSpec,
+    ledger: MemoryLedger,
+    listing: Listing | None,
+    listener: _ConsoleListener,
+    stop: threading.Event,
+    settings: Settings,
+    console: Console,
+    backend: Backend,
 ) -> int:
-    listener = _ConsoleListener(console, items, quiet)
-    stop = threading.Event()
     instances = instances_for(job.resources.instance_count, settings)
     if job.resources.instance_count > instances:
         listener._say(
@@ -268,14 +288,18 @@ def _run_with_progress(
     started_at = datetime.now(timezone.utc)
     try:
         with listener.progress:
-            outcome = run_job(
-                job, model, settings, ledger=MemoryLedger(items), listener=listener, stop=stop, backend=backend, started_at=started_at
-            )
+            outcome = run_job(job, model, settings, ledger=ledger, listener=listener, stop=stop, backend=backend, started_at=started_at)
             listener.update_bar(now=True)
     except KeyboardInterrupt:
         stop.set()
         console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)
         return 130
+    items = ledger.items()
+    if listing is not None and listing.error is not None:  # the listing failed once the job had begun: it was stopped
+        console.print(f"conveyor transform: {listing.error}", markup=False, highlight=False)
+        console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)
+        return 2
+    _say_matched_folders(console, job, items)
     _summary(console, job, items, outcome, time.monotonic() - started, listener.whole)
     return 0 if outcome.status == "Completed" else 1
 

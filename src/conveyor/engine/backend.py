@@ -29,6 +29,9 @@ class ItemSource(Protocol):
     def take(self) -> WorkItem | None:
         """The next item to transform, or None when none is left to hand out now."""
 
+    def listing(self) -> bool:
+        """Whether more items may come (the inputs are still being listed) when `take` has none."""
+
     def give_back(self, item: WorkItem) -> None:
         """An item taken but never started (it waited behind a lost instance's item): hand it
         out again as it is."""

@@ -120,7 +120,7 @@ class InstancePool(Backend):
             while not (instance.closed or not instance.ready or run.exhausted) and instance.wants_more():
                 item = run.items.take()
                 if item is None:
-                    run.exhausted = True
+                    run.exhausted = not run.items.listing()  # else more may come: the pool looks again soon
                     break
                 instance.hold(item)
                 sending.append(item)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -38,7 +38,7 @@ from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
 from conveyor.storage.base import Storage, StorageError
-from conveyor.storage.inputs import list_inputs, output_uri
+from conveyor.storage.inputs import iter_inputs, output_uri
 
 MAX_INSTANCE_LOSSES_PER_ITEM = 3
 """An item whose instance dies this many times (other than by a timeout) fails."""
@@ -48,24 +48,27 @@ def plan_work_items(job: TransformJobSpec, settings: Settings) -> list[WorkItem]
     """One work item per input object, in key order, or one per shard of an object larger than
     the shard size whose records can be cut (raises InputError when there are none). Planning
     reads no object: a shard is a nominal byte range, whose reader finds its own records."""
-    inputs = list_inputs(job.input.data_type, job.input.uri, settings.storage_for, region=settings.region)
+    return list(iter_work_items(job, settings))
+
+
+def iter_work_items(job: TransformJobSpec, settings: Settings) -> Iterator[WorkItem]:
+    """`plan_work_items`, item by item as the inputs are listed."""
+    inputs = iter_inputs(job.input.data_type, job.input.uri, settings.storage_for, region=settings.region)
     shard_size = settings.shard_size_bytes(instances_for(job.resources.instance_count, settings)) if can_shard(job.input.split_type, job.input.compression) else 0
-    items: list[WorkItem] = []
+    item_id = 0
     for obj in inputs:
         output = output_uri(job.output.output_path, obj.relative)
         ranges = shard_ranges(obj.size, shard_size)
         if len(ranges) == 1:
-            items.append(WorkItem(item_id=len(items), input_uri=obj.uri, output_uri=output, size=obj.size))
+            yield WorkItem(item_id=item_id, input_uri=obj.uri, output_uri=output, size=obj.size)
+            item_id += 1
             continue
-        first = len(items)
-        items.extend(
-            WorkItem(
-                item_id=first + shard, input_uri=obj.uri, output_uri=output, size=obj.size,
+        for shard, (start, end) in enumerate(ranges):
+            yield WorkItem(
+                item_id=item_id, input_uri=obj.uri, output_uri=output, size=obj.size,
                 shard=shard, shards=len(ranges), range_start=start, range_end=end,
             )
-            for shard, (start, end) in enumerate(ranges)
-        )
-    return items
+            item_id += 1
 
 
 def instances_for(instance_count: int, settings: Settings) -> int:
@@ -250,6 +253,9 @@ class _JobRun(InstanceEvents):
         if all(shard in done for shard in range(item.shard)):
             return shift_record_numbers(reason, item.input_uri, sum(done[shard][0] for shard in range(item.shard)))
         return f"{reason} (record numbers count from shard {item.shard + 1} of {item.shards}, at byte {item.range_start})"
+
+    def listing(self) -> bool:
+        return self.ledger.listing() and not self.stop.is_set()
 
     def take(self) -> WorkItem | None:
         """The ledger's next item to run (the backend's ItemSource). A shard of an object that

@@ -46,6 +46,9 @@ class Ledger(Protocol):
 
     def summary(self) -> LedgerSummary: ...
 
+    def listing(self) -> bool:
+        """Whether items may still be added: the inputs are still being listed."""
+
     def done_shards(self, item: WorkItem) -> dict[int, tuple[int, int]]:
         """The shards of `item`'s object recorded done: shard → (records, failed records)."""
 
@@ -109,14 +112,36 @@ def summarise(items: Sequence[ItemState]) -> LedgerSummary:
 
 
 class MemoryLedger:
-    """A job's items in memory, handed out in order; for a job run in the foreground."""
+    """A job's items in memory, handed out in order; for a job run in the foreground. With
+    `listing`, items are added while the job runs (`add`), until `listed`."""
 
-    def __init__(self, items: Iterable[WorkItem]) -> None:
+    def __init__(self, items: Iterable[WorkItem] = (), *, listing: bool = False) -> None:
         self._items = list(items)
         self._pending = deque(self._items)
         self._done: dict[int, tuple[WorkItem, ItemProgress]] = {}
         self._failed: dict[int, tuple[str, list[FailedRecord]]] = {}
+        self._listing = listing
         self._lock = threading.Lock()
+
+    def add(self, items: Sequence[WorkItem]) -> None:
+        with self._lock:
+            self._items.extend(items)
+            self._pending.extend(items)
+
+    def listed(self) -> None:
+        """No item will be added."""
+        self._listing = False
+
+    def listing(self) -> bool:
+        return self._listing
+
+    def pending(self) -> int:
+        """Items not handed out."""
+        return len(self._pending)
+
+    def items(self) -> list[WorkItem]:
+        with self._lock:
+            return list(self._items)
 
     def take(self) -> WorkItem | None:
         with self._lock:

@@ -26,6 +26,8 @@ from conveyor.storage.base import StorageError
 DURABLE_GROUP_SECONDS = 0.05
 """How long finished items may wait to be made durable together before the job hears of them."""
 DURABLE_GROUP_ITEMS = 256
+LISTING_POLL_SECONDS = 0.005
+"""How often the pool looks for items the listing has added, while it lists."""
 
 
 @dataclass
@@ -71,7 +73,7 @@ class LocalBackend(InstancePool):
     def _wait(self, run: PoolRun) -> None:
         workers = [worker for worker in run.instances if isinstance(worker, _Worker) and not worker.closed]
         watched: list = [w.connection for w in workers] + [w.process.sentinel for w in workers if w.process and w.process.sentinel is not None]
-        ready = wait(watched, timeout=self._wait_time())
+        ready = wait(watched, timeout=LISTING_POLL_SECONDS if run.items.listing() else self._wait_time())
         for worker in workers:
             assert worker.process is not None
             if worker.connection in ready:

@@ -68,6 +68,9 @@ class StoreLedger:
         self._ordinals: dict[int, int] = {}  # item id → ordinal, for the shards of the items claimed
         self._lock = threading.Lock()
 
+    def listing(self) -> bool:
+        return False  # a job's items are all in the store before it runs
+
     def take(self) -> WorkItem | None:
         """The next item; items are claimed CLAIM_BATCH at a time, so that a job of many small
         objects does not pay a write to the store for each one it hands out."""

@@ -57,9 +57,12 @@ def _s3_storage(config: S3Config, pid: int) -> Storage:
 _FACTORIES: dict[str, Callable[..., Storage]] = {"file": _local, "s3": _s3}
 
 
-def register_storage(scheme: str, factory: Callable[..., Storage]) -> None:
-    """Plug in a back end: `factory(**options)` gets `storage_for`'s keyword options."""
+def register_storage(scheme: str, factory: Callable[..., Storage]) -> Callable[..., Storage] | None:
+    """Plug in a back end: `factory(**options)` gets `storage_for`'s keyword options. Returns
+    the factory it replaces, if any, for a caller that puts it back."""
+    replaced = _FACTORIES.get(scheme.lower())
     _FACTORIES[scheme.lower()] = factory
+    return replaced
 
 
 def storage_for(uri: str, *, s3_config: S3Config | None = None) -> Storage:

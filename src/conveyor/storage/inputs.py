@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import orjson
 
@@ -32,17 +32,22 @@ class InputObject:
 
 def list_inputs(data_type: str, uri: str, storage_for: Callable[[str], Storage], *, region: str = "us-east-1") -> list[InputObject]:
     """Every input object of a job, in key order; raises InputError when there are none."""
-    if data_type == "ManifestFile":
-        objects = _list_manifest(uri, storage_for)
-    else:
-        try:
-            objects = _list_prefix(uri, storage_for(uri))
-        except StorageError as exc:
-            where = f"{uri}: the object {exc.uri} cannot be read" if exc.uri != uri else uri
-            raise InputError(f"Could not list the input data source {where}: {_problem(exc, 's3:ListBucket', region)}") from None
-    if not objects:
+    return list(iter_inputs(data_type, uri, storage_for, region=region))
+
+
+def iter_inputs(data_type: str, uri: str, storage_for: Callable[[str], Storage], *, region: str = "us-east-1") -> Iterator[InputObject]:
+    """Every input object of a job, in key order, as the listing finds them; raises InputError
+    where the listing fails, and at its end when it found none."""
+    found = False
+    try:
+        for found_object in _list_manifest(uri, storage_for) if data_type == "ManifestFile" else _list_prefix(uri, storage_for(uri)):
+            found = True
+            yield found_object
+    except StorageError as exc:
+        where = f"{uri}: the object {exc.uri} cannot be read" if exc.uri != uri else uri
+        raise InputError(f"Could not list the input data source {where}: {_problem(exc, 's3:ListBucket', region)}") from None
+    if not found:
         raise InputError(no_objects_message(uri, region))
-    return objects
 
 
 def no_objects_message(uri: str, region: str) -> str:
@@ -113,14 +118,15 @@ def relative_name(prefix_key: str, object_key: str) -> str:
     return object_key[cut:]
 
 
-def _list_prefix(uri: str, storage: Storage) -> list[InputObject]:
+def _list_prefix(uri: str, storage: Storage) -> Iterator[InputObject]:
     prefix_key = parse_uri(uri)[2]
     if uri.endswith("/") and not prefix_key.endswith("/"):
         prefix_key += "/"
-    return [InputObject(info.uri, relative_name(prefix_key, info.key), info.size) for info in storage.list(uri)]
+    return (InputObject(info.uri, relative_name(prefix_key, info.key), info.size) for info in storage.list(uri))
 
 
-def _list_manifest(uri: str, storage_for: Callable[[str], Storage]) -> list[InputObject]:
+def _list_manifest(uri: str, storage_for: Callable[[str], Storage]) -> Iterator[InputObject]:
+    """The manifest is read and checked at once; its objects are looked up one by one."""
     try:
         manifest = orjson.loads(storage_for(uri).read_bytes(uri))
     except StorageError as exc:
@@ -138,11 +144,14 @@ def _list_manifest(uri: str, storage_for: Callable[[str], Storage]) -> list[Inpu
             f'The manifest file {uri} must be a JSON array whose first element is {{"prefix": "s3://bucket/prefix/"}} '
             "followed by the object suffixes."
         )
-    prefix = manifest[0]["prefix"]
-    objects = []
     for position, suffix in enumerate(manifest[1:], start=1):
         if not isinstance(suffix, str) or not suffix:
             raise InputError(f"The manifest file {uri} has an invalid entry at index {position}: {suffix!r}; expected a non-empty string suffix.")
+    return _manifest_objects(uri, manifest[0]["prefix"], manifest[1:], storage_for)
+
+
+def _manifest_objects(uri: str, prefix: str, suffixes: list[str], storage_for: Callable[[str], Storage]) -> Iterator[InputObject]:
+    for suffix in suffixes:
         object_uri = prefix + suffix
         try:
             info = storage_for(object_uri).stat(object_uri)
@@ -150,8 +159,7 @@ def _list_manifest(uri: str, storage_for: Callable[[str], Storage]) -> list[Inpu
             raise InputError(
                 f"The manifest file {uri} lists {object_uri}, which cannot be read: {_problem(exc, 's3:GetObject')}"
             ) from None
-        objects.append(InputObject(info.uri, suffix.lstrip("/"), info.size))
-    return objects
+        yield InputObject(info.uri, suffix.lstrip("/"), info.size)
 
 
 def _problem(exc: StorageError, permission: str, region: str | None = None) -> str:

@@ -186,16 +186,18 @@ class LocalStorage(Storage):
         prefix = local_path(prefix_uri)
         if (prefix_uri.endswith("/") or os.path.isdir(prefix)) and not prefix.endswith("/"):
             prefix += "/"
-        found: list[ObjectInfo] = []
-        if os.path.isfile(prefix):
-            found.append(self._info(prefix))
+        return self._list(prefix)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """In key order as the walk finds them: a job can start on the first objects while the
+        rest are listed (docs/semantics.md, "Listing")."""
+        if os.path.isfile(prefix):  # the prefix names a file: it comes before every other key it is a prefix of
+            yield self._info(prefix)
         directory = prefix if prefix.endswith("/") else os.path.dirname(prefix)
         if os.path.isdir(directory):
             for entry in _walk_files(directory, under=prefix):
                 if entry.path != prefix:
-                    found.append(self._info(entry.path, entry))
-        found.sort(key=lambda info: info.key)
-        return iter(found)
+                    yield self._info(entry.path, entry)
 
     def stat(self, uri: str) -> ObjectInfo:
         path = local_path(uri)
@@ -343,25 +345,41 @@ def _first_missing(directory: str) -> str | None:
 
 
 def _walk_files(root: str, *, under: str = "", include_temporaries: bool = False) -> Iterator[os.DirEntry[str]]:
-    """The files under the folder `root` whose paths start with `under`, in no particular order,
-    as `os.walk` finds them (a symbolic link to a folder is not followed; an unreadable folder
-    is skipped), without a `stat` of its own for each."""
-    folders = [root]
+    """The files under the folder `root` whose paths start with `under`, in the order of their
+    paths (a listing's key order, found as it goes: each folder is read when the walk reaches
+    it), as `os.walk` finds them (a symbolic link to a folder is not followed; an unreadable
+    folder is skipped), without a `stat` of its own for each."""
+    folders = [_entries_in_order(root, under, include_temporaries)]
     while folders:
-        try:
-            entries = os.scandir(folders.pop())
-        except OSError:
+        found = next(folders[-1], None)
+        if found is None:
+            folders.pop()
+        elif found[1]:
+            folders.append(_entries_in_order(found[0].path, under, include_temporaries))
+        else:
+            yield found[0]
+
+
+def _entries_in_order(folder: str, under: str, include_temporaries: bool) -> Iterator[tuple[os.DirEntry[str], bool]]:
+    """A folder's entries as (entry, is a folder), in the order of the paths under them: a
+    folder sorts as its name and a `/`, so `a-b` comes before `a/x`, and `a/x` before `a0`."""
+    try:
+        with os.scandir(folder) as scanned:
+            entries = list(scanned)
+    except OSError:
+        return iter(())
+    kept: list[tuple[str, os.DirEntry[str], bool]] = []
+    for entry in entries:
+        if not entry.path.startswith(under) and not under.startswith(entry.path + "/"):
             continue
-        with entries:
-            for entry in entries:
-                if not entry.path.startswith(under) and not under.startswith(entry.path + "/"):
-                    continue
-                try:
-                    is_folder = entry.is_dir()
-                except OSError:
-                    is_folder = False
-                if is_folder:
-                    if not entry.is_symlink() and (include_temporaries or TEMP_MARKER not in entry.name):
-                        folders.append(entry.path)
-                elif include_temporaries or TEMP_MARKER not in entry.name:
-                    yield entry
+        if not include_temporaries and TEMP_MARKER in entry.name:
+            continue
+        try:
+            is_folder = entry.is_dir()
+        except OSError:
+            is_folder = False
+        if is_folder and entry.is_symlink():
+            continue
+        kept.append((entry.name + "/" if is_folder else entry.name, entry, is_folder))
+    kept.sort(key=lambda found: found[0])
+    return ((entry, is_folder) for _, entry, is_folder in kept)
