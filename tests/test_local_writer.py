@@ -19,7 +19,8 @@ def test_a_small_output_appears_only_at_commit(tmp_path: Path) -> None:
     writer = LocalStorage().open_write(f"file://{tmp_path}/new/a.out")
     writer.write(b"1,2\n")
     writer.write(memoryview(b"3,4\n"))
-    assert files_under(tmp_path) == []  # buffered: not even a temporary or a folder yet
+    temporary = [name for name in os.listdir(tmp_path / "new") if name.startswith(".a.out")]
+    assert len(temporary) == 1 and (tmp_path / "new" / temporary[0]).read_bytes() == b""  # buffered, in a temporary a crash would leave to sweep
     writer.commit()
     assert (tmp_path / "new" / "a.out").read_bytes() == b"1,2\n3,4\n"
     assert files_under(tmp_path) == ["new", "new/a.out"]
@@ -30,7 +31,8 @@ def test_a_large_output_goes_through_a_temporary_and_is_whole(tmp_path: Path) ->
     writer = LocalStorage().open_write(f"file://{tmp_path}/b.out")
     for _ in range(7):
         writer.write(chunk)
-    assert [name for name in os.listdir(tmp_path) if name.startswith(".b.out")]  # past the buffer: a temporary
+    temporary = [name for name in os.listdir(tmp_path) if name.startswith(".b.out")]
+    assert (tmp_path / temporary[0]).stat().st_size >= WRITE_BUFFER_BYTES  # past the buffer: written as it goes
     assert not (tmp_path / "b.out").exists()
     writer.commit()
     assert (tmp_path / "b.out").read_bytes() == chunk * 7

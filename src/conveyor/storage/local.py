@@ -59,9 +59,9 @@ one call at commit: one open, one write, one close and one rename (many small ob
 
 
 class LocalFileWriter(ObjectWriter):
-    """Writes to a temporary file beside the target, renamed into place on commit. The temporary
-    is created once more than WRITE_BUFFER_BYTES are written, or at commit; the writer buffers
-    itself rather than through `open()`, whose file objects cost more than a small output's write."""
+    """Writes to a temporary file beside the target, renamed into place on commit. The writer
+    buffers itself (WRITE_BUFFER_BYTES) and writes with the system's calls rather than through
+    `open()`, whose file objects cost more than a small output's whole write."""
 
     def __init__(self, path: str) -> None:
         """`path`: absolute."""
@@ -70,9 +70,8 @@ class LocalFileWriter(ObjectWriter):
         directory, _, name = path.rpartition("/")
         self._temp_path = f"{directory}/.{name}{TEMP_MARKER}{os.urandom(16).hex()}"
         self._pending = bytearray()
-        self._descriptor: int | None = None
         self._created: str | None = None  # the outermost folder this writer made, removed again on abort
-        self._made = False  # the temporary file exists
+        self._descriptor: int | None = self._create()  # at once: a crash mid-object leaves a temporary for the resume to sweep
         self._open = True
 
     def write(self, data: bytes | memoryview) -> None:
@@ -100,10 +99,6 @@ class LocalFileWriter(ObjectWriter):
         self._open = False
 
     def _write_pending(self) -> None:
-        """Write what is buffered, creating the temporary file if it is not there yet."""
-        if self._descriptor is None:
-            self._descriptor = self._create()
-            self._made = True
         if self._pending:
             self._write_all(self._pending)
             self._pending.clear()
@@ -157,12 +152,10 @@ class LocalFileWriter(ObjectWriter):
         if self._descriptor is not None:
             os.close(self._descriptor)
             self._descriptor = None
-        if self._made:
-            self._made = False
-            try:
-                os.unlink(self._temp_path)
-            except FileNotFoundError:
-                pass
+        try:
+            os.unlink(self._temp_path)
+        except FileNotFoundError:
+            pass
         self._remove_created_folders()
 
     def _remove_created_folders(self) -> None:
