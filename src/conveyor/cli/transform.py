@@ -40,6 +40,10 @@ EXAMPLES = """examples:
 """
 
 
+STOPPED = "Stopped: objects already written are kept; nothing partial was written."
+"""What the command says when a job ends before its last object (Ctrl-C, or a listing that failed)."""
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "transform",
@@ -292,12 +296,12 @@ def _run_with_progress(
             listener.update_bar(now=True)
     except KeyboardInterrupt:
         stop.set()
-        console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)
+        console.print(STOPPED, highlight=False)
         return 130
     items = ledger.items()
     if listing is not None and listing.error is not None:  # the listing failed once the job had begun: it was stopped
         console.print(f"conveyor transform: {listing.error}", markup=False, highlight=False)
-        console.print("Stopped: objects already written are kept; nothing partial was written.", highlight=False)
+        console.print(STOPPED, highlight=False)
         return 2
     _say_matched_folders(console, job, items)
     _summary(console, job, items, outcome, time.monotonic() - started, listener.whole)

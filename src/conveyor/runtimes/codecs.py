@@ -149,7 +149,6 @@ def array_to_csv(value: Any) -> bytes:
     return stream.getvalue().encode("utf-8")
 
 
-
 def array_to_npy(value: Any) -> bytes:
     import numpy as np
 

@@ -54,8 +54,8 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL}
 
 
 WRITE_BUFFER_BYTES = 1 << 20
-"""What a writer holds before it writes to its temporary file. An output this small is written by
-one call at commit: one open, one write, one close and one rename (many small objects)."""
+"""What a writer holds before it writes to its temporary file. An output this small goes to it in
+one write, at commit (many small objects)."""
 
 
 class LocalFileWriter(ObjectWriter):
