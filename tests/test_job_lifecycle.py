@@ -55,8 +55,8 @@ class Recorder(JobListener):
         self.done: list[str] = []
         self.failed: list[str] = []
 
-    def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
-        self.done.append(Path(item.input_uri).name)
+    def on_items_done(self, done: list[tuple[WorkItem, ItemProgress]]) -> None:
+        self.done.extend(Path(item.input_uri).name for item, _ in done)
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None:
         self.failed.append(reason)
@@ -185,7 +185,7 @@ def test_a_stopped_job_ends_stopped_without_capture(tmp_path: Path, settings: Se
     stop = threading.Event()
 
     class StopAfterFirst(JobListener):
-        def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
+        def on_items_done(self, done: list[tuple[WorkItem, ItemProgress]]) -> None:
             stop.set()
 
     outcome = run_job(job, model, settings, ledger=MemoryLedger(plan_work_items(job, settings)), listener=StopAfterFirst(), stop=stop)

@@ -173,12 +173,16 @@ class _ConsoleListener(JobListener):
         self._live[item.item_id] = progress
         self.update_bar()
 
-    def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
-        self._live.pop(item.item_id, None)
-        self._shards_done[item.output_uri] = self._shards_done.get(item.output_uri, 0) + 1
-        self.objects_done += self._shards_done[item.output_uri] == item.shards
-        self._finished_bytes += item.planned_bytes
-        self._finished_records += progress.records
+    def on_items_done(self, done: list[tuple[WorkItem, ItemProgress]]) -> None:
+        for item, progress in done:
+            self._live.pop(item.item_id, None)
+            if item.shards == 1:
+                self.objects_done += 1
+            else:
+                self._shards_done[item.output_uri] = self._shards_done.get(item.output_uri, 0) + 1
+                self.objects_done += self._shards_done[item.output_uri] == item.shards
+            self._finished_bytes += item.planned_bytes
+            self._finished_records += progress.records
         self.update_bar()
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None:

@@ -2,7 +2,7 @@
 
 A backend only runs instances: it starts `instance_count` of them from an `InstanceConfig`,
 hands each free one the next item from an `ItemSource`, and reports what happened to
-`InstanceEvents`: an instance started, an item's progress, an item done or failed, an instance
+`InstanceEvents`: an instance started, an item's progress, items done or an item failed, an instance
 lost with the item it held, an instance's running figures. What becomes of a lost instance's
 item (handed out again, or failed) is the job's attempt policy, in `engine.job`; a backend never
 decides it, so every backend applies the same one.
@@ -54,7 +54,10 @@ class InstanceEvents:
 
     def on_progress(self, item: WorkItem, progress: ItemProgress) -> None: ...
 
-    def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None: ...
+    def on_items_done(self, done: list[tuple[WorkItem, ItemProgress]]) -> None:
+        """Items whose outputs are written (durable, where the backend groups that), in the order
+        they finished: a group at a time, so that many small objects cost the job one update
+        of its ledger and its listener per group rather than per object."""
 
     def on_item_failed(self, item: WorkItem, reason: str, failed_records: list[FailedRecord] | None = None) -> None:
         """`failed_records`: the bad records the item reported before it failed, in a job that tolerates some."""

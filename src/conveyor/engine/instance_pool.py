@@ -112,7 +112,7 @@ class InstancePool(Backend):
 
     def _done(self, run: PoolRun, item: WorkItem, progress: ItemProgress) -> None:
         """An item's output is written; the local backend first makes a group of them durable."""
-        run.events.on_item_done(item, progress)
+        run.events.on_items_done([(item, progress)])
 
     def _dispatch(self, run: PoolRun) -> None:
         for instance in run.instances:
@@ -129,24 +129,28 @@ class InstancePool(Backend):
 
     def _handle(self, run: PoolRun, instance: PooledInstance, message: object) -> None:
         events = run.events
-        if isinstance(message, messages.Ready):
+        # The most frequent first: with many small objects this runs for each of them.
+        if isinstance(message, messages.Done):
+            if item := instance.finished(message.progress.item_id):
+                self._done(run, item, message.progress)
+        elif isinstance(message, messages.Progress):
+            if item := instance.holding(message.progress.item_id):
+                events.on_progress(item, message.progress)
+        elif isinstance(message, messages.Figures):
+            events.on_figures(instance.index, message.totals)
+        elif isinstance(message, messages.Failed):
+            if item := instance.finished(message.item_id):
+                events.on_item_failed(item, message.reason, message.progress.failed_records)
+        elif isinstance(message, messages.Log):
+            events.on_log(instance.index, message.message, data_log=message.data_log)
+        elif isinstance(message, messages.TimedOut):
+            instance.timed_out = message
+        elif isinstance(message, messages.Ready):
             instance.ready = True
             instance.at_once = message.items_at_once
             events.on_started(instance.index, message.resolved)
         elif isinstance(message, messages.StartFailed):
             raise JobStartFailed(message.reason)
-        elif isinstance(message, messages.Progress) and (item := instance.holding(message.progress.item_id)):
-            events.on_progress(item, message.progress)
-        elif isinstance(message, messages.Done) and (item := instance.finished(message.progress.item_id)):
-            self._done(run, item, message.progress)
-        elif isinstance(message, messages.Failed) and (item := instance.finished(message.item_id)):
-            events.on_item_failed(item, message.reason, message.progress.failed_records)
-        elif isinstance(message, messages.TimedOut):
-            instance.timed_out = message
-        elif isinstance(message, messages.Log):
-            events.on_log(instance.index, message.message, data_log=message.data_log)
-        elif isinstance(message, messages.Figures):
-            events.on_figures(instance.index, message.totals)
 
     def _lost(
         self,

@@ -132,7 +132,9 @@ class JobListener:
 
     def on_progress(self, item: WorkItem, progress: ItemProgress) -> None: ...
 
-    def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None: ...
+    def on_items_done(self, done: list[tuple[WorkItem, ItemProgress]]) -> None:
+        """Items recorded done, a group at a time (a sharded object's shard only once its object
+        is assembled)."""
 
     def on_item_failed(self, item: WorkItem, reason: str) -> None: ...
 
@@ -188,20 +190,31 @@ class _JobRun(InstanceEvents):
     def on_progress(self, item: WorkItem, progress: ItemProgress) -> None:
         self.listener.on_progress(item, progress)
 
-    def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
-        failed = len(progress.failed_records)
-        if item.sharded:
-            with self._assembly:
-                others = self._shard_done(item)
-                if others is None:
-                    return
-                failed += sum(count for _, count in others.values())
-        self.ledger.complete(item, progress)
-        self.records += progress.records
-        self.listener.on_item_done(item, progress)
-        if failed and (not item.sharded or item.output_uri not in self.unassembled):
-            self.listener.on_log(0, f"{item.input_uri}: {_records(failed)} failed; their outputs are empty lines.")
-        self._count_failed_records(len(progress.failed_records), progress.records)
+    def on_items_done(self, done: list[tuple[WorkItem, ItemProgress]]) -> None:
+        """Whole objects are recorded as one group; a shard is recorded alone, and only once its
+        object may be (`_shard_done`)."""
+        whole = [(item, progress) for item, progress in done if not item.sharded]
+        if whole:
+            self.ledger.complete(whole)
+        recorded: list[tuple[WorkItem, ItemProgress, int]] = []  # with the failed records of its object
+        for item, progress in done:
+            failed = len(progress.failed_records)
+            if item.sharded:
+                with self._assembly:
+                    others = self._shard_done(item)
+                    if others is None:
+                        continue
+                    failed += sum(count for _, count in others.values())
+                    self.ledger.complete([(item, progress)])
+            recorded.append((item, progress, failed))
+        self.records += sum(progress.records for _, progress, _ in recorded)
+        self.listener.on_items_done([(item, progress) for item, progress, _ in recorded])
+        for item, _, failed in recorded:
+            if failed and (not item.sharded or item.output_uri not in self.unassembled):
+                self.listener.on_log(0, f"{item.input_uri}: {_records(failed)} failed; their outputs are empty lines.")
+        self._count_failed_records(
+            sum(len(progress.failed_records) for _, progress, _ in recorded), sum(progress.records for _, progress, _ in recorded)
+        )
 
     def _shard_done(self, item: WorkItem) -> dict[int, tuple[int, int]] | None:
         """The other done shards of the object, once the shard may be recorded done (None: it may

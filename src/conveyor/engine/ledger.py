@@ -39,7 +39,8 @@ class Ledger(Protocol):
         """An item to hand out again, keeping the attempts its runs spent (`attempts_used`,
         `instance_losses`), so that no hand-back, restart or resume resets them."""
 
-    def complete(self, item: WorkItem, progress: ItemProgress) -> None: ...
+    def complete(self, done: Sequence[tuple[WorkItem, ItemProgress]]) -> None:
+        """Items whose outputs are written, recorded together (one write for the group)."""
 
     def fail(self, item: WorkItem, reason: str, failed_records: list[FailedRecord]) -> None:
         """The item failed for good; `failed_records` are the bad records it found first."""
@@ -151,9 +152,9 @@ class MemoryLedger:
         with self._lock:
             self._pending.appendleft(item)
 
-    def complete(self, item: WorkItem, progress: ItemProgress) -> None:
+    def complete(self, done: Sequence[tuple[WorkItem, ItemProgress]]) -> None:
         with self._lock:
-            self._done[item.item_id] = (item, progress)
+            self._done.update((item.item_id, (item, progress)) for item, progress in done)
 
     def fail(self, item: WorkItem, reason: str, failed_records: list[FailedRecord]) -> None:
         with self._lock:

@@ -126,8 +126,7 @@ class LocalBackend(InstancePool):
             for item, _ in finished:
                 run.events.on_item_failed(item, str(exc))
             return
-        for item, progress in finished:
-            run.events.on_item_done(item, progress)
+        run.events.on_items_done(finished)
 
     def _shutdown(self, run: PoolRun, *, graceful: bool) -> None:
         """Stop every instance: told to close its model (`graceful`), or killed. What a closing

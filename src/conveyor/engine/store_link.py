@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from conveyor.engine.instance import ResolvedParameters
 from conveyor.engine.job import JobListener
@@ -20,7 +20,7 @@ from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.store import Store
 from conveyor.store.logs import cut_message
-from conveyor.store.work_items import DONE, FAILED, NewWorkItem
+from conveyor.store.work_items import DONE, FAILED, CompletedItem, NewWorkItem
 
 PROGRESS_WRITE_INTERVAL_SECONDS = 0.5
 CLAIM_BATCH = 16
@@ -95,11 +95,18 @@ class StoreLedger:
             item.item_id, self.owner, payload_attempts=item.attempts_used, instance_losses=item.instance_losses
         )
 
-    def complete(self, item: WorkItem, progress: ItemProgress) -> None:
-        self._finished(item.item_id)
-        self.store.work_items.complete(
-            item.item_id, self.owner, progress.records, progress.bytes_in, progress.bytes_out,
-            failed_records=[asdict(record) for record in progress.failed_records],
+    def complete(self, done: Sequence[tuple[WorkItem, ItemProgress]]) -> None:
+        with self._lock:
+            self.in_flight.difference_update(item.item_id for item, _ in done)
+        self.store.work_items.complete_many(
+            self.owner,
+            [
+                CompletedItem(
+                    item.item_id, progress.records, progress.bytes_in, progress.bytes_out,
+                    [asdict(record) for record in progress.failed_records],
+                )
+                for item, progress in done
+            ],
         )
 
     def fail(self, item: WorkItem, reason: str, failed_records: list[FailedRecord]) -> None:
@@ -168,8 +175,9 @@ class StoreListener(JobListener):
         self._last_write[item.item_id] = now
         self.store.work_items.report_progress(item.item_id, self.owner, records=progress.records, bytes_in=progress.bytes_in)
 
-    def on_item_done(self, item: WorkItem, progress: ItemProgress) -> None:
-        self._last_write.pop(item.item_id, None)
+    def on_items_done(self, done: list[tuple[WorkItem, ItemProgress]]) -> None:
+        for item, _ in done:
+            self._last_write.pop(item.item_id, None)
 
     def on_figures(self, records_per_second: float, busy_fraction: float, *, final: bool = False) -> None:
         now = time.monotonic()

@@ -241,8 +241,9 @@ class LocalStorage(Storage):
         the disk together, for a fraction of an `fsync` per object (docs/semantics.md,
         "Durability of outputs")."""
         synced: set[int] = set()
-        folders = {os.path.dirname(local_path(uri)): uri for uri in uris}
-        for directory, uri in folders.items():
+        folders = {uri.rpartition("/")[0]: uri for uri in uris}  # a folder's URI is a prefix of its objects': no path work per object
+        for uri in folders.values():
+            directory = os.path.dirname(local_path(uri))
             try:
                 device = os.stat(directory).st_dev
                 if device not in synced:
