@@ -20,8 +20,13 @@ from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, ItemS
 from conveyor.engine.instance import InstanceConfig
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 
-QUEUED_ITEMS = 64
-"""The most items an instance holds at once (the one it transforms and those queued behind it)."""
+QUEUED_SECONDS = 0.05
+"""About how much work an instance holds (the item it transforms and those queued behind it),
+from how long its items have been taking: enough that it never waits on the pool, which sends
+more as reports of finished items arrive, and little enough that the instances of a job end
+together. Before an instance's first item ends it holds `2 × at_once`."""
+QUEUED_ITEMS = 512
+"""The most items an instance holds at once, however fast they go."""
 QUEUED_BYTES = 1 << 20
 """An instance is sent another item only while those it holds are smaller than this together,
 so that large objects still go to whichever instance is free first."""
@@ -38,12 +43,19 @@ class PooledInstance:
     timed_out: messages.TimedOut | None = None
     closed: bool = False
     held_bytes: int = 0  # the sizes of `items`, together
+    item_seconds: float | None = None  # how long its items take, a moving average over those that ended
 
     def wants_more(self) -> bool:
         if not self.items:
             return True
-        most = max(QUEUED_ITEMS, 2 * self.at_once)  # enough for an instance that batches across objects
+        most = 2 * self.at_once  # at least enough for an instance that batches across objects
+        if self.item_seconds is not None:
+            most = max(most, min(QUEUED_ITEMS, int(QUEUED_SECONDS * self.at_once / max(self.item_seconds, 1e-6))))
         return len(self.items) < most and self.held_bytes < QUEUED_BYTES * self.at_once
+
+    def timed(self, seconds: float) -> None:
+        """An item ended after `seconds` of transforming."""
+        self.item_seconds = seconds if self.item_seconds is None else 0.9 * self.item_seconds + 0.1 * seconds
 
     def hold(self, item: WorkItem) -> None:
         self.items.append(item)
@@ -132,6 +144,7 @@ class InstancePool(Backend):
         # The most frequent first: with many small objects this runs for each of them.
         if isinstance(message, messages.Done):
             if item := instance.finished(message.progress.item_id):
+                instance.timed(message.seconds)
                 self._done(run, item, message.progress)
         elif isinstance(message, messages.Progress):
             if item := instance.holding(message.progress.item_id):

@@ -33,7 +33,7 @@ from conveyor.runtimes.base import RuntimeStartError
 from conveyor.runtimes.parent_death import die_with_parent
 
 TIMEOUT_EXIT_CODE = 75
-POSTED_GROUP = 16
+POSTED_GROUP = 128
 """Reports of finished items sent together (a group is one write and one wake-up of the parent)."""
 POSTED_SECONDS = 0.02
 """The longest a report is held, and how long an item may take before its report goes alone."""
@@ -60,6 +60,7 @@ class Progress:
 @dataclass(frozen=True)
 class Done:
     progress: ItemProgress
+    seconds: float = 0.0  # how long the item took, from its start to its end here: the pool sizes the instance's queue by it
 
 
 @dataclass(frozen=True)
@@ -346,7 +347,7 @@ class _ItemLoop:
                 watch=self.watch.for_item(item.item_id),
                 log=lambda message: messages.send(Log(message, data_log=True)),
             )
-            ended: Done | Failed = Done(progress)
+            ended: Done | Failed = Done(progress, time.monotonic() - began)
         except WorkItemFailed as exc:
             ended = Failed(item.item_id, str(exc), ItemProgress(item.item_id, failed_records=exc.failed_records))
         except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
