@@ -1,5 +1,6 @@
-"""Many small objects: the short path for an object sent whole, and the reports an instance
-sends in groups, with a crash still charged to the object that caused it."""
+"""Many small objects: the short path for an object sent whole, the reports an instance sends in
+groups, with a crash still charged to the object that caused it, and how much work an instance
+is given at once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.engine.instance_pool import QUEUED_BYTES, QUEUED_ITEMS, QUEUED_SECONDS, PooledInstance
 from conveyor.engine.job import plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
 from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, WorkItem, WorkItemFailed, process_work_item
@@ -84,3 +86,66 @@ def test_a_crash_among_small_objects_is_charged_to_the_object_that_caused_it(tmp
     for name, text in files.items():
         if name != "o-30.csv":
             assert (tmp_path / "out" / f"{name}.out").read_text() == f"<{text}>\n"
+
+
+PID_AFTER_A_WHILE = """
+import os, time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    time.sleep(0.25)
+    return str(os.getpid()).encode()
+"""
+
+
+def test_slow_objects_are_spread_over_the_instances(tmp_path: Path) -> None:
+    """An instance holds about QUEUED_SECONDS of work: the first one ready does not take every
+    object of a slow model, and the second transforms its share."""
+    job, model = job_and_model(
+        tmp_path, PID_AFTER_A_WHILE, files={f"{n:02d}.csv": "1\n" for n in range(12)},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 2},
+    )
+    settings = Settings(home=tmp_path / "home", retry_backoff_seconds=0.01, capacity=2)
+    outcome = run_job(job, model, settings, ledger=MemoryLedger(plan_work_items(job, settings)), listener=Recorder())
+    assert (outcome.status, outcome.objects_done) == ("Completed", 12)
+    by_instance: dict[str, int] = {}
+    for output in (tmp_path / "out").iterdir():
+        pid = output.read_text().strip()
+        by_instance[pid] = by_instance.get(pid, 0) + 1
+    assert sorted(by_instance.values()) and min(by_instance.values()) >= 3 and len(by_instance) == 2, by_instance
+
+
+@pytest.mark.parametrize(
+    ("item_seconds", "at_once", "held"),
+    [
+        (None, 1, 2),  # no item ended yet: enough to cover one round trip
+        (None, 4, 8),
+        (0.00001, 1, QUEUED_ITEMS),  # fast items: as many as allowed
+        (0.001, 1, int(QUEUED_SECONDS / 0.001)),
+        (0.5, 1, 2),  # slow items: never fewer than 2 × at_once
+        (0.01, 4, int(QUEUED_SECONDS * 4 / 0.01)),
+    ],
+)
+def test_an_instance_holds_about_queued_seconds_of_work(item_seconds: float | None, at_once: int, held: int) -> None:
+    instance = PooledInstance(0, at_once=at_once, item_seconds=item_seconds)
+    while instance.wants_more():
+        instance.hold(WorkItem(len(instance.items), "file:///in", "file:///out", 10))
+    assert len(instance.items) == held
+
+
+def test_large_objects_are_held_up_to_queued_bytes() -> None:
+    instance = PooledInstance(0, item_seconds=0.00001)
+    while instance.wants_more():
+        instance.hold(WorkItem(len(instance.items), "file:///in", "file:///out", QUEUED_BYTES // 4))
+    assert len(instance.items) == 4
+
+
+def test_the_moving_average_follows_the_items() -> None:
+    instance = PooledInstance(0)
+    instance.timed(1.0)
+    assert instance.item_seconds == 1.0
+    for _ in range(100):
+        instance.timed(0.001)
+    assert instance.item_seconds is not None and instance.item_seconds < 0.002
