@@ -54,6 +54,34 @@ def test_items_are_claimed_several_at_a_time_in_ordinal_order(store):
     assert store.work_items.counts("job").in_flight == 5
 
 
+def test_a_claim_reads_the_items_it_takes_not_every_pending_one(store):
+    """A claim's cost does not grow with the items still pending, the job's or others': SQLite's
+    work (its virtual machine's steps) is the same among 20,000 pending items as among 200."""
+
+    def steps_of_a_claim(job: str) -> int:
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        connection = store.database.connection()
+        connection.set_progress_handler(count, 100)
+        try:
+            assert len(store.work_items.claim_many(job, "instance-1", 60, 16)) == 16
+        finally:
+            connection.set_progress_handler(None, 0)
+        return steps
+
+    store.work_items.add("job", items(200))
+    among_few = steps_of_a_claim("job")
+    store.jobs.create("large", "arn:large", "model", {}, T0)
+    store.work_items.add("large", items(20_000))
+    among_many = steps_of_a_claim("job"), steps_of_a_claim("large")
+    assert max(among_many) < 2 * among_few + 10, (among_few, among_many)
+
+
 def test_threads_claiming_batches_never_claim_the_same_item(tmp_path):
     with Store(tmp_path / "conveyor.db") as store:
         store.jobs.create("job", "arn:job", "model", {}, T0)

@@ -160,7 +160,9 @@ class WorkItems:
         One UPDATE with a sub-select: SQLite takes the write lock before the statement reads, so
         concurrent claimers (threads or processes) serialise and never get the same item. The
         `state = Pending` re-check keeps it correct on databases that do not serialise so (the
-        loop retries there when a competitor won the whole race).
+        loop retries there when a competitor won the whole race). Its `+` keeps SQLite from
+        answering it with the index on state, which would read every pending item of every job
+        for each claim (a job of 20,000 items spent 2 ms a claim); the ids are looked up by key.
         """
         while True:
             now = self._database.now()
@@ -169,7 +171,7 @@ class WorkItems:
                 " attempts = attempts + 1, started_at = ?, finished_at = NULL, failure_reason = NULL,"
                 " records = 0, bytes_in = 0, bytes_out = 0"
                 " WHERE id IN (SELECT id FROM work_items WHERE job_name = ? AND state = ?"
-                " ORDER BY ordinal LIMIT ?) AND state = ?"
+                " ORDER BY ordinal LIMIT ?) AND +state = ?"
                 f" RETURNING {_COLUMNS}",
                 (owner, now + lease_seconds, now, job_name, PENDING, limit, PENDING),
             ).fetchall()
