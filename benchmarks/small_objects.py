@@ -6,6 +6,8 @@ runs:
   hand loop    one process: read each file, call the handler, write a temporary file, rename it
   conveyor-1   `conveyor transform`, 1 instance
   conveyor-2   `conveyor transform`, 2 instances
+  server-1     with --server-ledger: the same job through the job lifecycle as the server runs
+               it, its items claimed from and recorded in a SQLite store (1 instance)
 and prints each one's median wall time over the rounds, with the ratios of the medians of each
 round's own ratio (the issue's targets: conveyor-1 ≥ 0.5 × the hand loop's rate, conveyor-2
 ≥ 1.6 × conveyor-1's).
@@ -53,6 +55,31 @@ for directory, _, names in os.walk(source_root):
         os.replace(temporary, target)
 '''
 
+SERVER_LEDGER = '''
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from conveyor.engine.job import plan_work_items, run_job
+from conveyor.engine.store_link import StoreLedger, add_planned_items
+from conveyor.sagemaker import parse_model, parse_transform_job
+from conveyor.settings import Settings
+from conveyor.store import Store
+inputs, output, model, home = sys.argv[1:5]
+job = parse_transform_job({
+    "TransformJobName": "small-objects", "ModelName": "m",
+    "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"file://{inputs}/"}}, "ContentType": "text/csv"},
+    "TransformOutput": {"S3OutputPath": f"file://{output}/"},
+    "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
+})
+settings = Settings(home=Path(home))
+with Store(Path(home) / "state.db") as store:
+    store.jobs.create(job.name, "arn", "m", {}, datetime.now(timezone.utc))
+    add_planned_items(store, job.name, plan_work_items(job, settings))
+    model_spec = parse_model({"ModelName": "m", "PrimaryContainer": {"Image": "conveyor:python", "ModelDataUrl": f"file://{model}"}})
+    outcome = run_job(job, model_spec, settings, ledger=StoreLedger(store, job.name, "benchmark", 60))
+assert outcome.status == "Completed", outcome
+'''
+
 
 def make_inputs(root: Path, objects: int) -> None:
     folders = 100
@@ -84,6 +111,7 @@ def main() -> None:
         help="where inputs and outputs go (default /dev/shm, a tmpfs: on a virtual machine's disk the cost of "
         "creating a file varies tenfold between runs and swamps what is measured)",
     )
+    parser.add_argument("--server-ledger", action="store_true", help="also run the job as the server does (server-1)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="conveyor-small-objects-", dir=args.workdir))
@@ -93,13 +121,19 @@ def main() -> None:
         (model / "code").mkdir(parents=True)
         (model / "code" / "inference.py").write_text(textwrap.dedent(HANDLER))
         (work / "hand_loop.py").write_text(HAND_LOOP)
+        (work / "server_ledger.py").write_text(SERVER_LEDGER)
         runs: dict[str, list[float]] = {"hand loop": [], "conveyor-1": [], "conveyor-2": []}
+        if args.server_ledger:
+            runs["server-1"] = []
         for _ in range(args.rounds):
             for name in runs:
                 output = work / "output"
                 shutil.rmtree(output, ignore_errors=True)
                 if name == "hand loop":
                     command = [sys.executable, str(work / "hand_loop.py"), str(model / "code" / "inference.py"), str(inputs), str(output)]
+                elif name == "server-1":
+                    shutil.rmtree(work / "home", ignore_errors=True)
+                    command = [sys.executable, str(work / "server_ledger.py"), str(inputs), str(output), str(model), str(work / "home")]
                 else:
                     command = conveyor(inputs, output, model, int(name[-1]))
                 runs[name].append(timed(command))
@@ -113,6 +147,9 @@ def main() -> None:
         two = statistics.median(c1 / c2 for c1, c2 in zip(runs["conveyor-1"], runs["conveyor-2"]))
         print(f"conveyor-1 / hand loop (rate): {one:.2f}   target >= 0.5")
         print(f"conveyor-2 / conveyor-1 (rate): {two:.2f}   target >= 1.6")
+        if args.server_ledger:
+            server = statistics.median(c1 / s1 for c1, s1 in zip(runs["conveyor-1"], runs["server-1"]))
+            print(f"server-1 / conveyor-1 (rate): {server:.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -4,6 +4,8 @@ is given at once."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,16 @@ def test_the_moving_average_follows_the_items() -> None:
     for _ in range(100):
         instance.timed(0.001)
     assert instance.item_seconds is not None and instance.item_seconds < 0.002
+
+
+def test_the_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """benchmarks/small_objects.py end to end, so that it cannot rot; its figures are in
+    docs/benchmarks.md, measured at the issue's size."""
+    benchmark = Path(__file__).resolve().parent.parent / "benchmarks" / "small_objects.py"
+    result = subprocess.run(
+        [sys.executable, str(benchmark), "--objects", "200", "--rounds", "1", "--server-ledger", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for run in ("hand loop", "conveyor-1", "conveyor-2", "server-1", "target >= 1.6", "server-1 / conveyor-1"):
+        assert run in result.stdout
