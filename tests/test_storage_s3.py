@@ -17,7 +17,7 @@ import pytest
 from conveyor.settings import Settings
 from conveyor.storage import storage_for
 from conveyor.storage.base import TEMP_MARKER, StorageError
-from conveyor.storage.s3 import S3Config, S3Storage
+from conveyor.storage.s3 import S3Config, S3Storage, is_directory_bucket
 from tests.numbered_lines import numbered_lines
 from tests.s3_proxy import S3Proxy
 
@@ -84,6 +84,27 @@ def test_list_ten_thousand_objects_pages_through(s3_server, s3_bucket, storage) 
     listed = list(storage.list(f"s3://{s3_bucket}/many/"))
     assert [info.key for info in listed] == keys
     assert {info.size for info in listed} == {3}
+
+
+def test_a_listing_yields_its_first_page_before_it_asks_for_the_next(s3_server, s3_bucket, storage) -> None:
+    """A job starts on the first 1,000 keys, not after the whole listing."""
+    client = s3_server.client(max_pool_connections=32)
+    keys = [f"pages/{number:04d}.csv" for number in range(1_001)]
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=s3_bucket, Key=key, Body=b"1\n"), keys))
+    requests: list[str] = []
+    storage.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: requests.append("page"))
+    listed = storage.list(f"s3://{s3_bucket}/pages/")
+    assert next(listed).key == keys[0] and len(requests) == 1
+    assert [info.key for info in listed] == keys[1:] and len(requests) == 2
+
+
+def test_directory_buckets_are_known_by_their_name() -> None:
+    """S3 Express One Zone's directory buckets (`…--x-s3`) do not list in key order, so their
+    listings are read whole and sorted. (botocore sends their requests to S3 Express's own
+    endpoints and sessions, which moto does not serve.)"""
+    assert is_directory_bucket("data--usw2-az1--x-s3")
+    assert not is_directory_bucket("data--x-s3-backup") and not is_directory_bucket("data")
 
 
 def test_list_missing_bucket(storage) -> None:

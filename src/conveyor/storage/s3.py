@@ -154,14 +154,13 @@ class S3Storage(Storage):
             raise storage_error(uri, exc, action="setting up the S3 client") from None
 
     def list(self, prefix_uri: str) -> Iterator[ObjectInfo]:
+        """The objects under a prefix, by key, page by page as the store answers: a job starts
+        on the first page, not after the last (docs/s3.md, "Listing and errors")."""
         bucket, prefix = _bucket_and_key(prefix_uri, allow_empty_key=True)
-        found = [
-            info
-            for info in self._list_all(prefix_uri, bucket, prefix)
-            if not info.key.endswith("/") and TEMP_MARKER not in info.key
-        ]
-        found.sort(key=lambda info: info.key)
-        return iter(found)
+        found = (info for info in self._list_all(prefix_uri, bucket, prefix) if not info.key.endswith("/") and TEMP_MARKER not in info.key)
+        if is_directory_bucket(bucket):  # it lists in no particular order: all of it, then sorted
+            return iter(sorted(found, key=lambda info: info.key))
+        return found
 
     def stat(self, uri: str) -> ObjectInfo:
         bucket, key = _bucket_and_key(uri)
@@ -277,6 +276,12 @@ class S3Storage(Storage):
         except ClientError as exc:
             return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404
         return True
+
+
+def is_directory_bucket(bucket: str) -> bool:
+    """An S3 Express One Zone directory bucket, whose name ends in `--x-s3`: unlike a general
+    purpose bucket, its ListObjectsV2 does not answer in key order."""
+    return bucket.endswith("--x-s3")
 
 
 def _bucket_and_key(uri: str, *, allow_empty_key: bool = False) -> tuple[str, str]:
