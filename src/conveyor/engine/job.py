@@ -207,14 +207,13 @@ class _JobRun(InstanceEvents):
                     failed += sum(count for _, count in others.values())
                     self.ledger.complete([(item, progress)])
             recorded.append((item, progress, failed))
-        self.records += sum(progress.records for _, progress, _ in recorded)
+        records = sum(progress.records for _, progress, _ in recorded)
+        self.records += records
         self.listener.on_items_done([(item, progress) for item, progress, _ in recorded])
         for item, _, failed in recorded:
             if failed and (not item.sharded or item.output_uri not in self.unassembled):
                 self.listener.on_log(0, f"{item.input_uri}: {_records(failed)} failed; their outputs are empty lines.")
-        self._count_failed_records(
-            sum(len(progress.failed_records) for _, progress, _ in recorded), sum(progress.records for _, progress, _ in recorded)
-        )
+        self._count_failed_records(sum(len(progress.failed_records) for _, progress, _ in recorded), records)
 
     def _shard_done(self, item: WorkItem) -> dict[int, tuple[int, int]] | None:
         """The other done shards of the object, once the shard may be recorded done (None: it may
