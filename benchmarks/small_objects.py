@@ -1,8 +1,8 @@
 """Many small objects: Conveyor's cost per object against a hand-written loop.
 
 The job is the common shape of image and document inference, one record per object: N one-line
-CSV objects in 100 folders, SplitType None, an identity `transform_fn`. In one go, each round
-runs:
+CSV objects in 100 folders, SplitType None, an identity `transform_fn` (with --work-ms, one that
+also spends that much CPU on each object, as a model would). In one go, each round runs:
   hand loop    one process: read each file, call the handler, write a temporary file, rename it
   conveyor-1   `conveyor transform`, 1 instance
   conveyor-2   `conveyor transform`, 2 instances
@@ -13,6 +13,7 @@ round's own ratio (the issue's targets: conveyor-1 ≥ 0.5 × the hand loop's ra
 ≥ 1.6 × conveyor-1's).
 
     .venv/bin/python benchmarks/small_objects.py --objects 20000 --rounds 3
+    .venv/bin/python benchmarks/small_objects.py --objects 5000 --rounds 3 --work-ms 1
 """
 
 from __future__ import annotations
@@ -29,10 +30,18 @@ import time
 from pathlib import Path
 
 HANDLER = '''
+import time
+
+WORK_SECONDS = {work_seconds!r}
+
 def model_fn(model_dir):
     return None
 
 def transform_fn(model, body, content_type, accept):
+    if WORK_SECONDS:  # a model's own CPU per object (--work-ms)
+        until = time.thread_time() + WORK_SECONDS
+        while time.thread_time() < until:
+            pass
     return body, accept
 '''
 
@@ -112,6 +121,10 @@ def main() -> None:
         "creating a file varies tenfold between runs and swamps what is measured)",
     )
     parser.add_argument("--server-ledger", action="store_true", help="also run the job as the server does (server-1)")
+    parser.add_argument(
+        "--work-ms", type=float, default=0.0,
+        help="CPU milliseconds the handler spends on each object (default 0: the identity handler of issue 17)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="conveyor-small-objects-", dir=args.workdir))
@@ -119,7 +132,7 @@ def main() -> None:
         inputs, model = work / "inputs", work / "model"
         make_inputs(inputs, args.objects)
         (model / "code").mkdir(parents=True)
-        (model / "code" / "inference.py").write_text(textwrap.dedent(HANDLER))
+        (model / "code" / "inference.py").write_text(textwrap.dedent(HANDLER.format(work_seconds=args.work_ms / 1000)))
         (work / "hand_loop.py").write_text(HAND_LOOP)
         (work / "server_ledger.py").write_text(SERVER_LEDGER)
         runs: dict[str, list[float]] = {"hand loop": [], "conveyor-1": [], "conveyor-2": []}
@@ -139,7 +152,8 @@ def main() -> None:
                 runs[name].append(timed(command))
                 written = sum(len(files) for _, _, files in os.walk(output))
                 assert written == args.objects, f"{name} wrote {written} of {args.objects} objects"
-        print(f"{args.objects} one-line objects in {work.parent}, {args.rounds} rounds, {os.cpu_count()} CPUs")
+        work_text = f", the handler spending {args.work_ms:g} ms of CPU on each" if args.work_ms else ""
+        print(f"{args.objects} one-line objects in {work.parent}{work_text}, {args.rounds} rounds, {os.cpu_count()} CPUs")
         for name, seconds in runs.items():
             median = statistics.median(seconds)
             print(f"  {name:10} {median:6.2f} s  {args.objects / median:8.0f} objects/s  ({', '.join(f'{s:.2f}' for s in seconds)})")

@@ -158,7 +158,7 @@ def test_the_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     docs/benchmarks.md, measured at the issue's size."""
     benchmark = Path(__file__).resolve().parent.parent / "benchmarks" / "small_objects.py"
     result = subprocess.run(
-        [sys.executable, str(benchmark), "--objects", "200", "--rounds", "1", "--server-ledger", "--workdir", str(tmp_path)],
+        [sys.executable, str(benchmark), "--objects", "200", "--rounds", "1", "--server-ledger", "--work-ms", "0.1", "--workdir", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
