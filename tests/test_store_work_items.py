@@ -37,9 +37,10 @@ def test_items_are_claimed_in_ordinal_order_until_none_is_pending(store, clock):
     assert store.work_items.add("job", reversed(items(3))) == 3
     claimed = [store.work_items.claim("job", "instance-1", 60) for _ in range(3)]
     assert [item.ordinal for item in claimed] == [0, 1, 2]
-    first = claimed[0]
+    assert (claimed[0].input_uri, claimed[0].output_uri, claimed[0].size) == ("s3://in/part-0.csv", "s3://out/part-0.csv.out", 1000)
+    first = store.work_items.get(claimed[0].id)
     assert first.state == "InFlight" and first.owner == "instance-1" and first.attempts == 1
-    assert first.input_uri == "s3://in/part-0.csv" and first.relative_name == "part-0.csv" and first.size == 1000
+    assert first.relative_name == "part-0.csv"
     assert first.lease_expires == datetime.fromtimestamp(clock.now + 60, timezone.utc)
     assert store.work_items.claim("job", "instance-1", 60) is None
     assert store.work_items.claim("other-job", "instance-1", 60) is None
@@ -48,7 +49,8 @@ def test_items_are_claimed_in_ordinal_order_until_none_is_pending(store, clock):
 def test_items_are_claimed_several_at_a_time_in_ordinal_order(store):
     store.work_items.add("job", reversed(items(5)))
     first = store.work_items.claim_many("job", "instance-1", 60, 3)
-    assert [item.ordinal for item in first] == [0, 1, 2] and {item.state for item in first} == {"InFlight"}
+    assert [item.ordinal for item in first] == [0, 1, 2]
+    assert {store.work_items.get(item.id).state for item in first} == {"InFlight"}
     assert [item.ordinal for item in store.work_items.claim_many("job", "instance-2", 60, 3)] == [3, 4]
     assert store.work_items.claim_many("job", "instance-1", 60, 3) == []
     assert store.work_items.counts("job").in_flight == 5
@@ -157,8 +159,9 @@ def test_a_released_item_is_claimed_again_without_its_partial_totals(store):
     assert store.work_items.release(item.id, "instance-1")
     released = store.work_items.get(item.id)
     assert (released.state, released.owner, released.records, released.bytes_in) == ("Pending", None, 0, 0)
-    again = store.work_items.claim("job", "instance-2", 60)
-    assert again.id == item.id and again.attempts == 2 and again.owner == "instance-2"
+    assert store.work_items.claim("job", "instance-2", 60).id == item.id
+    again = store.work_items.get(item.id)
+    assert again.attempts == 2 and again.owner == "instance-2"
 
 
 def test_expired_leases_are_reclaimed_and_renewals_prevent_it(store, clock):

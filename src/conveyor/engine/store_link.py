@@ -75,17 +75,17 @@ class StoreLedger:
         """The next item; items are claimed CLAIM_BATCH at a time, so that a job of many small
         objects does not pay a write to the store for each one it hands out."""
         if not self._claimed:
-            records = self.store.work_items.claim_many(self.job_name, self.owner, self.lease_seconds, CLAIM_BATCH)
+            claimed = self.store.work_items.claim_many(self.job_name, self.owner, self.lease_seconds, CLAIM_BATCH)
             with self._lock:
-                self.in_flight.update(record.id for record in records)
-                self._ordinals.update((record.id, record.ordinal) for record in records if record.shards > 1)
+                self.in_flight.update(item.id for item in claimed)
+                self._ordinals.update((item.id, item.ordinal) for item in claimed if item.shards > 1)
             self._claimed.extend(
                 WorkItem(
-                    item_id=record.id, input_uri=record.input_uri, output_uri=record.output_uri, size=record.size,
-                    attempts_used=record.payload_attempts, instance_losses=record.instance_losses,
-                    shard=record.shard, shards=record.shards, range_start=record.range_start, range_end=record.range_end,
+                    item_id=item.id, input_uri=item.input_uri, output_uri=item.output_uri, size=item.size,
+                    attempts_used=item.payload_attempts, instance_losses=item.instance_losses,
+                    shard=item.shard, shards=item.shards, range_start=item.range_start, range_end=item.range_end,
                 )
-                for record in records
+                for item in claimed
             )
         return self._claimed.popleft() if self._claimed else None
 
@@ -116,13 +116,13 @@ class StoreLedger:
     def summary(self) -> LedgerSummary:
         return summarise([
             ItemState(
-                WorkItem(record.id, record.input_uri, record.output_uri, record.size, shard=record.shard, shards=record.shards),
-                record.state,
-                record.records if record.state == DONE else 0,
-                [FailedRecord(**failed) for failed in record.failed_records],  # type: ignore[arg-type]
-                record.failure_reason if record.state == FAILED else None,
+                WorkItem(outcome.id, outcome.input_uri, outcome.output_uri, outcome.size, shard=outcome.shard, shards=outcome.shards),
+                outcome.state,
+                outcome.records if outcome.state == DONE else 0,
+                [FailedRecord(**failed) for failed in outcome.failed_records],  # type: ignore[arg-type]
+                outcome.failure_reason if outcome.state == FAILED else None,
             )
-            for record in self.store.work_items.list(self.job_name)
+            for outcome in self.store.work_items.outcomes(self.job_name)
         ])
 
     def done_shards(self, item: WorkItem) -> dict[int, tuple[int, int]]:

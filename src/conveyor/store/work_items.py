@@ -12,7 +12,7 @@ import builtins
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import orjson
 
@@ -30,6 +30,10 @@ _COLUMNS = (
     " owner, lease_expires, attempts, records, bytes_in, bytes_out, failure_reason, started_at, finished_at,"
     " payload_attempts, instance_losses, failed_records, shard, shards"
 )
+_CLAIMED_COLUMNS = (
+    "id, ordinal, input_uri, output_uri, size, range_start, range_end, payload_attempts, instance_losses, shard, shards"
+)
+_OUTCOME_COLUMNS = "id, input_uri, output_uri, size, shard, shards, state, records, failure_reason, failed_records"
 OBJECT = "ordinal - shard"
 """The ordinal of an item's object (its first shard's): what groups shards into their object."""
 OBJECT_STATE = (
@@ -57,6 +61,39 @@ class NewWorkItem:
     shard: int = 0
     shards: int = 1
     """The item's place among its object's shards and their number; consecutive ordinals."""
+
+
+class ClaimedItem(NamedTuple):
+    """A claimed item as its holder runs it: only what the run needs of its row, since a job of
+    many small objects claims thousands (its state, owner and lease are the claim's own)."""
+
+    id: int
+    ordinal: int
+    input_uri: str
+    output_uri: str
+    size: int
+    range_start: int | None
+    range_end: int | None
+    payload_attempts: dict[int, int]
+    """Payload index → invocations spent on it by earlier runs that timed out."""
+    instance_losses: int
+    shard: int
+    shards: int
+
+
+class ItemOutcome(NamedTuple):
+    """An item's part in its job's summary: where it was and how it ended."""
+
+    id: int
+    input_uri: str
+    output_uri: str
+    size: int
+    shard: int
+    shards: int
+    state: str
+    records: int
+    failure_reason: str | None
+    failed_records: list[dict[str, object]]
 
 
 @dataclass(frozen=True)
@@ -148,12 +185,12 @@ class WorkItems:
             raise AlreadyExists("work items of transform job", job_name) from exc
         return len(rows)
 
-    def claim(self, job_name: str, owner: str, lease_seconds: float) -> WorkItemRecord | None:
+    def claim(self, job_name: str, owner: str, lease_seconds: float) -> ClaimedItem | None:
         """Hand the job's next Pending item (lowest ordinal) to `owner`; None when none is pending."""
         claimed = self.claim_many(job_name, owner, lease_seconds, 1)
         return claimed[0] if claimed else None
 
-    def claim_many(self, job_name: str, owner: str, lease_seconds: float, limit: int) -> list[WorkItemRecord]:
+    def claim_many(self, job_name: str, owner: str, lease_seconds: float, limit: int) -> list[ClaimedItem]:
         """Hand up to `limit` of the job's Pending items (lowest ordinals first) to `owner`, in
         ordinal order; empty when none is pending.
 
@@ -172,11 +209,11 @@ class WorkItems:
                 " records = 0, bytes_in = 0, bytes_out = 0"
                 " WHERE id IN (SELECT id FROM work_items WHERE job_name = ? AND state = ?"
                 " ORDER BY ordinal LIMIT ?) AND +state = ?"
-                f" RETURNING {_COLUMNS}",
+                f" RETURNING {_CLAIMED_COLUMNS}",
                 (owner, now + lease_seconds, now, job_name, PENDING, limit, PENDING),
             ).fetchall()
             if rows:
-                return sorted((_record(row) for row in rows), key=lambda record: record.ordinal)
+                return sorted((_claimed(row) for row in rows), key=lambda item: item.ordinal)
             if not self._database.execute(
                 "SELECT 1 FROM work_items WHERE job_name = ? AND state = ? LIMIT 1", (job_name, PENDING)
             ).fetchall():
@@ -275,6 +312,19 @@ class WorkItems:
         rows = self._database.execute(sql + " ORDER BY ordinal", parameters).fetchall()
         return [_record(row) for row in rows]
 
+    def outcomes(self, job_name: str) -> builtins.list[ItemOutcome]:
+        """Every item of the job in ordinal order, as its summary reads them."""
+        rows = self._database.execute(
+            f"SELECT {_OUTCOME_COLUMNS} FROM work_items WHERE job_name = ? ORDER BY ordinal", (job_name,)
+        ).fetchall()
+        return [
+            ItemOutcome(
+                id=row[0], input_uri=row[1], output_uri=row[2], size=row[3], shard=row[4], shards=row[5], state=row[6],
+                records=row[7], failure_reason=row[8], failed_records=[] if row[9] == "[]" else orjson.loads(row[9]),
+            )
+            for row in rows
+        ]
+
     def failed(self, job_name: str) -> builtins.list[WorkItemRecord]:
         """The failed items with their reasons, in ordinal order (for the job's FailureReason and log)."""
         return self.list(job_name, FAILED)
@@ -320,6 +370,14 @@ class WorkItems:
             (*values, item_id, owner),
         )
         return cursor.rowcount == 1
+
+
+def _claimed(row: tuple) -> ClaimedItem:
+    return ClaimedItem(
+        id=row[0], ordinal=row[1], input_uri=row[2], output_uri=row[3], size=row[4], range_start=row[5], range_end=row[6],
+        payload_attempts={} if row[7] == "{}" else {int(index): count for index, count in orjson.loads(row[7]).items()},
+        instance_losses=row[8], shard=row[9], shards=row[10],
+    )
 
 
 def _record(row: tuple) -> WorkItemRecord:
