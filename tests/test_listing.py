@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conveyor.engine.job import JobListener, run_job
+from conveyor.engine import listing as listing_module
+from conveyor.engine.job import JobListener, ListedSoFar, iter_work_items, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
 from conveyor.engine.listing import Listing
 from conveyor.pipeline.work_item import WorkItem
@@ -119,3 +120,29 @@ def test_a_listing_that_fails_after_the_job_began_stops_it_and_says_why(tmp_path
     written = list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
     assert all(path.name.endswith(".csv.out") for path in written if path.is_file())  # no temporary left
     assert all(path.read_text() == f"<{int(path.name[:3])}>" for path in written if path.is_file())  # each output whole
+
+
+def test_a_listing_adds_whole_objects_and_a_resumed_one_goes_on_after_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server's job keeps its listed items in the store as they come; after a crash its
+    listing goes on after the objects stored, so it never stores part of a sharded object."""
+    (tmp_path / "in").mkdir()
+    for name, lines in [("a.csv", 60), ("b.csv", 1), ("c.csv", 40), ("d.csv", 1)]:
+        (tmp_path / "in" / name).write_text("".join(f"{number}\n" for number in range(lines)))
+    request = job_request(tmp_path)
+    request["TransformInput"]["SplitType"] = "Line"
+    job, settings = parse_transform_job(request), Settings(home=tmp_path / "home", shard_size_mb=0.0001)  # 104 bytes
+    every = plan_work_items(job, settings)
+    assert [(Path(item.input_uri).name, item.shard, item.shards) for item in every] == [
+        ("a.csv", 0, 2), ("a.csv", 1, 2), ("b.csv", 0, 1), ("c.csv", 0, 2), ("c.csv", 1, 2), ("d.csv", 0, 1),
+    ]
+    monkeypatch.setattr(listing_module, "LISTED_BATCH", 1)  # an addition as soon as it may
+    added: list[list[WorkItem]] = []
+    Listing(job, settings, MemoryLedger(listing=True), threading.Event(), on_items=added.append).wait_for_first()
+    deadline = time.monotonic() + 10
+    while sum(map(len, added)) < len(every) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [item for batch in added for item in batch] == every
+    assert len(added) == 4  # one addition per object, each ending with the object's last shard
+    assert all(batch[-1].shard + 1 == batch[-1].shards for batch in added)
+    so_far = ListedSoFar(objects=2, last_input_uri=f"file://{tmp_path}/in/b.csv", next_item_id=3)
+    assert list(iter_work_items(job, settings, so_far)) == every[3:]

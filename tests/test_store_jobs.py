@@ -289,3 +289,14 @@ def test_finished_jobs_cannot_be_claimed(store):
     add(store, "job")
     store.jobs.transition("job", FAILED, failure_reason="bad")
     assert not store.jobs.claim("job", "scheduler-1", 30)
+
+
+def test_a_job_listed_while_it_runs_says_whether_its_listing_ended(store):
+    add(store, "planned")  # its items stored with it, as earlier versions stored every job
+    assert store.jobs.inputs_listed("planned")
+    store.jobs.create("listed-later", arn("listed-later"), "model", {}, T0, inputs_listed=False)
+    assert not store.jobs.inputs_listed("listed-later")
+    store.jobs.set_inputs_listed("listed-later", True)
+    assert store.jobs.inputs_listed("listed-later")
+    with pytest.raises(NotFound):
+        store.jobs.inputs_listed("no-such-job")

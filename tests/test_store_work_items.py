@@ -308,3 +308,16 @@ def test_a_forked_child_opens_its_own_connection(store):
     assert process.exitcode == 0 and child_pid == process.pid
     assert child_item != parent_item.id
     assert store.work_items.get(child_item).owner == "child"  # the parent's connection still works
+
+
+def test_the_last_planned_item_says_where_a_listing_stopped(store):
+    assert store.work_items.last_planned("job") is None
+    store.work_items.add("job", [
+        *items(2),
+        NewWorkItem(2, "s3://in/big.csv", "s3://out/big.csv.out", "big.csv", 100, range_start=0, range_end=50, shard=0, shards=2),
+        NewWorkItem(3, "s3://in/big.csv", "s3://out/big.csv.out", "big.csv", 100, range_start=50, range_end=100, shard=1, shards=2),
+    ])  # fmt: skip
+    assert store.work_items.last_planned("job") == (3, "s3://in/big.csv", 3)  # its ordinal, its input, the objects up to it
+    assert store.work_items.count_pending("job") == 4
+    store.work_items.claim_many("job", "instance-1", 60, 3)
+    assert store.work_items.count_pending("job") == 1

@@ -38,7 +38,7 @@ from conveyor.sagemaker.model import ModelSpec
 from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
 from conveyor.storage.base import Storage, StorageError
-from conveyor.storage.inputs import iter_inputs, output_uri
+from conveyor.storage.inputs import InputError, InputObject, iter_inputs, output_uri
 
 MAX_INSTANCE_LOSSES_PER_ITEM = 3
 """An item whose instance dies this many times (other than by a timeout) fails."""
@@ -51,11 +51,25 @@ def plan_work_items(job: TransformJobSpec, settings: Settings) -> list[WorkItem]
     return list(iter_work_items(job, settings))
 
 
-def iter_work_items(job: TransformJobSpec, settings: Settings) -> Iterator[WorkItem]:
-    """`plan_work_items`, item by item as the inputs are listed."""
+@dataclass(frozen=True)
+class ListedSoFar:
+    """How far an interrupted listing of a job's inputs had got (a server's job resumed while
+    it was listing): its first `objects` objects, the last of them `last_input_uri`, are planned,
+    and the next item is numbered `next_item_id`."""
+
+    objects: int
+    last_input_uri: str
+    next_item_id: int
+
+
+def iter_work_items(job: TransformJobSpec, settings: Settings, so_far: ListedSoFar | None = None) -> Iterator[WorkItem]:
+    """`plan_work_items`, item by item as the inputs are listed (after those listed `so_far`)."""
     inputs = iter_inputs(job.input.data_type, job.input.uri, settings.storage_for, region=settings.region)
     shard_size = settings.shard_size_bytes(instances_for(job.resources.instance_count, settings)) if can_shard(job.input.split_type, job.input.compression) else 0
     item_id = 0
+    if so_far is not None:
+        inputs = _after(inputs, so_far, job.input.uri)
+        item_id = so_far.next_item_id
     for obj in inputs:
         output = output_uri(job.output.output_path, obj.relative)
         ranges = shard_ranges(obj.size, shard_size)
@@ -69,6 +83,23 @@ def iter_work_items(job: TransformJobSpec, settings: Settings) -> Iterator[WorkI
                 shard=shard, shards=len(ranges), range_start=start, range_end=end,
             )
             item_id += 1
+
+
+def _after(inputs: Iterator[InputObject], so_far: ListedSoFar, source: str) -> Iterator[InputObject]:
+    """The inputs after those listed so far, which must still be the same: objects added or
+    removed before them since would shift what the listing goes on with."""
+    seen: InputObject | None = None
+    for _ in range(so_far.objects):
+        seen = next(inputs, None)
+        if seen is None:
+            break
+    if seen is None or seen.uri != so_far.last_input_uri:
+        now = "ends before it" if seen is None else f"is now {seen.uri}"
+        raise InputError(
+            f"The input data source {source} changed while the job was interrupted: its object number {so_far.objects} "
+            f"was {so_far.last_input_uri} and {now}; the listing cannot go on where it stopped."
+        )
+    yield from inputs
 
 
 def instances_for(instance_count: int, settings: Settings) -> int:

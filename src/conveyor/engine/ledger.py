@@ -129,8 +129,8 @@ class MemoryLedger:
             self._items.extend(items)
             self._pending.extend(items)
 
-    def listed(self) -> None:
-        """No item will be added."""
+    def listed(self, *, whole: bool = True) -> None:
+        """No item will be added (whether or not the listing was `whole`: its job ends either way)."""
         self._listing = False
 
     def listing(self) -> bool:

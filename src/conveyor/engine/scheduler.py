@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from conveyor.engine.backend import Backend
-from conveyor.engine.job import instances_for, plan_work_items, run_job
+from conveyor.engine.job import instances_for, run_job
+from conveyor.engine.listing import Listing
 from conveyor.engine.local import LocalBackend
-from conveyor.engine.store_link import StoreLedger, StoreListener, add_planned_items, job_stream, log
+from conveyor.engine.store_link import StoreLedger, StoreListener, job_stream, log
 from conveyor.errors import ConveyorError
 from conveyor.sagemaker import parse_model, parse_transform_job
 from conveyor.settings import Settings
@@ -254,19 +255,27 @@ class Scheduler:
         model = parse_model(model_record.request)
         resumed = record.transform_start_time is not None
         record = self.store.jobs.mark_started(name)
-        if self.store.work_items.counts(name).total == 0:
-            try:
-                items = plan_work_items(job, self.settings)
-            except InputError as exc:
-                self._finish(name, FAILED, f"ClientError: {exc}")
-                return
-            add_planned_items(self.store, name, items)
+        listing = not self.store.jobs.inputs_listed(name) or self.store.work_items.counts(name).total == 0
+        if listing:  # a new job's inputs, or the rest of an interrupted listing's, are listed while it runs
+            self.store.jobs.set_inputs_listed(name, False)
         self.store.work_items.reclaim_expired(name)
         swept = self._sweep(job.output.output_path)
         self.store.work_items.reset_unassembled_shards(name)  # their pieces were just swept
+        ledger = StoreLedger(self.store, name, self.owner, LEASE_SECONDS, listing=listing)
         counts = self.store.work_items.counts(name)
+        lister = None
+        if listing:
+            lister = Listing(job, self.settings, ledger, stop, so_far=ledger.listed_so_far())
+            try:
+                lister.wait_for_first()
+            except InputError as exc:
+                self._finish(name, FAILED, f"ClientError: {exc}")
+                return
         if resumed:
-            log(self.store, job_stream(name), name, f"Resuming: {counts.done} of {counts.total} objects already done; {swept} temporary files swept.")
+            listed = " listed so far" if listing else ""
+            log(self.store, job_stream(name), name, f"Resuming: {counts.done} of {counts.total} objects{listed} already done; {swept} temporary files swept.")
+        elif listing:
+            log(self.store, job_stream(name), name, "Starting: the input objects are listed as the job runs.")
         else:
             noun = "object" if counts.total == 1 else "objects"
             log(self.store, job_stream(name), name, f"Starting: {counts.total} input {noun}.")
@@ -276,7 +285,6 @@ class Scheduler:
                 f"InstanceCount={job.resources.instance_count} is more than this server's capacity of "
                 f"{self.settings.capacity}; running {instances} instances.",
             )
-        ledger = StoreLedger(self.store, name, self.owner, LEASE_SECONDS)
         with self._lock:
             if name in self._running:
                 self._running[name].ledger = ledger
@@ -286,6 +294,12 @@ class Scheduler:
             backend=self._backend_factory(), started_at=record.transform_start_time or datetime.now(timezone.utc),
         )
         ledger.release_in_flight()
+        if lister is not None and lister.error is not None:  # the listing failed once the job had begun: it was stopped
+            if not isinstance(lister.error, InputError):
+                raise lister.error
+            self._sweep(job.output.output_path)
+            self._finish(name, FAILED, f"ClientError: {lister.error}")
+            return
         if listener.dropped_lines:
             log(self.store, job_stream(name), name, f"{listener.dropped_lines} log lines were dropped past the log quota.")
         if outcome.status == "Stopped":

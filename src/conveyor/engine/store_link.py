@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Iterable, Sequence
 
 from conveyor.engine.instance import ResolvedParameters
-from conveyor.engine.job import JobListener
+from conveyor.engine.job import JobListener, ListedSoFar
 from conveyor.engine.ledger import ItemState, LedgerSummary, summarise
 from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
@@ -56,9 +56,11 @@ def add_planned_items(store: Store, job_name: str, items: Iterable[WorkItem]) ->
 
 
 class StoreLedger:
-    """The job's items in the store, claimed under this scheduler's lease."""
+    """The job's items in the store, claimed under this scheduler's lease. With `listing`, its
+    items are added as its inputs are listed while it runs (`engine.listing`), each group in
+    one transaction, so that a resumed job goes on listing where it stopped."""
 
-    def __init__(self, store: Store, job_name: str, owner: str, lease_seconds: float) -> None:
+    def __init__(self, store: Store, job_name: str, owner: str, lease_seconds: float, *, listing: bool = False) -> None:
         self.store = store
         self.job_name = job_name
         self.owner = owner
@@ -67,9 +69,30 @@ class StoreLedger:
         self._claimed: deque[WorkItem] = deque()
         self._ordinals: dict[int, int] = {}  # item id → ordinal, for the shards of the items claimed
         self._lock = threading.Lock()
+        self._listing = listing
+        self._unclaimed = store.work_items.count_pending(job_name) if listing else 0  # in the store, for `pending`
 
     def listing(self) -> bool:
-        return False  # a job's items are all in the store before it runs
+        return self._listing
+
+    def listed_so_far(self) -> ListedSoFar | None:
+        """Where an interrupted listing of the job stopped; None when none has added an item."""
+        last = self.store.work_items.last_planned(self.job_name)
+        return None if last is None else ListedSoFar(last.objects, last.input_uri, last.ordinal + 1)
+
+    def add(self, items: Sequence[WorkItem]) -> None:
+        add_planned_items(self.store, self.job_name, items)
+        with self._lock:
+            self._unclaimed += len(items)
+
+    def listed(self, *, whole: bool) -> None:
+        if whole:
+            self.store.jobs.set_inputs_listed(self.job_name, True)
+        self._listing = False
+
+    def pending(self) -> int:
+        with self._lock:
+            return self._unclaimed + len(self._claimed)
 
     def take(self) -> WorkItem | None:
         """The next item; items are claimed CLAIM_BATCH at a time, so that a job of many small
@@ -77,6 +100,7 @@ class StoreLedger:
         if not self._claimed:
             claimed = self.store.work_items.claim_many(self.job_name, self.owner, self.lease_seconds, CLAIM_BATCH)
             with self._lock:
+                self._unclaimed = max(self._unclaimed - len(claimed), 0)
                 self.in_flight.update(item.id for item in claimed)
                 self._ordinals.update((item.id, item.ordinal) for item in claimed if item.shards > 1)
             self._claimed.extend(
@@ -94,6 +118,8 @@ class StoreLedger:
         self.store.work_items.release(
             item.item_id, self.owner, payload_attempts=item.attempts_used, instance_losses=item.instance_losses
         )
+        with self._lock:
+            self._unclaimed += 1
 
     def complete(self, done: Sequence[tuple[WorkItem, ItemProgress]]) -> None:
         with self._lock:

@@ -12,12 +12,15 @@ from typing import Any, Callable
 
 from conveyor.engine.allowed_runtimes import check_allowed_runtimes
 from conveyor.engine.backends import cluster_nodes
-from conveyor.engine.job import plan_work_items
+from conveyor.engine.job import iter_work_items, plan_work_items
 from conveyor.engine.model_check import check_decode_workers, check_local_handler
 from conveyor.engine.store_link import add_planned_items
 from conveyor.errors import ResourceInUse, ResourceNotFound, ValidationException, job_not_found
+from conveyor.pipeline.work_item import WorkItem
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
+from conveyor.sagemaker.locations import is_local
 from conveyor.sagemaker.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
+from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.service import wire
 from conveyor.service.local_roots import check_job_locations, check_model_locations, check_planned_items
 from conveyor.settings import Settings
@@ -151,20 +154,37 @@ class SageMakerOperations:
             raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})")
         check_job_locations(job, self.settings, nodes=nodes)
         check_output_location(job.input.data_type, job.input.uri, job.output.output_path)
+        items = self._planned_items(job, nodes)
         try:
+            self.store.jobs.create(
+                job.name, arn, job.model_name, request, datetime.now(timezone.utc), tags=_tags(request), inputs_listed=items is not None
+            )
+        except AlreadyExists:
+            raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})") from None
+        if items is not None:
+            add_planned_items(self.store, job.name, items)
+        self.on_change()
+        return {"TransformJobArn": arn}
+
+    def _planned_items(self, job: TransformJobSpec, nodes: int) -> list[WorkItem] | None:
+        """The job's items, listed and checked now; None for a job whose scheduler lists them
+        as it runs (docs/semantics.md, "Listing"), once one input has been found here.
+
+        Only an S3 prefix with an S3 output is listed as the job runs. A local input's every
+        object (a link may point anywhere) and a local output's every path are checked against
+        the server's trust boundary before the job is accepted (docs/security.md), as is every
+        object a manifest names, and every path of a job on a Ray cluster of several nodes."""
+        try:
+            if nodes <= 1 and job.input.data_type == "S3Prefix" and not is_local(job.input.uri) and not is_local(job.output.output_path):
+                next(iter_work_items(job, self.settings))
+                return None
             items = plan_work_items(job, self.settings)
         except InputError as exc:
             raise ValidationException(str(exc)) from None
         except StorageError as exc:
             raise ValidationException(f"Could not list the input data source {job.input.uri}: {exc.code}: {exc.detail}") from None
         check_planned_items(items, self.settings, nodes=nodes)
-        try:
-            self.store.jobs.create(job.name, arn, job.model_name, request, datetime.now(timezone.utc), tags=_tags(request))
-        except AlreadyExists:
-            raise ResourceInUse(f"Job name must be unique within an AWS account and region, and a job with this name already exists ({arn})") from None
-        add_planned_items(self.store, job.name, items)
-        self.on_change()
-        return {"TransformJobArn": arn}
+        return items
 
     def describe_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
         name = _validated("DescribeTransformJob", request)["TransformJobName"]

@@ -94,15 +94,18 @@ class TransformJobs:
         request: Mapping[str, Any],
         creation_time: datetime,
         tags: Mapping[str, str] | None = None,
+        *,
+        inputs_listed: bool = True,
     ) -> TransformJobRecord:
-        """Store a new job as InProgress (with its tags); AlreadyExists when the name is taken."""
+        """Store a new job as InProgress (with its tags); AlreadyExists when the name is taken.
+        Without `inputs_listed`, its scheduler lists its inputs while it runs."""
         created = to_epoch(creation_time)
         try:
             with self._database.transaction() as connection:
                 connection.execute(
                     "INSERT INTO transform_jobs (name, arn, model_name, request, status, creation_time,"
-                    " last_modified_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (name, arn, model_name, to_json(dict(request)), IN_PROGRESS, created, created),
+                    " last_modified_time, inputs_listed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (name, arn, model_name, to_json(dict(request)), IN_PROGRESS, created, created, int(inputs_listed)),
                 )
                 if tags:
                     write_tags(connection, arn, tags)
@@ -220,6 +223,17 @@ class TransformJobs:
                 (to_json(dict(parameters)), self._database.now(), name),
             )
             return _select_or_raise(connection, name)
+
+    def inputs_listed(self, name: str) -> bool:
+        """Whether every work item of the job is in the store (else a listing was interrupted)."""
+        row = self._database.execute("SELECT inputs_listed FROM transform_jobs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound("transform job", name)
+        return bool(row[0])
+
+    def set_inputs_listed(self, name: str, listed: bool) -> None:
+        """Record that the job's inputs are being listed (False) or all listed (True)."""
+        self._database.execute("UPDATE transform_jobs SET inputs_listed = ? WHERE name = ?", (int(listed), name))
 
     def set_figures(self, name: str, records_per_second: float, model_busy_fraction: float) -> None:
         """Record the run's figures (not a change a client made: LastModifiedTime stays)."""

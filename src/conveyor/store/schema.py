@@ -136,4 +136,14 @@ SHARDS = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS, FIGURES, SHARDS)
+LISTED_WHILE_RUNNING = Migration(
+    version=6,
+    name="transform jobs whose inputs are listed while they run",
+    statements=(
+        # 0 while the job's work items are still being listed (docs/semantics.md, "Listing"); the
+        # jobs of earlier versions were listed whole when created.
+        "ALTER TABLE transform_jobs ADD COLUMN inputs_listed INTEGER NOT NULL DEFAULT 1",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS, FIGURES, SHARDS, LISTED_WHILE_RUNNING)

@@ -96,6 +96,14 @@ class ItemOutcome(NamedTuple):
     failed_records: list[dict[str, object]]
 
 
+class LastPlanned(NamedTuple):
+    """A job's last planned item, and how many objects were planned up to it."""
+
+    ordinal: int
+    input_uri: str
+    objects: int
+
+
 @dataclass(frozen=True)
 class CompletedItem:
     """An item whose output is written, with its final totals (and the records that failed, in a
@@ -324,6 +332,21 @@ class WorkItems:
             )
             for row in rows
         ]
+
+    def count_pending(self, job_name: str) -> int:
+        """The job's items waiting to be claimed (a sharded object's count each)."""
+        row = self._database.execute("SELECT COUNT(*) FROM work_items WHERE job_name = ? AND state = ?", (job_name, PENDING)).fetchone()
+        return int(row[0])
+
+    def last_planned(self, job_name: str) -> LastPlanned | None:
+        """The job's item of the highest ordinal, with the number of objects up to it; None when
+        it has none."""
+        row = self._database.execute(
+            "SELECT ordinal, input_uri, (SELECT COUNT(*) FROM work_items WHERE job_name = ? AND shard = 0)"
+            " FROM work_items WHERE job_name = ? ORDER BY ordinal DESC LIMIT 1",
+            (job_name, job_name),
+        ).fetchone()
+        return None if row is None else LastPlanned(*row)
 
     def failed(self, job_name: str) -> builtins.list[WorkItemRecord]:
         """The failed items with their reasons, in ordinal order (for the job's FailureReason and log)."""
