@@ -146,3 +146,53 @@ def test_a_listing_adds_whole_objects_and_a_resumed_one_goes_on_after_them(tmp_p
     assert all(batch[-1].shard + 1 == batch[-1].shards for batch in added)
     so_far = ListedSoFar(objects=2, last_input_uri=f"file://{tmp_path}/in/b.csv", next_item_id=3)
     assert list(iter_work_items(job, settings, so_far)) == every[3:]
+
+
+class _EndsAsTheBackendLooks(MemoryLedger):
+    """A listing that adds its last item and ends just after the backend found nothing to take
+    and before it asks whether more may come: the moment that a backend which then trusts the
+    listing's end, without looking again, would end the job with the item never run."""
+
+    def __init__(self, last: WorkItem) -> None:
+        super().__init__(listing=True)
+        self._last: WorkItem | None = last
+        self._found_nothing = False
+
+    def take(self) -> WorkItem | None:
+        item = super().take()
+        self._found_nothing = item is None
+        return item
+
+    def listing(self) -> bool:
+        if self._found_nothing and self._last is not None:
+            self.add([self._last])
+            self.listed()
+            self._last = None
+        return super().listing()
+
+
+def test_items_the_listing_added_just_before_it_ended_are_run(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("a")
+    model = parse_model({"ModelName": "m", "PrimaryContainer": {"Image": "conveyor:python", "ModelDataUrl": f"file://{write_model(tmp_path, BRACKET)}"}})
+    job, settings = parse_transform_job(job_request(tmp_path)), Settings(home=tmp_path / "home")
+    [item] = plan_work_items(job, settings)
+    outcome = run_job(job, model, settings, ledger=_EndsAsTheBackendLooks(item), listener=JobListener())
+    assert (outcome.status, outcome.objects_total, outcome.objects_done) == ("Completed", 1, 1)
+    assert (tmp_path / "out" / "a.csv.out").read_text() == "<a>"
+
+
+class _NeverHandsOut(MemoryLedger):
+    """A ledger that never hands out its items: a fault in what hands out items."""
+
+    def take(self) -> WorkItem | None:
+        return None
+
+
+def test_a_job_that_left_objects_untransformed_is_never_reported_completed(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("a")
+    model = parse_model({"ModelName": "m", "PrimaryContainer": {"Image": "conveyor:python", "ModelDataUrl": f"file://{write_model(tmp_path, BRACKET)}"}})
+    job, settings = parse_transform_job(job_request(tmp_path)), Settings(home=tmp_path / "home")
+    outcome = run_job(job, model, settings, ledger=_NeverHandsOut(plan_work_items(job, settings)), listener=JobListener())
+    assert (outcome.status, outcome.failure_reason) == ("Failed", "InternalServerError: 1 of 1 input object was not transformed")

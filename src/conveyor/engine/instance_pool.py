@@ -132,8 +132,12 @@ class InstancePool(Backend):
             while not (instance.closed or not instance.ready or run.exhausted) and instance.wants_more():
                 item = run.items.take()
                 if item is None:
-                    run.exhausted = not run.items.listing()  # else more may come: the pool looks again soon
-                    break
+                    if run.items.listing():
+                        break  # more may come: the pool looks again soon
+                    item = run.items.take()  # the listing may have added its last items and ended since the first look
+                    if item is None:
+                        run.exhausted = True
+                        break
                 instance.hold(item)
                 sending.append(item)
             if sending:

@@ -415,9 +415,12 @@ def run_job(
         return _outcome("Stopped", None, run, ledger.summary())
     summary = ledger.summary()
     reason = None
+    noun = "object" if summary.total == 1 else "objects"
     if summary.failed:
-        noun = "object" if summary.total == 1 else "objects"
         reason = f"{summary.failed} of {summary.total} input {noun} failed. First: {summary.first_failure}"
+    elif summary.done < summary.total and not run.over_limit:  # a fault of Conveyor's own: never reported as a whole job
+        missing = summary.total - summary.done
+        reason = f"InternalServerError: {missing} of {summary.total} input {noun} {'was' if missing == 1 else 'were'} not transformed"
     if job.max_failed_records is not None:
         reason = _failed_records_reason(job, summary, settings, listener, reason, over_limit=run.over_limit)
     if job.data_capture is not None and summary.done + summary.failed:
