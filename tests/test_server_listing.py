@@ -7,6 +7,8 @@ S3 is moto's server; `ListingProxy` in front of it holds back or denies the list
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -176,3 +178,13 @@ def test_a_listing_whose_inputs_changed_while_it_was_interrupted_fails_the_job(s
         f"ClientError: The input data source s3://{s3_bucket}/in/ changed while the job was interrupted: its object number 4 "
         f"was s3://{s3_bucket}/{keys[3]} and is now s3://{s3_bucket}/{keys[4]}; the listing cannot go on where it stopped."
     )
+
+
+def test_the_benchmark_runs_at_a_tiny_size() -> None:
+    """benchmarks/server_listing.py end to end, so that it cannot rot; its figures are in
+    docs/benchmarks.md."""
+    benchmark = Path(__file__).resolve().parent.parent / "benchmarks" / "server_listing.py"
+    result = subprocess.run([sys.executable, str(benchmark), "--objects", "50", "--rounds", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for row in ("listing", "create", "first output", "job", "listing / create"):
+        assert row in result.stdout
