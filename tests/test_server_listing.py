@@ -21,6 +21,7 @@ from conveyor.engine.job import plan_work_items
 from conveyor.engine.store_link import add_planned_items
 from conveyor.sagemaker import parse_transform_job
 from conveyor.service import Service
+from conveyor.service.objects_text import objects_text
 from conveyor.settings import Settings
 from tests.models import BRACKET, write_model
 from tests.s3_proxy import S3Proxy
@@ -37,6 +38,8 @@ class ListingProxy(S3Proxy):
         super().__init__(upstream)
         self.hold = self.deny = False
         self.output_written = threading.Event()
+        self.released = threading.Event()  # a held page also waits for this
+        self.released.set()
         self.held_until_output: bool | None = None
 
     def handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
@@ -45,6 +48,7 @@ class ListingProxy(S3Proxy):
         if request.command == "GET" and "continuation-token=" in request.path:
             if self.hold:
                 self.held_until_output = self.output_written.wait(30)
+                self.released.wait(30)
             if self.deny:
                 return self.error(request, 403, "AccessDenied", "Access Denied")
         self.forward(request, body)
@@ -113,15 +117,22 @@ def test_a_job_is_created_before_its_inputs_are_listed_and_starts_on_their_first
     s3 = s3_server.client()
     keys = put_inputs(s3, s3_bucket, PAGE + 1)
     service.sagemaker.create_transform_job(request(s3_bucket))
-    assert service.store.work_items.counts("listing").total == 0 and not service.store.jobs.inputs_listed("listing")
+    assert service.store.work_items.counts("listing").total == 0 and not service.store.jobs.get("listing").inputs_listed  # type: ignore[union-attr]
     proxy.hold = True
+    proxy.released.clear()
     service.start()
+    assert proxy.output_written.wait(30)
+    progress = service.progress("listing")  # the first page's objects are being written, the second page is not listed
+    assert progress["Listing"] and progress["EtaSeconds"] is None and 0 < progress["ObjectsTotal"] <= PAGE
+    assert objects_text(progress).endswith(f"/{progress['ObjectsTotal']} objects (listing)")
+    proxy.released.set()
     described = finished(service)
+    assert not service.progress("listing")["Listing"]
     assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     assert proxy.held_until_output  # an object of the first page was written before the second page was listed
     items = service.store.work_items.list("listing")
     assert [item.input_uri for item in items] == [f"s3://{s3_bucket}/{key}" for key in keys]
-    assert [item.ordinal for item in items] == list(range(PAGE + 1)) and service.store.jobs.inputs_listed("listing")
+    assert [item.ordinal for item in items] == list(range(PAGE + 1)) and service.store.jobs.get("listing").inputs_listed  # type: ignore[union-attr]
     assert outputs(s3, s3_bucket) == expected_outputs(keys)
     assert "Starting: the input objects are listed as the job runs." in job_log(service)
 

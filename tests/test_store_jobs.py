@@ -292,11 +292,7 @@ def test_finished_jobs_cannot_be_claimed(store):
 
 
 def test_a_job_listed_while_it_runs_says_whether_its_listing_ended(store):
-    add(store, "planned")  # its items stored with it, as earlier versions stored every job
-    assert store.jobs.inputs_listed("planned")
-    store.jobs.create("listed-later", arn("listed-later"), "model", {}, T0, inputs_listed=False)
-    assert not store.jobs.inputs_listed("listed-later")
+    assert add(store, "planned").inputs_listed  # its items stored with it, as earlier versions stored every job
+    assert not store.jobs.create("listed-later", arn("listed-later"), "model", {}, T0, inputs_listed=False).inputs_listed
     store.jobs.set_inputs_listed("listed-later", True)
-    assert store.jobs.inputs_listed("listed-later")
-    with pytest.raises(NotFound):
-        store.jobs.inputs_listed("no-such-job")
+    assert store.jobs.get("listed-later").inputs_listed

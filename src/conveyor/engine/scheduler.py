@@ -255,7 +255,7 @@ class Scheduler:
         model = parse_model(model_record.request)
         resumed = record.transform_start_time is not None
         record = self.store.jobs.mark_started(name)
-        listing = not self.store.jobs.inputs_listed(name) or self.store.work_items.counts(name).total == 0
+        listing = not record.inputs_listed or self.store.work_items.counts(name).total == 0
         if listing:  # a new job's inputs, or the rest of an interrupted listing's, are listed while it runs
             self.store.jobs.set_inputs_listed(name, False)
         self.store.work_items.reclaim_expired(name)

@@ -99,6 +99,7 @@ class JobProgress(NamedTuple):
 
 def _progress_view(record: TransformJobRecord, progress: Progress) -> dict[str, Any]:
     now = record.transform_end_time or datetime.now(timezone.utc)
+    listing = not record.inputs_listed and record.status not in TERMINAL  # the total counts the objects listed so far
     return {
         "TransformJobName": record.name,
         "TransformJobStatus": record.status,
@@ -114,7 +115,8 @@ def _progress_view(record: TransformJobRecord, progress: Progress) -> dict[str, 
         "BytesTotal": progress.bytes_total,
         "ElapsedSeconds": progress.elapsed_seconds(now),
         "MegabytesPerSecond": progress.mb_per_second(now),
-        "EtaSeconds": None if record.transform_end_time else progress.eta_seconds(now),
+        "Listing": listing,
+        "EtaSeconds": None if record.transform_end_time or listing else progress.eta_seconds(now),
         "RecordsPerSecond": progress.records_per_second,
         "ModelBusyFraction": progress.model_busy_fraction,
     }

@@ -15,7 +15,11 @@ def objects_finished(progress: dict[str, Any]) -> int:
 
 
 def objects_text(progress: dict[str, Any]) -> str:
-    """`3/10 objects`, or `3/10 objects (1 failed)` when some failed."""
+    """`3/10 objects`, or `3/10 objects (1 failed)` when some failed; `(listing)` while the
+    total counts only the objects listed so far (`Listing`)."""
     failed = progress.get("ObjectsFailed") or 0
+    notes = [f"{failed} failed"] if failed else []
+    if progress.get("Listing"):
+        notes.append("listing")
     text = f"{objects_finished(progress)}/{progress.get('ObjectsTotal') or 0} objects"
-    return text + (f" ({failed} failed)" if failed else "")
+    return text + (f" ({', '.join(notes)})" if notes else "")

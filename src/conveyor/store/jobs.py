@@ -40,7 +40,7 @@ JOB_SORT_KEYS = {
 }
 _COLUMNS = (
     "arn, model_name, request, failure_reason, last_modified_time, transform_start_time, transform_end_time,"
-    " execution_parameters, owner, lease_expires, status, creation_time, name"
+    " execution_parameters, owner, lease_expires, status, creation_time, name, inputs_listed"
 )
 _SUMMARY_COLUMNS = "arn, transform_end_time, last_modified_time, failure_reason, status, creation_time, name"
 
@@ -64,6 +64,8 @@ class TransformJobRecord:
     owner: str | None = None
     """The scheduler that holds the job, while its lease lasts."""
     lease_expires: datetime | None = None
+    inputs_listed: bool = True
+    """False while its scheduler lists its inputs as it runs (docs/semantics.md, "Listing")."""
 
 
 @dataclass(frozen=True)
@@ -224,13 +226,6 @@ class TransformJobs:
             )
             return _select_or_raise(connection, name)
 
-    def inputs_listed(self, name: str) -> bool:
-        """Whether every work item of the job is in the store (else a listing was interrupted)."""
-        row = self._database.execute("SELECT inputs_listed FROM transform_jobs WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise NotFound("transform job", name)
-        return bool(row[0])
-
     def set_inputs_listed(self, name: str, listed: bool) -> None:
         """Record that the job's inputs are being listed (False) or all listed (True)."""
         self._database.execute("UPDATE transform_jobs SET inputs_listed = ? WHERE name = ?", (int(listed), name))
@@ -307,4 +302,5 @@ def _record(row: tuple) -> TransformJobRecord:
         execution_parameters=from_json(row[7]),
         owner=row[8],
         lease_expires=from_epoch(row[9]),
+        inputs_listed=bool(row[13]),
     )
