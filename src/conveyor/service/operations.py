@@ -12,11 +12,10 @@ from typing import Any, Callable
 
 from conveyor.engine.allowed_runtimes import check_allowed_runtimes
 from conveyor.engine.backends import cluster_nodes
-from conveyor.engine.job import iter_work_items, plan_work_items
+from conveyor.engine.job import WorkItem, iter_work_items, plan_work_items
 from conveyor.engine.model_check import check_decode_workers, check_local_handler
 from conveyor.engine.store_link import add_planned_items
 from conveyor.errors import ResourceInUse, ResourceNotFound, ValidationException, job_not_found
-from conveyor.pipeline.work_item import WorkItem
 from conveyor.sagemaker import check_model_for_batch, parse_model, parse_transform_job
 from conveyor.sagemaker.locations import is_local
 from conveyor.sagemaker.shapes import input_shape, unique_tag_key_errors, validate_request, without_nulls
