@@ -179,8 +179,26 @@ def test_expired_leases_are_reclaimed_and_renewals_prevent_it(store, clock):
     clock.advance(20)
     assert store.work_items.renew_lease(kept.id, "instance-2", 30)
     clock.advance(20)
-    assert store.work_items.reclaim_expired() == 1  # instance-3's, across all jobs
+    assert store.work_items.reclaim_expired("other-job") == 0  # another job's expired leases are its own
+    assert store.work_items.reclaim_expired("job") == 1  # instance-3's
     assert store.work_items.get(kept.id).state == "InFlight"
+
+
+def test_expired_leases_are_found_through_their_jobs_items(store):
+    """A lease has no index to write at each claim, renewal and completion: a job's expired
+    leases are found among its own in-flight items."""
+    connection = store.database.connection()
+    statements: list[str] = []
+    connection.set_trace_callback(statements.append)
+    try:
+        store.work_items.reclaim_expired("job")
+    finally:
+        connection.set_trace_callback(None)
+    [reclaim] = [statement for statement in statements if statement.startswith("UPDATE work_items")]
+    plan = connection.execute(f"EXPLAIN QUERY PLAN {reclaim}").fetchall()
+    assert any("work_items_by_state (job_name=? AND state=?)" in row[-1] for row in plan), plan
+    indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'work_items'")}
+    assert "work_items_by_lease" not in indexes
 
 
 def test_progress_is_derived_from_the_items(store, clock):

@@ -146,4 +146,15 @@ LISTED_WHILE_RUNNING = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS, FIGURES, SHARDS, LISTED_WHILE_RUNNING)
+LEASES_BY_JOB = Migration(
+    version=7,
+    name="expired leases are found through their job's items",
+    statements=(
+        # Leases are reclaimed one job at a time, through work_items_by_state; this index cost
+        # every claim, renewal and completion two more index writes (a fifth of the server's CPU
+        # for a job of many small objects).
+        "DROP INDEX work_items_by_lease",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, ATTEMPTS, FAILED_RECORDS, FIGURES, SHARDS, LISTED_WHILE_RUNNING, LEASES_BY_JOB)
