@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import botocore.exceptions
 import pytest
@@ -12,6 +13,8 @@ import pytest
 import conveyor
 from conveyor.sdk import LocalSession, RemoteSession, UnexpectedStatusException
 from conveyor.sdk.session import default_local_session
+from conveyor.sdk.transformer import LogFollower
+from conveyor.settings import Settings
 from tests.models import FAIL_ON_BAD, FIELD_COUNT, SLOW_ON_SLOW, write_model
 from tests.server import ServerProcess
 
@@ -195,3 +198,31 @@ def test_the_quick_start_in_the_docs_runs(tmp_path: Path, monkeypatch: pytest.Mo
         default_local_session().close()
     printed = capsys.readouterr().out
     assert printed.endswith("Completed.\n1,2,3,3\n4,5,2\n\n")
+
+
+class _DataLogBegunWhileRead(LocalSession):
+    """The in-process service, where a job's data log begins while the follower reads: the
+    instance log's closing line and the data log's first line (the older of the two) are
+    logged once the follower has listed the streams, before it reads them."""
+
+    def __init__(self, home: Path) -> None:
+        super().__init__(Settings(home=home))
+        self.logged = False
+
+    def get_log_events(self, request: dict[str, Any]) -> dict[str, Any]:
+        if not self.logged:
+            self.logged = True
+            self.service.store.logs.append("job", "job/instance-1/data-log", 1_000, "[sagemaker logs]: MaxConcurrentTransforms=1")
+            self.service.store.logs.append("job", "job/instance-1", 1_001, "Completed.")
+        return super().get_log_events(request)
+
+
+def test_a_log_stream_begun_while_the_follower_reads_is_printed_in_time_order(tmp_path: Path) -> None:
+    session = _DataLogBegunWhileRead(tmp_path / "home")
+    try:
+        session.service.store.logs.append("job", "job/instance-1", 999, "Starting: 1 input object.")
+        printed: list[str] = []
+        LogFollower(session, "job", printed.append).drain()
+    finally:
+        session.close()
+    assert printed == ["Starting: 1 input object.", "[sagemaker logs]: MaxConcurrentTransforms=1", "Completed."]

@@ -337,11 +337,18 @@ class LogFollower:
             request["nextToken"] = page["nextToken"]
 
     def drain(self) -> int:
-        """Emit every event logged since the last drain (in streams new or known); returns how many."""
+        """Emit every event logged since the last drain (in streams new or known), in time order;
+        returns how many. The streams are listed again once the known ones are read: a stream
+        created meanwhile joins this drain, since its first events may be older than ones just
+        read from another stream (a job's data log begins before its instance log ends)."""
+        events: list[tuple[int, str, str]] = []
+        read: set[str] = set()
         self._refresh_streams()
-        events: list[tuple[int, int, str]] = []
-        for index, stream in enumerate(sorted(self.tokens)):
-            events.extend((event["timestamp"], index, event["message"]) for event in self._read(stream))
+        while unread := sorted(set(self.tokens) - read):
+            for stream in unread:
+                events.extend((event["timestamp"], stream, event["message"]) for event in self._read(stream))
+                read.add(stream)
+            self._refresh_streams()
         events.sort(key=lambda event: (event[0], event[1]))  # stable: each stream keeps its order
         for _, _, message in events:
             self.emit(message)
