@@ -27,7 +27,7 @@ from ray.cluster_utils import Cluster
 from conveyor.engine.backend import JobStartFailed
 from conveyor.engine.job import instance_config, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
-from conveyor.engine.ray_backend import RayBackend, RayCluster, actor_resources
+from conveyor.engine.ray_backend import RayBackend, RayCluster, RayUnavailable, actor_resources
 from conveyor.sagemaker import parse_model
 from conveyor.sagemaker.instance_types import BUILT_IN, InstanceType
 from conveyor.settings import Settings
@@ -144,6 +144,48 @@ def test_a_ray_client_address_runs_the_job(tmp_path: Path, ray_cluster: Cluster)
     assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
     assert f"Ray cluster ray://127.0.0.1:{CLIENT_PORT}: 1 node; each instance asks Ray for 1 CPU, 0 GPU" in remote.stderr
     assert (tmp_path / "client" / "a.in.out").read_bytes() == (tmp_path / "local" / "a.in.out").read_bytes()
+
+
+CLIENT_SERVER_EXITED = (
+    "Initialization failure from server:\nTraceback (most recent call last):\n  ...\n"
+    "RuntimeError: Starting Ray client server failed. See ray_client_server_23000.err for detailed logs."
+)  # what Ray Client answered when the server it starts for a driver exited at once (seen under load)
+
+
+def failing_ray_init(monkeypatch: pytest.MonkeyPatch, errors: list[Exception]) -> list[str]:
+    """Make `ray.init` raise `errors` in turn, then succeed; returns the addresses it was called with."""
+    import ray
+
+    calls: list[str] = []
+
+    def init(*, address: str, **_: Any) -> None:
+        calls.append(address)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    return calls
+
+
+def test_a_ray_client_server_that_could_not_start_the_drivers_server_is_tried_again(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    calls = failing_ray_init(monkeypatch, [ConnectionAbortedError(CLIENT_SERVER_EXITED)] * 2)
+    RayCluster("ray://127.0.0.1:10001").connect()
+    assert calls == ["ray://127.0.0.1:10001"] * 3
+    assert "the Ray Client server failed to start a server for this driver; trying again (2 of 3)" in caplog.text
+    assert "trying again (3 of 3)" in caplog.text
+
+    calls = failing_ray_init(monkeypatch, [ConnectionAbortedError(CLIENT_SERVER_EXITED)] * 3)
+    with pytest.raises(RayUnavailable, match="cannot connect to the Ray cluster: Initialization failure from server"):
+        RayCluster("ray://127.0.0.1:10001").connect()
+    assert len(calls) == 3
+
+
+def test_other_ray_connection_errors_are_not_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = failing_ray_init(monkeypatch, [ConnectionError("ray client connection timeout")])
+    with pytest.raises(RayUnavailable, match=r"--ray-address ray://127.0.0.1:10001: cannot connect to the Ray cluster: ray client connection timeout"):
+        RayCluster("ray://127.0.0.1:10001").connect()
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("split_type", ["TFRecord", "RecordIO"])

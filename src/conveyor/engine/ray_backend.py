@@ -33,6 +33,15 @@ CLOSE_WAIT_SECONDS = 10.0
 MAX_LOSSES_BEFORE_READY = 3
 """Actors that may die before any of the job's instances has loaded the model."""
 INSTALL_HINT = "pip install 'conveyor[ray]'"
+CLIENT_CONNECT_TRIES = 3
+"""Tries at a `ray://` address whose Ray Client server could not start the server it starts for
+each new driver. Under load that process has been seen to exit as it started, with nothing in its
+log; the next try gets a new one (Ray's client disconnects itself after a failed `ray.init`)."""
+
+CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+"""What Ray Client answers when the server it starts for a driver exits at once."""
+
+logger = logging.getLogger(__name__)
 
 
 class RayUnavailable(Exception):
@@ -66,10 +75,14 @@ class RayCluster:
         if self.address is None:  # a runtime of this machine alone: on loopback only, and reporting no usage to Ray's makers
             options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        try:
-            ray.init(address=self.address or "local", **options)  # "local": a new runtime, not one `ray start` left running
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RayUnavailable(f"--ray-address {self.address}: cannot connect to the Ray cluster: {exc}") from None
+        for attempt in range(1, CLIENT_CONNECT_TRIES + 1):
+            try:
+                ray.init(address=self.address or "local", **options)  # "local": a new runtime, not one `ray start` left running
+                break
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                if attempt == CLIENT_CONNECT_TRIES or CLIENT_SERVER_FAILED not in str(exc):
+                    raise RayUnavailable(f"--ray-address {self.address}: cannot connect to the Ray cluster: {exc}") from None
+                logger.warning("--ray-address %s: the Ray Client server failed to start a server for this driver; trying again (%d of %d)", self.address, attempt + 1, CLIENT_CONNECT_TRIES)
         self._connected = True
 
     def shutdown(self) -> None:
