@@ -6,10 +6,12 @@ weights (bfloat16 on a GPU, float32 on the CPU) on a batch; `output_fn` writes t
   hand loop   a `DataLoader` over the files with --decode-workers worker processes and
               --batch-size, the same four functions, one output file per image
   conveyor    `conveyor transform` with the handler's BATCH_SIZE = --batch-size (cross-record
-              batching across objects) and --decode-workers (CONVEYOR_DECODE_WORKERS)
-Each run logs its model calls; the figures are over the steady state (first call's start to
-the last call's end): images/s, and the fraction of that time the model was computing. The
-issue's target on an H100: Conveyor ≥ 0.9 × the hand loop's images/s, the model busy ≥ 90 %.
+              batching across objects) and --decode-workers (CONVEYOR_DECODE_WORKERS),
+              on InstanceType local_gpu: one GPU (the default, `local`, has none)
+Each run logs its model calls and where they computed; the figures are over the steady state
+(first call's start to the last call's end): images/s, and the fraction of that time the model
+was computing. Runs whose models computed on different devices are not compared. The issue's
+target on an H100: Conveyor ≥ 0.9 × the hand loop's images/s, the model busy ≥ 90 %.
 
     .venv/bin/python benchmarks/gpu_images.py --images 5000                       # an H100, about a minute
     .venv/bin/python benchmarks/gpu_images.py --images 8 --size 64 --batch-size 4   # a CPU smoke run
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from gpu_calls import steady_state
+from gpu_calls import same_devices, steady_state
 
 HERE = Path(__file__).resolve().parent
 
@@ -63,7 +65,7 @@ def predict_batch_fn(inputs, model):
     with torch.inference_mode():
         classes = model(batch).argmax(dim=1).tolist()  # .tolist() waits for the device
     with open(CALLS, "a") as calls:
-        calls.write(f"{{started}} {{time.time()}} {{len(inputs)}}\\n")
+        calls.write(f"{{started}} {{time.time()}} {{len(inputs)}} {{batch.device.type}}\\n")
     return classes
 
 def output_fn(prediction, accept):
@@ -145,18 +147,18 @@ def main() -> None:
                 command = [
                     str(Path(sys.executable).with_name("conveyor")), "transform", "--quiet", "--model", str(code.parent),
                     "--input", str(work / "images"), "--output", str(output), "--content-type", "application/x-image",
-                    "--accept", "text/plain", "--decode-workers", str(args.decode_workers),
+                    "--accept", "text/plain", "--decode-workers", str(args.decode_workers), "--instance-type", "local_gpu",
                 ]  # fmt: skip
             started = time.perf_counter()
             result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             whole = time.perf_counter() - started
             if result.returncode != 0:
                 raise SystemExit(f"{name} failed:\n{result.stderr}")
-            rate, busy, seen = steady_state(calls)
-            assert seen == args.images and len(os.listdir(output)) == args.images, f"{name}: {seen} images predicted"
-            figures[name] = rate
-            print(f"  {name:10} {rate:8.1f} images/s steady, model busy {busy:6.1%}; whole run {whole:6.2f} s")
-        print(f"conveyor / hand loop (images/s): {figures['conveyor'] / figures['hand loop']:.2f}   target >= 0.9, model busy >= 90%")
+            figures[name] = steady = steady_state(calls)
+            assert steady.seen == args.images and len(os.listdir(output)) == args.images, f"{name}: {steady.seen} images predicted"
+            print(f"  {name:10} {steady.rate:8.1f} images/s steady, model busy {steady.busy:6.1%} on {steady.devices}; whole run {whole:6.2f} s")
+        same_devices(figures)
+        print(f"conveyor / hand loop (images/s): {figures['conveyor'].rate / figures['hand loop'].rate:.2f}   target >= 0.9, model busy >= 90%")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -8,10 +8,12 @@ values as JSON.
   hand loop   a `DataLoader` over the lines with --decode-workers worker processes and
               --batch-size, the same four functions, one output file
   conveyor    `conveyor transform` with the handler's BATCH_SIZE = --batch-size (cross-record
-              batching) and --decode-workers (CONVEYOR_DECODE_WORKERS)
-Each run logs its model calls; the figures are over the steady state (first call's start to
-the last call's end): sentences/s, and the fraction of that time the model was computing. The
-issue's target on an H100: Conveyor ≥ 0.9 × the hand loop's sentences/s, the model busy ≥ 90 %.
+              batching) and --decode-workers (CONVEYOR_DECODE_WORKERS),
+              on InstanceType local_gpu: one GPU (the default, `local`, has none)
+Each run logs its model calls and where they computed; the figures are over the steady state
+(first call's start to the last call's end): sentences/s, and the fraction of that time the model
+was computing. Runs whose models computed on different devices are not compared. The issue's
+target on an H100: Conveyor ≥ 0.9 × the hand loop's sentences/s, the model busy ≥ 90 %.
 
     .venv/bin/python benchmarks/gpu_text.py --sentences 200000               # an H100, about a minute
     .venv/bin/python benchmarks/gpu_text.py --sentences 16 --layers 1 --hidden 64 --heads 2 --batch-size 4   # a CPU smoke run
@@ -31,7 +33,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from gpu_calls import steady_state
+from gpu_calls import same_devices, steady_state
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,7 +63,7 @@ def predict_batch_fn(inputs, model):
     with torch.inference_mode():
         pooled = model(ids)[:, :2].float().tolist()  # .tolist() waits for the device
     with open(CALLS, "a") as calls:
-        calls.write(f"{{started}} {{time.time()}} {{len(inputs)}}\\n")
+        calls.write(f"{{started}} {{time.time()}} {{len(inputs)}} {{ids.device.type}}\\n")
     return pooled
 
 def output_fn(prediction, accept):
@@ -145,19 +147,19 @@ def main() -> None:
                     str(Path(sys.executable).with_name("conveyor")), "transform", "--quiet", "--model", str(code.parent),
                     "--input", str(source), "--output", str(output), "--content-type", "application/jsonlines",
                     "--accept", "application/json", "--split-type", "Line", "--strategy", "SingleRecord", "--assemble-with", "Line",
-                    "--decode-workers", str(args.decode_workers),
+                    "--decode-workers", str(args.decode_workers), "--instance-type", "local_gpu",
                 ]  # fmt: skip
             started = time.perf_counter()
             result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             whole = time.perf_counter() - started
             if result.returncode != 0:
                 raise SystemExit(f"{name} failed:\n{result.stderr}")
-            rate, busy, seen = steady_state(calls)
+            figures[name] = steady = steady_state(calls)
             written = sum(1 for _ in open(output / "sentences.jsonl.out"))
-            assert seen == args.sentences and written == args.sentences, f"{name}: {seen} predicted, {written} written"
-            figures[name] = rate
-            print(f"  {name:10} {rate:9.1f} sentences/s steady, model busy {busy:6.1%}; whole run {whole:6.2f} s")
-        print(f"conveyor / hand loop (sentences/s): {figures['conveyor'] / figures['hand loop']:.2f}   target >= 0.9, model busy >= 90%")
+            assert steady.seen == args.sentences and written == args.sentences, f"{name}: {steady.seen} predicted, {written} written"
+            print(f"  {name:10} {steady.rate:9.1f} sentences/s steady, model busy {steady.busy:6.1%} on {steady.devices}; whole run {whole:6.2f} s")
+        same_devices(figures)
+        print(f"conveyor / hand loop (sentences/s): {figures['conveyor'].rate / figures['hand loop'].rate:.2f}   target >= 0.9, model busy >= 90%")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
