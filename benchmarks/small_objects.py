@@ -68,6 +68,7 @@ SERVER_LEDGER = '''
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from conveyor.collector import settle_after_start
 from conveyor.engine.job import plan_work_items, run_job
 from conveyor.engine.store_link import StoreLedger, add_planned_items
 from conveyor.sagemaker import parse_model, parse_transform_job
@@ -81,6 +82,7 @@ job = parse_transform_job({
     "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1},
 })
 settings = Settings(home=Path(home))
+settle_after_start()  # as `conveyor server` does
 with Store(Path(home) / "state.db") as store:
     store.jobs.create(job.name, "arn", "m", {}, datetime.now(timezone.utc))
     add_planned_items(store, job.name, plan_work_items(job, settings))

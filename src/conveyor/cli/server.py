@@ -19,6 +19,7 @@ from conveyor.api.credentials import CredentialsError, keys_from_env, load_or_cr
 from conveyor.cli.backend_options import add_backend_arguments, backend_overrides
 from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.server_lock import HomeInUse, ServerLock
+from conveyor.collector import settle_after_start
 from conveyor.engine.backend import Backend
 from conveyor.engine.backends import open_backend
 from conveyor.engine.ray_backend import RayUnavailable
@@ -208,6 +209,7 @@ def _serve_with(
     print(f"  AWS CLI: aws sagemaker list-transform-jobs --endpoint-url {endpoint} --region {settings.region}")
     print(f"  console: {endpoint}/console", flush=True)
     app = create_app(service, credentials=credentials)
+    settle_after_start()
     limit = connection_limit(settings.max_connections)
     if limit < settings.max_connections:
         print(f"  connections: at most {limit} (--max-connections {settings.max_connections} lowered to fit ulimit -n)")

@@ -16,6 +16,7 @@ from rich.text import Text
 from conveyor.cli.backend_options import add_backend_arguments, backend_overrides
 from conveyor.cli.gpu_options import add_gpu_arguments, gpu_overrides
 from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_model
+from conveyor.collector import settle_after_start
 from conveyor.durations import format_duration
 from conveyor.engine.backend import Backend
 from conveyor.engine.figures import Rates, rate_text
@@ -244,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         try:
             job, model = job_and_model(args)
+            settle_after_start()
             listing: Listing | None = None
             if settings.backend == "ray":  # every node's paths are checked before anything runs
                 items = plan_work_items(job, settings)
