@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from conveyor.engine.job import JobListener, plan_work_items, run_job
-from conveyor.engine.ledger import MemoryLedger
+from conveyor.engine.ledger import SKIPPED_SHARD, MemoryLedger
 from conveyor.engine.store_link import StoreLedger, add_planned_items
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 from conveyor.sagemaker import ModelSpec, TransformJobSpec, parse_model, parse_transform_job
@@ -221,3 +221,28 @@ def test_a_finished_job_leaves_no_process_behind(tmp_path: Path, settings: Setti
     outcome = run_job(job, model, settings, ledger=MemoryLedger(plan_work_items(job, settings)))
     assert outcome.status == "Completed"
     assert set(psutil.Process().children(recursive=True)) - before == set()
+
+
+@pytest.mark.parametrize("kept", ["memory", "store"])
+def test_an_objects_first_failure_is_a_shards_own_not_a_shard_skipped_for_it(tmp_path: Path, kept: str) -> None:
+    """Shard 1 was handed back (its instance died) and skipped once shard 2 had failed: the
+    job's "First:" is shard 2's reason, which says what went wrong."""
+    shards = [
+        WorkItem(item_id=number, input_uri="file:///in/a.csv", output_uri="file:///out/a.csv.out", size=300, shard=number, shards=3, range_start=number * 100, range_end=(number + 1) * 100)
+        for number in range(3)
+    ]
+    with Store(tmp_path / "state.db") as store:
+        if kept == "memory":
+            ledger: MemoryLedger | StoreLedger = MemoryLedger(shards)
+        else:
+            store.jobs.create("job", "arn", "m", {}, datetime.now(timezone.utc))
+            add_planned_items(store, "job", shards)
+            ledger = StoreLedger(store, "job", "owner-1", 60)
+        taken = [item for item in (ledger.take() for _ in shards) if item is not None]
+        assert [item.shard for item in taken] == [0, 1, 2]
+        ledger.fail(taken[1], "file:///in/a.csv: ValueError: cannot score a bad record", [])
+        ledger.fail(taken[0], f"file:///in/a.csv: shard 1 of 3 {SKIPPED_SHARD}", [])
+        ledger.complete([(taken[2], ItemProgress(taken[2].item_id, records=4, done=True))])
+        summary = ledger.summary()
+    assert (summary.total, summary.failed, summary.done) == (1, 1, 0)
+    assert summary.first_failure == "file:///in/a.csv: ValueError: cannot score a bad record"

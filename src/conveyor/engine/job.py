@@ -24,7 +24,7 @@ from conveyor.engine.errors_manifest import errors_manifest_uri, write_errors_ma
 from conveyor.engine.figures import InstanceTotals, JobFigures
 from conveyor.engine.gpus import plan_gpus
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
-from conveyor.engine.ledger import Ledger, LedgerSummary
+from conveyor.engine.ledger import SKIPPED_SHARD, Ledger, LedgerSummary
 from conveyor.engine.local import LocalBackend
 from conveyor.engine.model_code import prepare_handler_code
 from conveyor.engine.model_data import ModelDataError, model_directory
@@ -306,7 +306,7 @@ class _JobRun(InstanceEvents):
         while (item := self.ledger.take()) is not None:
             if not (item.sharded and item.output_uri in self.failed_objects):
                 return item
-            reason = f"{item.input_uri}: shard {item.shard + 1} of {item.shards} not transformed: another shard of the object failed"
+            reason = f"{item.input_uri}: shard {item.shard + 1} of {item.shards} {SKIPPED_SHARD}"
             self.ledger.fail(item, reason, [])
             self.listener.on_item_failed(item, reason)
         return None

@@ -15,6 +15,10 @@ from typing import Iterable, Protocol, Sequence
 from conveyor.pipeline.bisect import FailedRecord
 from conveyor.pipeline.work_item import ItemProgress, WorkItem
 
+SKIPPED_SHARD = "not transformed: another shard of the object failed"
+"""The end of the reason of a shard failed untransformed because a sibling failed (engine.job):
+never an object's first failure while the sibling's own reason is known."""
+
 
 @dataclass(frozen=True)
 class LedgerSummary:
@@ -97,7 +101,8 @@ def summarise(items: Sequence[ItemState]) -> LedgerSummary:
         shards, index = items[index:end], end
         if any(state.state == "Failed" for state in shards):
             failed += 1
-            failures.extend(state.failure_reason or "" for state in shards if state.state == "Failed")
+            reasons = [state.failure_reason or "" for state in shards if state.state == "Failed"]
+            failures.extend(sorted(reasons, key=lambda reason: reason.endswith(SKIPPED_SHARD)))  # a skipped shard may come first: handed back, then skipped
         elif all(state.state == "Done" for state in shards) and len(shards) == first.shards:
             done += 1
             outputs.append(first.output_uri)
