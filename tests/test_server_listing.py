@@ -38,8 +38,9 @@ class ListingProxy(S3Proxy):
         super().__init__(upstream)
         self.hold = self.deny = False
         self.output_written = threading.Event()
-        self.released = threading.Event()  # a held page also waits for this
+        self.released = threading.Event()  # a held page also waits for this, at most `hold_seconds`
         self.released.set()
+        self.hold_seconds = 30.0
         self.held_until_output: bool | None = None
 
     def handle(self, request: BaseHTTPRequestHandler, body: bytes) -> None:
@@ -48,7 +49,7 @@ class ListingProxy(S3Proxy):
         if request.command == "GET" and "continuation-token=" in request.path:
             if self.hold:
                 self.held_until_output = self.output_written.wait(30)
-                self.released.wait(30)
+                self.released.wait(self.hold_seconds)
             if self.deny:
                 return self.error(request, 403, "AccessDenied", "Access Denied")
         self.forward(request, body)
@@ -102,9 +103,12 @@ def job_log(service: Service, name: str = "listing") -> list[str]:
     return [event["message"] for event in events]
 
 
+def output_keys(s3: Any, bucket: str) -> list[str]:
+    return [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="out/") for item in page.get("Contents", [])]
+
+
 def outputs(s3: Any, bucket: str) -> dict[str, str]:
-    keys = [item["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="out/") for item in page.get("Contents", [])]
-    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() for key in keys}
+    return {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() for key in output_keys(s3, bucket)}
 
 
 def expected_outputs(keys: list[str]) -> dict[str, str]:
@@ -135,6 +139,28 @@ def test_a_job_is_created_before_its_inputs_are_listed_and_starts_on_their_first
     assert [item.ordinal for item in items] == list(range(PAGE + 1)) and service.store.jobs.get("listing").inputs_listed  # type: ignore[union-attr]
     assert outputs(s3, s3_bucket) == expected_outputs(keys)
     assert "Starting: the input objects are listed as the job runs." in job_log(service)
+
+
+@pytest.mark.slow
+def test_the_objects_at_the_end_of_a_page_are_transformed_while_the_next_page_is_awaited(
+    service: Service, proxy: ListingProxy, s3_bucket: str, s3_server: S3Server
+) -> None:
+    """The listing adds its items to the job a batch at a time; the batch left at the end of a
+    page must not wait for the next page, however long S3 takes to answer."""
+    s3 = s3_server.client()
+    keys = put_inputs(s3, s3_bucket, PAGE + 1)
+    service.sagemaker.create_transform_job(request(s3_bucket))
+    proxy.hold, proxy.hold_seconds = True, 300
+    proxy.released.clear()
+    service.start()
+    deadline = time.monotonic() + 240
+    while len(written := output_keys(s3, s3_bucket)) < PAGE and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proxy.released.set()
+    assert written == sorted(expected_outputs(keys[:PAGE]))  # every object of the first page, with the second page still held
+    described = finished(service)
+    assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
+    assert outputs(s3, s3_bucket) == expected_outputs(keys)
 
 
 def test_a_listing_denied_once_the_job_has_begun_fails_it_and_leaves_only_whole_outputs(

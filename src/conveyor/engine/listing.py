@@ -13,8 +13,9 @@ from conveyor.sagemaker.transform_job import TransformJobSpec
 from conveyor.settings import Settings
 
 LISTED_BATCH = 64
-"""Items a listing adds to the job at once; fewer LISTED_SECONDS after its last addition, and
-one by one while the job has nothing else to hand out (its first item, a slow listing)."""
+"""Items a listing adds to the job at once; fewer once the first of them has waited
+LISTED_SECONDS (the listing may be waiting for its next page meanwhile), and one by one while
+the job has nothing else to hand out (its first item, a slow listing)."""
 LISTED_SECONDS = 0.02
 
 
@@ -47,7 +48,14 @@ class Listing:
         self._so_far = so_far
         self._began = threading.Event()  # the first items were added, or the listing ended
         self._added = False
+        self._lock = threading.Lock()  # taken to add items, by the listing's thread or its timer's
+        self._due = threading.Condition(self._lock)
+        self._held: list[WorkItem] = []  # whole objects listed and not yet added
+        self._held_since = 0.0
+        self._timer_idle = True  # the timer sleeps with no deadline: items held anew must wake it
+        self._ended = False
         threading.Thread(target=self._run, name="listing", daemon=True).start()
+        threading.Thread(target=self._add_when_due, name="listing-timer", daemon=True).start()
 
     def wait_for_first(self) -> None:
         """Until the first items are listed; the listing's error if it failed before any."""
@@ -56,28 +64,57 @@ class Listing:
             raise self.error
 
     def _run(self) -> None:
-        batch: list[WorkItem] = []
-        added_at = time.monotonic()
+        shards: list[WorkItem] = []  # the object's shards listed so far: an object is added whole
         whole = False
         try:
             for item in iter_work_items(self._job, self._settings, self._so_far):
                 if self._stop.is_set():
                     return
-                batch.append(item)
-                if item.shard + 1 < item.shards:  # an object's shards are added together: a resumed listing goes on after whole objects
+                shards.append(item)
+                if item.shard + 1 < item.shards:  # a resumed listing goes on after whole objects
                     continue
-                if len(batch) >= LISTED_BATCH or time.monotonic() - added_at >= LISTED_SECONDS or not self._ledger.pending():
-                    self._add(batch)
-                    batch, added_at = [], time.monotonic()
-            self._add(batch)
+                with self._lock:
+                    self._hold(shards)
+                    if len(self._held) >= LISTED_BATCH or not self._ledger.pending():
+                        self._add_held()
+                shards = []
+            with self._lock:
+                self._add_held()
             whole = True
         except Exception as exc:  # an InputError or a store's failure: the job cannot see all its inputs
             self.error = exc
             if self._added:
                 self._stop.set()
         finally:
+            with self._lock:
+                self._ended = True
+                self._due.notify()
             self._ledger.listed(whole=whole)
             self._began.set()
+
+    def _hold(self, items: list[WorkItem]) -> None:
+        if not self._held:
+            self._held_since = time.monotonic()
+            if self._timer_idle:
+                self._due.notify()
+        self._held.extend(items)
+
+    def _add_held(self) -> None:
+        items, self._held = self._held, []
+        self._add(items)
+
+    def _add_when_due(self) -> None:
+        """Add what has been held LISTED_SECONDS, while the listing itself waits (for S3's next
+        page, say): the instances may have run out of work meanwhile."""
+        with self._lock:
+            while not self._ended:
+                wait = self._held_since + LISTED_SECONDS - time.monotonic() if self._held else None
+                if wait is not None and wait <= 0:
+                    self._add_held()
+                    continue
+                self._timer_idle = wait is None
+                self._due.wait(wait)
+                self._timer_idle = False
 
     def _add(self, items: list[WorkItem]) -> None:
         if items:
