@@ -40,8 +40,6 @@ from tests.test_transform_cli import conveyor
 
 HOST_ACTOR = "ray::InstanceHost"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # the clusters started here report nothing
-# Ray Client starts a server per client and gives it 30 s to come up, which a loaded 2-core machine can miss.
-os.environ.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "120")
 
 
 CLIENT_PORT = free_port()
