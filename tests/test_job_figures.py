@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from conveyor.engine.figures import LOG_INTERVAL_SECONDS, InstanceMeter, InstanceTotals, JobFigures
+from conveyor.engine.figures import LOG_INTERVAL_SECONDS, InstanceMeter, InstanceTotals, JobFigures, records_text
 from conveyor.pipeline.busy import BusyMeter
 from conveyor.pipeline.work_item import ItemProgress
 from tests.models import sleepy, write_model
@@ -143,6 +143,16 @@ def test_a_replaced_instance_keeps_the_totals_of_the_process_it_replaces() -> No
     live = figures.live()
     assert live is not None and (live.records_per_second, live.busy_fraction) == (30, 1.0)
     assert figures.final_lines() == [(0, "Instance 1, whole run: 400 records in 20.0 s, 20.0 records/s, model busy 75%")]
+
+
+def test_one_record_is_written_in_the_singular() -> None:
+    clock = FakeClock()
+    figures = JobFigures(clock)
+    figures.started(0)
+    clock.now += 2
+    figures.report(0, InstanceTotals(records=1, busy_seconds=1, wall_seconds=2))
+    assert figures.final_lines() == [(0, "Instance 1, whole run: 1 record in 2.0 s, 0.50 records/s, model busy 50%")]
+    assert [records_text(count) for count in (0, 1, 2, 1234)] == ["0 records", "1 record", "2 records", "1,234 records"]
 
 
 def _inputs(folder: Path, objects: int, records: int) -> None:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from conveyor.cli import client
 from conveyor.cli.client import Connection
-from conveyor.engine.figures import rate_text
+from conveyor.engine.figures import rate_text, records_text
 from conveyor.service import JOB_STATUSES as STATUSES
 from conveyor.service import TERMINAL_STATUSES
 from conveyor.service.objects_text import objects_text
@@ -156,11 +156,11 @@ def progress_summary(progress: dict[str, Any]) -> str:
     """`3/10 objects (1 failed), 1,234 records, 1.2 MB of 5.0 MB, 2.3 MB/s, 1,234 records/s, model busy 87%, ETA 12s`."""
     parts = [
         objects_text(progress),
-        f"{progress.get('Records') or 0:,} records",
+        records_text(progress.get("Records") or 0),
         f"{client.size(progress.get('BytesIn') or 0)} of {client.size(progress.get('BytesTotal') or 0)}",
     ]
     if progress.get("FailedRecords"):
-        parts.append(f"{progress['FailedRecords']:,} records failed (listed in {progress['ErrorsManifest']})")
+        parts.append(f"{records_text(progress['FailedRecords'])} failed (listed in {progress['ErrorsManifest']})")
     rate = progress.get("MegabytesPerSecond")
     if rate is not None:
         parts.append(f"{rate:,.1f} MB/s")

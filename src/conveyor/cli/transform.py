@@ -19,7 +19,7 @@ from conveyor.cli.job_request import UsageError, add_job_arguments, job_and_mode
 from conveyor.collector import settle_after_start
 from conveyor.durations import format_duration
 from conveyor.engine.backend import Backend
-from conveyor.engine.figures import Rates, rate_text
+from conveyor.engine.figures import Rates, rate_text, records_text
 from conveyor.engine.instance_process import InstanceProcess, stop_unused
 from conveyor.engine.job import JobListener, JobOutcome, instances_for, plan_work_items, run_job
 from conveyor.engine.ledger import MemoryLedger
@@ -336,7 +336,7 @@ def _summary(
     figures = f", {rate_text(whole.records_per_second)} records/s, model busy {whole.busy_fraction:.0%}" if whole else ""
     console.print(
         f"[bold {color}]{outcome.status}[/] {job.name}: {outcome.objects_done} of {outcome.objects_total} objects{failed}, "
-        f"{outcome.records:,} records, {size_text(size)} in {format_duration(elapsed)} ({size_text(size / max(elapsed, 1e-6))}/s{figures})",
+        f"{records_text(outcome.records)}, {size_text(size)} in {format_duration(elapsed)} ({size_text(size / max(elapsed, 1e-6))}/s{figures})",
         highlight=False,
     )
     if outcome.failure_reason:

@@ -58,6 +58,11 @@ def rates_between(earlier: InstanceTotals, later: InstanceTotals) -> Rates | Non
     return Rates((later.records - earlier.records) / wall, min(max(busy, 0.0), 1.0))
 
 
+def records_text(count: int) -> str:
+    """`1 record`, `1,234 records`."""
+    return f"{count:,} record" if count == 1 else f"{count:,} records"
+
+
 def rate_text(records_per_second: float) -> str:
     """`1,234`, `12.3`, `0.42`: three significant digits or more, never a bare 0 for a slow model."""
     if records_per_second >= 100:
@@ -176,7 +181,7 @@ class JobFigures:
             if rates is not None:
                 lines.append((
                     instance,
-                    f"Instance {instance + 1}, whole run: {totals.records:,} records in {totals.wall_seconds:.1f} s, "
+                    f"Instance {instance + 1}, whole run: {records_text(totals.records)} in {totals.wall_seconds:.1f} s, "
                     f"{rate_text(rates.records_per_second)} records/s, model busy {rates.busy_fraction:.0%}",
                 ))
         return lines

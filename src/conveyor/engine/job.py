@@ -21,7 +21,7 @@ from conveyor.engine.assembly import AssemblyStopped, assemble
 from conveyor.engine.backend import Backend, InstanceEvents, InstanceLost, JobStartFailed
 from conveyor.engine.data_capture import capture_failure, write_capture_manifests
 from conveyor.engine.errors_manifest import errors_manifest_uri, write_errors_manifest
-from conveyor.engine.figures import InstanceTotals, JobFigures
+from conveyor.engine.figures import InstanceTotals, JobFigures, records_text
 from conveyor.engine.gpus import plan_gpus
 from conveyor.engine.instance import InstanceConfig, ResolvedParameters
 from conveyor.engine.ledger import SKIPPED_SHARD, Ledger, LedgerSummary
@@ -243,7 +243,7 @@ class _JobRun(InstanceEvents):
         self.listener.on_items_done([(item, progress) for item, progress, _ in recorded])
         for item, _, failed in recorded:
             if failed and (not item.sharded or item.output_uri not in self.unassembled):
-                self.listener.on_log(0, f"{item.input_uri}: {_records(failed)} failed; their outputs are empty lines.")
+                self.listener.on_log(0, f"{item.input_uri}: {records_text(failed)} failed; their outputs are empty lines.")
         self._count_failed_records(sum(len(progress.failed_records) for _, progress, _ in recorded), records)
 
     def _shard_done(self, item: WorkItem) -> dict[int, tuple[int, int]] | None:
@@ -276,7 +276,7 @@ class _JobRun(InstanceEvents):
         self.records_seen += records
         if not self.over_limit and limit.exceeded(self.failed_records, self.records_seen, final=False):
             self.over_limit = True
-            self.listener.on_log(0, f"{self.failed_records} records failed, more than CONVEYOR_MAX_FAILED_RECORDS={limit} allows; ending the job.")
+            self.listener.on_log(0, f"{records_text(self.failed_records)} failed, more than CONVEYOR_MAX_FAILED_RECORDS={limit} allows; ending the job.")
             self.stop.set()
 
     def on_item_failed(self, item: WorkItem, reason: str, failed_records: list[FailedRecord] | None = None) -> None:
@@ -450,17 +450,13 @@ def _failed_records_reason(
         write_errors_manifest(uri, summary.failed_records, settings.storage_for, kms_key_id=job.output.kms_key_id)
     except StorageError as exc:
         return reason or f"ClientError: Could not write the errors manifest {exc.uri}: {exc.code}: {exc.detail}"
-    listener.on_log(0, f"{_records(failed)} failed in all; the errors manifest {uri} lists them.")
+    listener.on_log(0, f"{records_text(failed)} failed in all; the errors manifest {uri} lists them.")
     if over_limit or limit.exceeded(failed, summary.records, final=True):
         return (
             f"More records failed than CONVEYOR_MAX_FAILED_RECORDS={limit} allows: {failed} of {summary.records} records failed. "
             f"The errors manifest {uri} lists them."
         )
     return f"{reason} The errors manifest {uri} lists the records that failed." if reason else None
-
-
-def _records(count: int) -> str:
-    return f"{count} record" if count == 1 else f"{count} records"
 
 
 def _outcome(status: str, reason: str | None, run: _JobRun, summary: LedgerSummary) -> JobOutcome:
