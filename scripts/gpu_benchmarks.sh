@@ -7,7 +7,7 @@
 #                                         machine's Python (GPU_PYTHON, default 3.12), in .bench/gpu-wheels
 #   scripts/gpu_benchmarks.sh run [DIR]   there, in a copy of the checkout with .bench/gpu-wheels:
 #                                         a venv over the machine's torch, the device's name, and
-#                                         both benchmarks at the issue's sizes, each one's output
+#                                         both benchmarks at their default sizes, each one's output
 #                                         also written to DIR (default $OUT, else gpu-benchmarks)
 #
 # GPU_IMAGES_ARGS and GPU_TEXT_ARGS replace the benchmarks' sizes (a smoke run: "--images 8 --size 32").
