@@ -88,8 +88,13 @@ class DecodePool:
         self.size = size
         self.setup = setup
         self._idle: list[_Worker] = []
-        self._turn = threading.Condition()
-        self._finishing = 0  # callers waiting to run output_fn: they go first, finishing the oldest payloads
+        # Callers waiting for a worker sleep on one of two conditions, and a freed worker wakes
+        # one caller, not all: with cross-record batching some 500 payloads are in flight, and
+        # waking every one of them for each worker freed cost more than the decoding itself.
+        self._turn = threading.Lock()
+        self._finisher_turn = threading.Condition(self._turn)  # output_fn callers: they go first, finishing the oldest payloads
+        self._starter_turn = threading.Condition(self._turn)  # input_fn callers
+        self._finishing = 0  # output_fn callers waiting
         self._workers: dict[int, _Worker] = {}
         self._lock = threading.Lock()
         self._starter = _Starter()
@@ -141,19 +146,29 @@ class DecodePool:
 
     def _take(self, function: str) -> _Worker:
         with self._turn:
-            finishing = function == OUTPUT_FN
-            self._finishing += finishing
-            try:
-                while not self._idle or (not finishing and self._finishing):
-                    self._turn.wait()
-            finally:
-                self._finishing -= finishing
-            return self._idle.pop()
+            if function == OUTPUT_FN:
+                self._finishing += 1
+                try:
+                    while not self._idle:
+                        self._finisher_turn.wait()
+                finally:
+                    self._finishing -= 1
+            else:
+                while not self._idle or self._finishing:
+                    self._starter_turn.wait()
+            worker = self._idle.pop()
+            self._wake_next()
+            return worker
 
     def _give(self, worker: _Worker) -> None:
         with self._turn:
             self._idle.append(worker)
-            self._turn.notify_all()
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        """While a worker is idle, wake one caller for it: an output_fn caller if one waits."""
+        if self._idle:
+            (self._finisher_turn if self._finishing else self._starter_turn).notify()
 
     def close(self) -> None:
         """End every worker: the end of its socket, then SIGKILL after CLOSE_WAIT_SECONDS."""
