@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import time
 import uuid
@@ -172,6 +173,49 @@ def test_a_worker_that_dies_fails_its_payload_retryably_and_is_replaced(tmp_path
     assert result.returncode == 0, result.stderr
     assert [line[0] for line in output_lines(tmp_path)] == ROWS[:10]
     assert "the decode worker running input_fn exited (exit status 3); it was restarted" in result.stdout + result.stderr
+
+
+def test_payloads_sent_with_one_that_kills_its_worker_are_sent_again_alone_and_only_it_fails(tmp_path: Path) -> None:
+    """Short payloads go to a worker many at a time. When one of them kills the worker every
+    time, the others it held are sent again one at a time and complete; only that one fails."""
+    handler = BATCHED.replace("def input_fn(body, content_type):\n", "def input_fn(body, content_type):\n    if body.strip() == '150':\n        os._exit(3)\n")
+    rows = [f"{n}" for n in range(400)]
+    result = transform(tmp_path, "import os\n" + handler, "--strategy", "SingleRecord", "--decode-workers", "1", "--retries", "0",
+                       "--max-failed-records", "1", rows=rows)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "rows.csv.out").read_text().splitlines() == [row if row != "150" else "" for row in rows]
+    log = result.stdout + result.stderr
+    sent_together = r"the decode worker running input_fn( and output_fn)? exited \(exit status 3\); it was restarted, and the (\d+) payloads it held"
+    assert (found := re.search(sent_together, log)) and int(found[2]) > 1, log
+    failed = [json.loads(line) for line in (tmp_path / "out" / "decoded.errors.jsonl").read_text().splitlines()]
+    assert len(failed) == 1 and "the decode worker running input_fn exited (exit status 3); it was restarted" in json.dumps(failed), failed
+
+
+def test_a_value_that_cannot_cross_between_processes_fails_only_its_own_record(tmp_path: Path) -> None:
+    handler = """
+import threading
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    return threading.Lock() if body.strip() == "row-5" else body.strip()
+
+def predict_fn(data, model):
+    return (line for line in [data]) if data == "row-9" else data
+
+def output_fn(prediction, accept):
+    return prediction + "\\n"
+"""
+    result = transform(tmp_path, handler, "--strategy", "SingleRecord", "--decode-workers", "2", "--retries", "0",
+                       "--max-failed-records", "2", rows=ROWS[:20])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "rows.csv.out").read_text().splitlines() == [row if row not in ("row-5", "row-9") else "" for row in ROWS[:20]]
+    failed = {entry["record"]: entry["error"] for entry in map(json.loads, (tmp_path / "out" / "decoded.errors.jsonl").read_text().splitlines())}
+    assert failed.keys() == {5, 9}
+    assert failed[5].startswith("what input_fn returned could not cross between the instance and its decode worker (TypeError: cannot pickle")
+    assert failed[9].startswith("what predict_fn returned could not cross between the instance and its decode worker (TypeError: cannot pickle")
+    assert "with CONVEYOR_DECODE_WORKERS, what input_fn and predict_fn return must pickle" in failed[9]
 
 
 def test_workers_die_with_an_instance_restarted_for_a_timeout(tmp_path: Path) -> None:

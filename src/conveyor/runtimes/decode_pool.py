@@ -4,15 +4,21 @@ worker processes of the instance, predict_fn on the loaded model in the instance
 Each worker is a fresh interpreter (not a fork: the instance holds threads and a loaded model)
 that sets up the model's Environment and `sys.path` as the instance did and imports the handler
 under the instance's own module name, so that objects of classes defined in `inference.py`
-unpickle on either side. It never calls model_fn. A worker serves one request at a time over its
-own socket: the instance sends the payload (or the prediction), the worker answers with the
-decoded data (or the response body), or with the InvocationError the instance would have raised,
-and with what the handler printed, which the instance prints into the job log.
+unpickle on either side. It never calls model_fn. Each worker has a thread of the instance that
+feeds it over its own socket: the callers queue their requests (a payload for input_fn, a
+prediction for output_fn) and wait; the feeder sends the requests waiting, as many together as
+take about CHUNK_SECONDS to run, and the worker answers each with the decoded data (or the
+response body), or with the InvocationError the instance would have raised, and with what the
+handler printed, which the instance prints into the job log. A trip to a worker and back costs
+a few context switches, more than parsing a short record: sent together, many small payloads
+share one trip, while a payload that takes longer than CHUNK_SECONDS still goes alone.
 
 Workers die with the instance: PR_SET_PDEATHSIG, a parent check, and the end of their socket.
 PR_SET_PDEATHSIG follows the thread that started the child, not the process (prctl(2)), so one
-long-lived thread starts them all. A worker that dies fails the payload it held (retryable, as
-a model server's crashed worker answers 500) and is replaced. docs/models.md, "Parallel decode".
+long-lived thread starts them all. A worker that dies is replaced; the payload it held fails
+(retryable, as a model server's crashed worker answers 500), and where it held several, each is
+sent again alone, so that only the one that kills its worker fails. docs/models.md, "Parallel
+decode".
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping
 
 from conveyor.runtimes.base import InvocationError, RuntimeStartError
 from conveyor.runtimes.parent_death import die_with_parent
@@ -53,6 +60,11 @@ INPUT_FN = "input_fn"
 OUTPUT_FN = "output_fn"
 CLOSE_WAIT_SECONDS = 2.0
 """How long a closing pool waits for a worker to leave on its own before killing it."""
+CHUNK_SECONDS = 0.005
+"""About how long the requests a feeder sends together take: a trip to a worker and back costs
+some 0.1 ms, which many short requests then share, while one that takes longer goes alone."""
+CHUNK_MOST = 256
+"""The most requests sent together."""
 _SOURCES = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _BOOTSTRAP = (
     "import sys\n"
@@ -81,22 +93,47 @@ class _Worker:
     connection: Connection
 
 
+Outcome = tuple[str, Any, tuple[str, str]]
+"""("ok", the stage's result, what the handler printed) or ("error", (message, retryable, status), printed)."""
+_NOTHING_PRINTED = ("", "")
+
+
+class _Request:
+    """One input_fn or output_fn call, queued for a feeder; its caller waits for its outcome."""
+
+    __slots__ = ("function", "value", "content_type", "accept", "alone", "_outcome", "_settled")
+
+    def __init__(self, function: str, value: Any, content_type: str | None, accept: str) -> None:
+        self.function, self.value, self.content_type, self.accept = function, value, content_type, accept
+        self.alone = False  # it was sent with others to a worker that died: it goes alone now
+        self._outcome: Outcome | None = None
+        self._settled = threading.Lock()  # held until the outcome is in: the cheapest wait there is
+        self._settled.acquire()
+
+    def settle(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+        self._settled.release()
+
+    def outcome(self) -> Outcome:
+        self._settled.acquire()
+        assert self._outcome is not None
+        return self._outcome
+
+
 class DecodePool:
     """`size` workers that run input_fn and output_fn; `call` is safe from many threads."""
 
     def __init__(self, size: int, setup: WorkerSetup) -> None:
         self.size = size
         self.setup = setup
-        self._idle: list[_Worker] = []
-        # Callers waiting for a worker sleep on one of two conditions, and a freed worker wakes
-        # one caller, not all: with cross-record batching some 500 payloads are in flight, and
-        # waking every one of them for each worker freed cost more than the decoding itself.
-        self._turn = threading.Lock()
-        self._finisher_turn = threading.Condition(self._turn)  # output_fn callers: they go first, finishing the oldest payloads
-        self._starter_turn = threading.Condition(self._turn)  # input_fn callers
-        self._finishing = 0  # output_fn callers waiting
-        self._workers: dict[int, _Worker] = {}
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a request was queued, or the pool closed
+        self._finishing: deque[_Request] = deque()  # output_fn requests: sent first, finishing the oldest payloads
+        self._starting: deque[_Request] = deque()  # input_fn requests
+        self._seconds_each = 0.0  # a request's time in a worker and its share of the trip, averaged; 0 until measured
+        self._workers: dict[int, _Worker] = {}
+        self._feeders = 0
+        self._gone: str | None = None  # why no worker is left, when none could be restarted
         self._starter = _Starter()
         self._closed = False
 
@@ -111,64 +148,31 @@ class DecodePool:
                 pass  # it exited already: wait_ready says how
 
     def wait_ready(self) -> None:
-        """Wait until each worker has imported the handler; RuntimeStartError with the first
-        that could not."""
-        failures = []
-        for worker in self._workers.values():
-            problem = self._ready(worker)
-            if problem is None:
-                self._give(worker)
-            else:
-                failures.append(problem)
+        """Wait until each worker has imported the handler, then start feeding them;
+        RuntimeStartError with the first that could not."""
+        failures = [problem for worker in self._workers.values() if (problem := self._ready(worker)) is not None]
         if failures:
             self.close()
             raise RuntimeStartError(failures[0])
+        for worker in self._workers.values():
+            self._feeders += 1
+            threading.Thread(target=self._feed, args=(worker,), name=f"decode-feeder-{worker.number}", daemon=True).start()
 
     def call(self, function: str, value: Any, content_type: str | None, accept: str) -> Any:
-        """Run `function` (INPUT_FN on a payload, OUTPUT_FN on a prediction) in a free worker;
-        its result, or the InvocationError the instance would have raised."""
-        worker = self._take(function)
-        try:
-            worker.connection.send((function, value, content_type, accept))
-            status, answer, printed = worker.connection.recv()
-        except (EOFError, OSError):
-            self._replace(worker)
-            raise InvocationError(self._death(worker, function), retryable=True, status=500) from None
-        except Exception as exc:  # the answer cannot be pickled here, or unpickled there
-            self._give(worker)
-            raise InvocationError(_crossing(INPUT_FN if function == INPUT_FN else "predict_fn", exc), retryable=False, status=500) from None
-        self._give(worker)
+        """Run `function` (INPUT_FN on a payload, OUTPUT_FN on a prediction) in a worker; its
+        result, or the InvocationError the instance would have raised."""
+        request = _Request(function, value, content_type, accept)
+        with self._lock:
+            if self._closed or self._gone is not None:
+                raise InvocationError(self._gone or "the model is closed", retryable=False, status=500)
+            (self._finishing if function == OUTPUT_FN else self._starting).append(request)
+            self._arrived.notify()
+        status, answer, printed = request.outcome()
         _print(printed)
         if status == "error":
             message, retryable, code = answer
             raise InvocationError(message, retryable=retryable, status=code)
         return answer
-
-    def _take(self, function: str) -> _Worker:
-        with self._turn:
-            if function == OUTPUT_FN:
-                self._finishing += 1
-                try:
-                    while not self._idle:
-                        self._finisher_turn.wait()
-                finally:
-                    self._finishing -= 1
-            else:
-                while not self._idle or self._finishing:
-                    self._starter_turn.wait()
-            worker = self._idle.pop()
-            self._wake_next()
-            return worker
-
-    def _give(self, worker: _Worker) -> None:
-        with self._turn:
-            self._idle.append(worker)
-            self._wake_next()
-
-    def _wake_next(self) -> None:
-        """While a worker is idle, wake one caller for it: an output_fn caller if one waits."""
-        if self._idle:
-            (self._finisher_turn if self._finishing else self._starter_turn).notify()
 
     def close(self) -> None:
         """End every worker: the end of its socket, then SIGKILL after CLOSE_WAIT_SECONDS."""
@@ -176,7 +180,11 @@ class DecodePool:
             if self._closed:
                 return
             self._closed = True
+            waiting = self._take_waiting()
             workers = list(self._workers.values())
+            self._arrived.notify_all()
+        for request in waiting:
+            request.settle(_failure("the model is closed", retryable=False))
         for worker in workers:
             worker.connection.close()
         deadline = time.monotonic() + CLOSE_WAIT_SECONDS
@@ -187,6 +195,94 @@ class DecodePool:
                 worker.process.kill()
                 worker.process.wait()
         self._starter.close()
+
+    # feeders -----------------------------------------------------------------------------
+
+    def _feed(self, worker: _Worker) -> None:
+        """A feeder's life: send the waiting requests to `worker` a chunk at a time and settle
+        each with its answer; when the worker dies, go on with its replacement."""
+        seconds_each = 0.0
+        while (chunk := self._next_chunk(seconds_each)) is not None:
+            began = time.perf_counter()
+            try:
+                outcomes = _exchange(worker.connection, chunk)
+            except (EOFError, OSError):
+                replacement = self._after_death(worker, chunk)
+                if replacement is None:
+                    return
+                worker, seconds_each = replacement, 0.0
+                continue
+            seconds_each = (time.perf_counter() - began) / len(chunk)
+            for request, outcome in zip(chunk, outcomes):
+                request.settle(outcome)
+
+    def _next_chunk(self, seconds_each: float) -> list[_Request] | None:
+        """The next requests to send together (the oldest payloads' output_fn first), after
+        counting how long the last chunk's took each; None once the pool is closed."""
+        with self._lock:
+            if seconds_each:
+                self._seconds_each = 0.75 * self._seconds_each + 0.25 * seconds_each if self._seconds_each else seconds_each
+            while not (self._finishing or self._starting or self._closed):
+                self._arrived.wait()
+            if self._closed:
+                return None
+            most = max(min(int(CHUNK_SECONDS / self._seconds_each), CHUNK_MOST), 1) if self._seconds_each else 1
+            most = min(most, -(-(len(self._finishing) + len(self._starting)) // self.size))  # a share for every worker
+            chunk: list[_Request] = []
+            for waiting in (self._finishing, self._starting):
+                while waiting and len(chunk) < most:
+                    if waiting[0].alone and chunk:
+                        return chunk
+                    chunk.append(waiting.popleft())
+                    if chunk[-1].alone:
+                        return chunk
+            return chunk
+
+    def _after_death(self, worker: _Worker, chunk: list[_Request]) -> _Worker | None:
+        """`worker` died holding `chunk`: replace it. A request it held alone fails (retryable);
+        several are queued again, each to go alone, so that only one that kills its worker
+        fails. The replacement, or None when there is none."""
+        if self._closed:
+            for request in chunk:
+                request.settle(_failure("the model is closed", retryable=False))
+            return None
+        how = _exit(worker)
+        replacement = self._replace(worker)
+        if len(chunk) == 1:
+            request = chunk[0]
+            request.settle(_failure(f"the decode worker running {request.function} exited ({how}); it was restarted", retryable=True))
+        else:
+            functions = " and ".join(sorted({request.function for request in chunk}))
+            print(
+                f"the decode worker running {functions} exited ({how}); it was restarted, and the {len(chunk)} payloads "
+                "it held go to a worker again one at a time",
+                file=sys.stderr,
+            )
+            with self._lock:
+                for request in reversed(chunk):
+                    request.alone = True
+                    (self._finishing if request.function == OUTPUT_FN else self._starting).appendleft(request)
+                self._arrived.notify()
+        if replacement is None:
+            self._feeder_gone(f"decode worker {worker.number} of {self.size} exited ({how}) and could not be restarted")
+        return replacement
+
+    def _feeder_gone(self, why: str) -> None:
+        """A feeder ended without its worker: once none is left, every request fails with why."""
+        with self._lock:
+            self._feeders -= 1
+            if self._feeders or self._closed:
+                return
+            self._gone = f"no decode worker is left: {why}"
+            waiting = self._take_waiting()
+        for request in waiting:
+            request.settle(_failure(self._gone, retryable=False))
+
+    def _take_waiting(self) -> list[_Request]:
+        waiting = [*self._finishing, *self._starting]
+        self._finishing.clear()
+        self._starting.clear()
+        return waiting
 
     # workers -----------------------------------------------------------------------------
 
@@ -215,17 +311,17 @@ class DecodePool:
         _print(printed)
         return None if status == "ready" else f"decode worker {worker.number} of {self.size}: {answer}"
 
-    def _replace(self, dead: _Worker) -> None:
-        """Start a worker in place of `dead`; while it cannot start, the pool is one short."""
+    def _replace(self, dead: _Worker) -> _Worker | None:
+        """A worker started in place of `dead`, or None when none could be (said in the job log)."""
         dead.connection.close()
         with self._lock:
             if self._closed:
-                return
+                return None
         try:
             worker = self._starter.launch(self._spawn, dead.number).result()
         except OSError as exc:
             print(f"decode worker {dead.number} could not be restarted: {exc}", file=sys.stderr)
-            return
+            return None
         with self._lock:
             self._workers[worker.number] = worker
         try:
@@ -235,11 +331,43 @@ class DecodePool:
         problem = self._ready(worker)
         if problem is not None:
             print(f"decode worker {dead.number} could not be restarted: {problem}", file=sys.stderr)
-            return
-        self._give(worker)
+            return None
+        return worker
 
-    def _death(self, worker: _Worker, function: str) -> str:
-        return f"the decode worker running {function} exited ({_exit(worker)}); it was restarted"
+
+def _exchange(connection: Connection, chunk: list[_Request]) -> list[Outcome]:
+    """Send `chunk` over `connection` and read each request's outcome. Each request and each
+    answer is pickled on its own, so that one that cannot cross fails alone, and is answered
+    here."""
+    outcomes: list[Outcome | None] = []
+    parts: list[tuple[str, bytes]] = []
+    for request in chunk:
+        try:
+            parts.append((request.function, pickle.dumps((request.value, request.content_type, request.accept), protocol=pickle.HIGHEST_PROTOCOL)))
+            outcomes.append(None)
+        except Exception as exc:
+            outcomes.append(_failure(_crossing(_returned_by(request.function), exc), retryable=False))
+    answers: Iterator[bytes] = iter(())
+    if parts:
+        connection.send(parts)
+        answers = iter(connection.recv())
+    for index, outcome in enumerate(outcomes):
+        if outcome is None:
+            try:
+                outcomes[index] = pickle.loads(next(answers))
+            except Exception as exc:  # what the worker answered does not unpickle here
+                outcomes[index] = _failure(_crossing(_returned_by(chunk[index].function), exc), retryable=False)
+    return outcomes  # type: ignore[return-value]  # every None was replaced
+
+
+def _failure(message: str, *, retryable: bool) -> Outcome:
+    return ("error", (message, retryable, 500), _NOTHING_PRINTED)
+
+
+def _returned_by(function: str) -> str:
+    """The handler function whose result crosses for a call of `function`: input_fn's result
+    comes back from a worker, predict_fn's goes to one for output_fn."""
+    return INPUT_FN if function == INPUT_FN else "predict_fn"
 
 
 def _exit(worker: _Worker) -> str:
@@ -333,14 +461,24 @@ def serve(fd: int, parent_pid: int) -> None:
     stages = {INPUT_FN: handler.decode_payload, OUTPUT_FN: handler.encode_prediction}
     while True:
         try:
-            function, value, content_type, accept = connection.recv()
+            parts = connection.recv()
         except EOFError:
             return
-        try:
-            reply: tuple[str, Any, tuple[str, str]] = ("ok", stages[function](value, content_type, accept), printed())
-        except InvocationError as exc:
-            reply = ("error", (exc.message, exc.retryable, exc.status), printed())
-        try:
-            connection.send(reply)
-        except Exception as exc:  # the value does not pickle: nothing was sent yet
-            connection.send(("error", (_crossing(function, exc), False, 500), printed()))
+        connection.send([_answer(stages, function, part, printed) for function, part in parts])
+
+
+def _answer(stages: Mapping[str, Callable[[Any, str | None, str], Any]], function: str, part: bytes, printed: Callable[[], tuple[str, str]]) -> bytes:
+    """One request's outcome, pickled on its own: what its stage returned, the InvocationError
+    the instance would have raised, or why its value or result cannot cross."""
+    try:
+        value, content_type, accept = pickle.loads(part)
+    except Exception as exc:  # a prediction that does not unpickle in a worker
+        return pickle.dumps(_failure(_crossing(_returned_by(function), exc), retryable=False))
+    try:
+        outcome: Outcome = ("ok", stages[function](value, content_type, accept), printed())
+    except InvocationError as exc:
+        outcome = ("error", (exc.message, exc.retryable, exc.status), printed())
+    try:
+        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # what input_fn returned does not pickle
+        return pickle.dumps(("error", (_crossing(_returned_by(function), exc), False, 500), outcome[2]))
