@@ -4,6 +4,7 @@ decoded inputs in predict_batch_fn, and every output goes back to its own record
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.models import write_model
@@ -159,3 +160,29 @@ def test_a_crash_in_a_batch_is_pinned_on_the_object_that_caused_it(tmp_path: Pat
     for name, body in objects.items():
         output = tmp_path / "out" / f"{name}.out"
         assert output.read_text() == body.upper() if body != "die" else not output.exists(), name
+
+
+def test_a_record_that_fails_in_a_group_is_tried_again_alone_as_often_as_the_retries_allow(tmp_path: Path) -> None:
+    """The records of an object go to the model BATCH_SIZE at a time (Runtime.invoke_many); one
+    that fails there has that try counted and InvocationsMaxRetries more, alone."""
+    values = [value for value in range(1, 21)]
+    result = run_batched(tmp_path, {"a.csv": values}, None, "--retries", "2", "--max-failed-records", "1")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "a.csv.out").read_text() == "".join(f"{value * 10}\n" if value != 13 else "\n" for value in values)
+    failed = [json.loads(line) for line in next((tmp_path / "out").glob("*.errors.jsonl")).read_text().splitlines()]
+    assert [(entry["record"], entry["attempts"]) for entry in failed] == [(13, 3)]
+    assert "thirteen is unlucky (code/inference.py, line 18, in predict_batch_fn) (after 3 attempts; InvocationsMaxRetries=2)" in failed[0]["error"]
+    sizes = [int(line) for line in (tmp_path / "sizes.txt").read_text().split()]
+    assert sizes.count(4) >= 4 and sizes.count(1) == 4 + 2, "its batch, that batch input by input, then two tries alone"
+
+
+def test_a_batch_that_hangs_restarts_the_instance_and_the_job_completes(tmp_path: Path) -> None:
+    stuck = tmp_path / "stuck"
+    handler = BATCHED.format(sizes=str(tmp_path / "sizes.txt")).replace(
+        "    if 13 in inputs:\n        raise ValueError(\"thirteen is unlucky\")\n",
+        f"    if 13 in inputs and not os.path.exists({str(stuck)!r}):\n        open({str(stuck)!r}, 'w').close()\n        time.sleep(600)\n",  # past the command's own 120 s in the tests: only a restart ends it
+    )
+    result = run_batched(tmp_path, {"a.csv": list(range(1, 21))}, "import time\n" + handler, "--timeout", "1")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "a.csv.out").read_text() == "".join(f"{value * 10}\n" for value in range(1, 21))
+    assert stuck.exists()

@@ -153,6 +153,7 @@ class InstanceConfig:
                 batch_strategy=resolved.batch_strategy,
                 max_payload_bytes=resolved.max_payload_mb << 20,
                 max_concurrent=runtime.payloads_in_flight(resolved.max_concurrent_transforms),
+                payloads_per_call=runtime.payloads_per_call(),
                 data_processing=self._data_processing(),
                 inference_id=InferenceIdConfig(start_time=self.generate_inference_id_at) if self.generate_inference_id_at else None,
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import Callable, Iterable, Iterator, Protocol, TypeVar
 
 from conveyor.pipeline.busy import BusyMeter
@@ -79,27 +80,65 @@ class Invoker:
             if token is not None and self.watch is not None:
                 self.watch.end(token)
 
-    def __call__(self, payload_index: int, body: bytes) -> bytes:
+    def __call__(self, payload_index: int, body: bytes, *, failed: InvocationError | None = None) -> bytes:
+        """The payload's response, after retries; `failed`: its first try already failed so
+        (in a group sent together, `many`)."""
         attempt = self.attempts_used.get(payload_index, 0)  # spent by runs that timed out (engine.job)
         while True:
-            token = self.watch.begin(payload_index, self.timeout_seconds) if self.watch else None
-            try:
-                return self._invoke(body)
-            except InvocationError as exc:
-                attempt += 1
-                if not exc.retryable or attempt > self.max_retries:
-                    tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
-                    raise InvocationFailed(f"{exc.message} (after {tries}; InvocationsMaxRetries={self.max_retries})", attempts=attempt) from None
-                self.retries += 1
-                delay = self.retry_backoff_seconds * (2 ** (attempt - 1))
-                if self.log:
-                    # Errors that cannot go away (a handler that raises) are retried too, as in SageMaker; say once how to stop that.
-                    advice = " (InvocationsMaxRetries=0, or --retries 0, stops retries)" if attempt == 1 else ""
-                    self.log(f"payload {payload_index + 1}: {exc.message}; retry {attempt} of {self.max_retries} in {delay:g}s{advice}")
-                time.sleep(delay)
-            finally:
-                if token is not None and self.watch is not None:
-                    self.watch.end(token)
+            if failed is None:
+                token = self.watch.begin(payload_index, self.timeout_seconds) if self.watch else None
+                try:
+                    return self._invoke(body)
+                except InvocationError as exc:
+                    failed = exc
+                finally:
+                    if token is not None and self.watch is not None:
+                        self.watch.end(token)
+            attempt += 1
+            if not failed.retryable or attempt > self.max_retries:
+                tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
+                raise InvocationFailed(f"{failed.message} (after {tries}; InvocationsMaxRetries={self.max_retries})", attempts=attempt) from None
+            self.retries += 1
+            delay = self.retry_backoff_seconds * (2 ** (attempt - 1))
+            if self.log:
+                # Errors that cannot go away (a handler that raises) are retried too, as in SageMaker; say once how to stop that.
+                advice = " (InvocationsMaxRetries=0, or --retries 0, stops retries)" if attempt == 1 else ""
+                self.log(f"payload {payload_index + 1}: {failed.message}; retry {attempt} of {self.max_retries} in {delay:g}s{advice}")
+            time.sleep(delay)
+            failed = None
+
+    def many(self, first_index: int, bodies: list[bytes], alone: Callable[..., R]) -> list[R]:
+        """The responses to payloads `first_index` on, sent in one call to a runtime that takes
+        many at once. A payload that fails there goes on alone, through `alone` (this invoker,
+        or one that answers a failure for good with it), with the try counted; so does one
+        whose tries were spent by runs that timed out."""
+        together = [index for index in range(len(bodies)) if not self.attempts_used.get(first_index + index)]
+        answers = self._invoke_many(first_index + together[0], [bodies[index] for index in together]) if together else []
+        tried: dict[int, bytes | InvocationError] = dict(zip(together, answers))
+        results: list[R] = []
+        for index, body in enumerate(bodies):
+            answer = tried.get(index)
+            if answer is None:
+                results.append(alone(first_index + index, body))
+            elif isinstance(answer, InvocationError):
+                results.append(alone(first_index + index, body, failed=answer))
+            else:
+                results.append(answer)  # type: ignore[arg-type]  # a response: what `alone` answers too
+        return results
+
+    def _invoke_many(self, first_index: int, bodies: list[bytes]) -> list[bytes | InvocationError]:
+        # One watch for the call, as payload `first_index`: the one blamed if it runs past the
+        # timeout, whose next tries then go alone.
+        token = self.watch.begin(first_index, self.timeout_seconds) if self.watch else None
+        self.busy.begin()
+        try:
+            return self.runtime.invoke_many(bodies, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
+        except InvocationError as exc:  # the runtime could take none of them
+            return [exc] * len(bodies)
+        finally:
+            self.busy.end()
+            if token is not None and self.watch is not None:
+                self.watch.end(token)
 
     def _invoke(self, body: bytes) -> bytes:
         self.busy.begin()
@@ -107,6 +146,21 @@ class Invoker:
             return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
         finally:
             self.busy.end()
+
+
+def invoke_in_groups(
+    payloads: Iterable[T], invoke_group: Callable[[int, list[T]], list[R]], *, group_size: int, groups_at_once: int = 2
+) -> Iterator[tuple[T, R]]:
+    """`invoke_in_order` for a runtime that takes `group_size` payloads in one call
+    (`Runtime.payloads_per_call`): `invoke_group(first_index, group)` answers each payload of a
+    group, and `groups_at_once` groups are in flight, so that one is decoded while the one
+    before is predicted. A thread per group, not per payload: handing each payload to a thread
+    of its own and back costs more than decoding a short record."""
+    remaining = iter(payloads)
+    groups = iter(lambda: list(islice(remaining, group_size)), [])
+    answered = invoke_in_order(groups, lambda number, group: invoke_group(number * group_size, group), max_concurrent=groups_at_once)
+    for group, answers in answered:
+        yield from zip(group, answers)
 
 
 def invoke_in_order(

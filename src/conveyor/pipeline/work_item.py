@@ -19,11 +19,11 @@ from conveyor.pipeline.batch import Payload, RecordTooLarge, iter_payloads, pack
 from conveyor.pipeline.bisect import FailedRecord, Piece, TooManyFailures, bisect
 from conveyor.pipeline.busy import BusyMeter
 from conveyor.pipeline.decompress import iter_chunks
-from conveyor.pipeline.invoke import InvocationFailed, InvocationWatch, Invoker, invoke_in_order
+from conveyor.pipeline.invoke import InvocationFailed, InvocationWatch, Invoker, invoke_in_groups, invoke_in_order
 from conveyor.pipeline.join import InferenceIdConfig, RecordProcessor
 from conveyor.pipeline.shards import ShardReader, read_start, shift_offsets
 from conveyor.pipeline.split import DataError, Record, iter_records, records_with_offsets
-from conveyor.runtimes.base import Runtime
+from conveyor.runtimes.base import InvocationError, Runtime
 from conveyor.sagemaker.transform_job import DataProcessing
 from conveyor.storage.base import ObjectWriter, Storage, StorageError
 
@@ -64,6 +64,7 @@ class PipelineConfig:
     batch_strategy: str = "MultiRecord"
     max_payload_bytes: int = 6 << 20  # 0: no limit
     max_concurrent: int = 1
+    payloads_per_call: int = 1  # handed to the runtime together (cross-record batching: Runtime.payloads_per_call)
     timeout_seconds: float = 600
     max_retries: int = 3
     assemble_with: str = "None"
@@ -284,9 +285,12 @@ def _transform(
     # next ones do not count until their answers are written.
     cut = ((payload, counted.bytes_read) for payload in payloads)
     call = _tolerant(invoker) if tolerant else invoker
-    answers = invoke_in_order(
-        cut, lambda index, p: call(index, p[0].body), max_concurrent=config.max_concurrent, overlap=overlap
-    )
+    if config.payloads_per_call > 1:
+        answers = invoke_in_groups(
+            cut, lambda first, group: invoker.many(first, [p[0].body for p in group], call), group_size=config.payloads_per_call
+        )
+    else:
+        answers = invoke_in_order(cut, lambda index, p: call(index, p[0].body), max_concurrent=config.max_concurrent, overlap=overlap)
     for index, ((payload, read_when_cut), answer) in enumerate(answers):
         answered = [sent.popleft() for _ in range(payload.record_count)] if tracked else []
         if isinstance(answer, InvocationFailed):
@@ -336,10 +340,10 @@ class _TimedOut(InvocationFailed):
     instance): its records count as failed without bisection, which would time out again."""
 
 
-def _tolerant(invoker: Invoker) -> Callable[[int, bytes], bytes | InvocationFailed]:
+def _tolerant(invoker: Invoker) -> Callable[..., bytes | InvocationFailed]:
     """The invoker, with a payload that fails for good answered by its failure (to bisect)."""
 
-    def call(index: int, body: bytes) -> bytes | InvocationFailed:
+    def call(index: int, body: bytes, *, failed: InvocationError | None = None) -> bytes | InvocationFailed:
         spent = invoker.attempts_used.get(index, 0)
         if spent > invoker.max_retries:
             return _TimedOut(
@@ -348,7 +352,7 @@ def _tolerant(invoker: Invoker) -> Callable[[int, bytes], bytes | InvocationFail
                 attempts=spent,
             )
         try:
-            return invoker(index, body)
+            return invoker(index, body, failed=failed)
         except InvocationFailed as exc:
             return exc
 

@@ -94,9 +94,25 @@ class Runtime(ABC):
         inputs across invocations (cross-record batching) gathers them across objects too."""
         return 1
 
+    def payloads_per_call(self) -> int:
+        """How many payloads `invoke_many` takes at once: more than one where the runtime
+        gathers them into one model call anyway (cross-record batching), so that the pipeline
+        hands them over together rather than each from a thread of its own."""
+        return 1
+
     @abstractmethod
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         """Send one payload; return the response body or raise `InvocationError`."""
+
+    def invoke_many(self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float) -> list[bytes | InvocationError]:
+        """Each payload's response body, or the `InvocationError` that `invoke` would have raised for it."""
+        answers: list[bytes | InvocationError] = []
+        for payload in payloads:
+            try:
+                answers.append(self.invoke(payload, content_type=content_type, accept=accept, timeout=timeout))
+            except InvocationError as exc:
+                answers.append(exc)
+        return answers
 
     @abstractmethod
     def close(self) -> None: ...

@@ -2,12 +2,13 @@
 
 A handler opts in by declaring `BATCH_SIZE` and defining `predict_batch_fn(inputs, model)`,
 which takes a list of what `input_fn` returned and returns one prediction per input, in order
-(docs/models.md, "Cross-record batching"). Each invocation decodes its own payload, hands the
-decoded value to the `Batcher` and waits; one thread calls `predict_batch_fn` with up to
-`BATCH_SIZE` values, waiting at most `BATCH_TIMEOUT` seconds after the first for the batch to
-fill, and hands every caller its own prediction back, so that outputs return to their own
-records and objects. A batch whose call raises is tried again input by input, so that a bad
-input fails only its own invocation (which is then retried as any failed invocation is).
+(docs/models.md, "Cross-record batching"). Each invocation decodes its payload (or a group of
+payloads, `predict_many`), hands the decoded values to the `Batcher` and waits; one thread calls
+`predict_batch_fn` with up to `BATCH_SIZE` values, waiting at most `BATCH_TIMEOUT` seconds after
+the first for the batch to fill, and hands every caller its own prediction back, so that
+outputs return to their own records and objects. A batch whose call raises is tried again input
+by input, so that a bad input fails only its own invocation (which is then retried as any
+failed invocation is).
 """
 
 from __future__ import annotations
@@ -42,14 +43,23 @@ class Batcher:
 
     def predict(self, value: Any) -> Any:
         """`value`'s prediction, computed in a batch with whatever else arrives meanwhile."""
-        future: Future[Any] = Future()
+        (prediction,) = self.predict_many([value])
+        if isinstance(prediction, InvocationError):
+            raise prediction
+        return prediction
+
+    def predict_many(self, values: list[Any]) -> list[Any]:
+        """Each value's prediction, or the InvocationError its batch failed it with; the values
+        go into batches together, with whatever else arrives meanwhile."""
+        futures: list[Future[Any]] = [Future() for _ in values]
         with self._arrived:
             if self._closed:
                 raise InvocationError("the model is closed", retryable=False, status=500)
-            self._waiting.append((value, future))
-            if len(self._waiting) == 1 or len(self._waiting) >= self.size:
+            first = not self._waiting
+            self._waiting.extend(zip(values, futures))
+            if first or len(self._waiting) >= self.size:
                 self._arrived.notify()
-        return future.result()
+        return [_outcome(future) for future in futures]
 
     def close(self) -> None:
         with self._arrived:
@@ -100,6 +110,13 @@ class Batcher:
             return
         for (_, future), prediction in zip(batch, predictions):
             future.set_result(prediction)
+
+
+def _outcome(future: Future[Any]) -> Any:
+    try:
+        return future.result()
+    except InvocationError as exc:
+        return exc
 
 
 def _count(number: int, noun: str) -> str:

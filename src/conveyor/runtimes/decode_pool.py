@@ -161,18 +161,21 @@ class DecodePool:
     def call(self, function: str, value: Any, content_type: str | None, accept: str) -> Any:
         """Run `function` (INPUT_FN on a payload, OUTPUT_FN on a prediction) in a worker; its
         result, or the InvocationError the instance would have raised."""
-        request = _Request(function, value, content_type, accept)
+        (answer,) = self.call_many(function, [value], content_type, accept)
+        if isinstance(answer, InvocationError):
+            raise answer
+        return answer
+
+    def call_many(self, function: str, values: list[Any], content_type: str | None, accept: str) -> list[Any]:
+        """Run `function` on each of `values` in the workers; each one's result, or the
+        InvocationError the instance would have raised for it."""
+        requests = [_Request(function, value, content_type, accept) for value in values]
         with self._lock:
             if self._closed or self._gone is not None:
                 raise InvocationError(self._gone or "the model is closed", retryable=False, status=500)
-            (self._finishing if function == OUTPUT_FN else self._starting).append(request)
-            self._arrived.notify()
-        status, answer, printed = request.outcome()
-        _print(printed)
-        if status == "error":
-            message, retryable, code = answer
-            raise InvocationError(message, retryable=retryable, status=code)
-        return answer
+            (self._finishing if function == OUTPUT_FN else self._starting).extend(requests)
+            self._arrived.notify(len(requests))
+        return [_result(request.outcome()) for request in requests]
 
     def close(self) -> None:
         """End every worker: the end of its socket, then SIGKILL after CLOSE_WAIT_SECONDS."""
@@ -358,6 +361,17 @@ def _exchange(connection: Connection, chunk: list[_Request]) -> list[Outcome]:
             except Exception as exc:  # what the worker answered does not unpickle here
                 outcomes[index] = _failure(_crossing(_returned_by(chunk[index].function), exc), retryable=False)
     return outcomes  # type: ignore[return-value]  # every None was replaced
+
+
+def _result(outcome: Outcome) -> Any:
+    """What a caller gets of an outcome: the stage's result, or its InvocationError; what the
+    handler printed goes to the instance's streams (the job log)."""
+    status, answer, printed = outcome
+    _print(printed)
+    if status == "error":
+        message, retryable, code = answer
+        return InvocationError(message, retryable=retryable, status=code)
+    return answer
 
 
 def _failure(message: str, *, retryable: bool) -> Outcome:

@@ -410,6 +410,33 @@ class PythonHandlerRuntime(Runtime):
         body: bytes = self._pool.call(OUTPUT_FN, prediction, content_type, accept)  # encode_prediction's bytes
         return body
 
+    def payloads_per_call(self) -> int:
+        """A batching handler takes BATCH_SIZE payloads at a time: decoded, predicted and
+        encoded together, one batch's worth from one thread."""
+        return self._batcher.size if self._batcher is not None else 1
+
+    def invoke_many(self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float) -> list[bytes | InvocationError]:
+        if self._batcher is None:
+            return super().invoke_many(payloads, content_type=content_type, accept=accept, timeout=timeout)
+        if not accept or accept == codecs.ANY:
+            accept = self._default_accept
+        bodies = [payload if type(payload) is bytes else bytes(payload) for payload in payloads]
+        if self._pool is not None:
+            answers = self._pool.call_many(INPUT_FN, bodies, content_type, accept)
+        else:
+            answers = [_caught(self.decode_payload, body, content_type, accept) for body in bodies]
+        decoded = [index for index, answer in enumerate(answers) if not isinstance(answer, InvocationError)]
+        for index, prediction in zip(decoded, self._batcher.predict_many([answers[index] for index in decoded])):
+            answers[index] = prediction
+        predicted = [index for index in decoded if not isinstance(answers[index], InvocationError)]
+        if self._pool is not None:
+            bodies_out = self._pool.call_many(OUTPUT_FN, [answers[index] for index in predicted], content_type, accept)
+        else:
+            bodies_out = [_caught(self.encode_prediction, answers[index], content_type, accept) for index in predicted]
+        for index, body in zip(predicted, bodies_out):
+            answers[index] = body
+        return answers
+
     def decode_payload(self, payload: bytes, content_type: str | None, accept: str) -> Any:
         """input_fn on a payload, with the errors invoke() raises: a decode worker's first step."""
         assert self._decode is not None
@@ -528,3 +555,11 @@ class PythonHandlerRuntime(Runtime):
 
 def _stem(path: str) -> str:
     return re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+
+
+def _caught(stage: Callable[[Any, str | None, str], Any], value: Any, content_type: str | None, accept: str) -> Any:
+    """What `stage` returned, or the InvocationError it raised."""
+    try:
+        return stage(value, content_type, accept)
+    except InvocationError as exc:
+        return exc
