@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -292,7 +292,8 @@ class _ItemLoop:
         self.at_once = started.items_at_once
         self.watch = _Watch(messages)
         self.meter = InstanceMeter(started.busy)
-        self.running: set[Future[None]] = set()
+        self.running = 0  # items transforming on the pool's threads
+        self.finished = threading.Condition()  # one of them ended
         self.queued: deque[WorkItem] = deque()  # received, not started
         self.closing = False  # the parent said there are no more items
 
@@ -308,7 +309,9 @@ class _ItemLoop:
                     self._transform(item)
                 else:
                     assert pool is not None
-                    self.running.add(pool.submit(self._transform, item))
+                    with self.finished:
+                        self.running += 1
+                    pool.submit(self._transform_on_pool, item)
             self._wait_for(0)
         finally:
             if pool is not None:
@@ -331,10 +334,20 @@ class _ItemLoop:
         return self.queued.popleft() if self.queued else None
 
     def _wait_for(self, most: int) -> None:
-        """Until at most `most` items are still running."""
-        while len(self.running) > most:
-            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
-            self.running -= done
+        """Until at most `most` items are still running. A count, not `concurrent.futures.wait`
+        on the running items' futures, which visits every one of them on each call: with
+        BATCH_SIZE 64, 127 of them for each small object started."""
+        with self.finished:
+            while self.running > most:
+                self.finished.wait()
+
+    def _transform_on_pool(self, item: WorkItem) -> None:
+        try:
+            self._transform(item)
+        finally:
+            with self.finished:
+                self.running -= 1
+                self.finished.notify()
 
     def _transform(self, item: WorkItem) -> None:
         messages = self.messages
@@ -353,7 +366,7 @@ class _ItemLoop:
         except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
             ended = Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id))
         self.running_items.end(slot)  # dying before its report is sent, it goes back untouched: never charged for what it did not do
-        idle = len(self.running) <= 1 and not self.queued and not self.connection.poll()
+        idle = self.running <= 1 and not self.queued and not self.connection.poll()
         totals = self.meter.item_ended(item.item_id, records=ended.progress.records if isinstance(ended, Done) else None, idle=idle)
         if totals is not None:  # before the item's end, after which the job may end without reading further
             messages.post(Figures(totals))
