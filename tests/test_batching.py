@@ -186,3 +186,19 @@ def test_a_batch_that_hangs_restarts_the_instance_and_the_job_completes(tmp_path
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "a.csv.out").read_text() == "".join(f"{value * 10}\n" for value in range(1, 21))
     assert stuck.exists()
+
+
+def test_small_objects_sent_together_keep_their_own_outcomes(tmp_path: Path) -> None:
+    """Objects of one payload each go to the handler a group at a time (pipeline.item_groups):
+    each keeps its own output, an empty object its empty output, and one whose input fails has
+    that try counted and its retries alone, failing only itself."""
+    objects = {f"object-{n:02d}.csv": f"{n}\n" for n in range(40)} | {"empty.csv": ""}
+    result = run_objects(tmp_path, objects, BATCHED.format(sizes=str(tmp_path / "sizes.txt")), "--retries", "1")
+    assert result.returncode == 1
+    assert "1 of 41 input objects failed. First: " in result.stderr
+    assert "object-13.csv: ValueError: thirteen is unlucky (code/inference.py, line 18, in predict_batch_fn) (after 2 attempts; InvocationsMaxRetries=1)" in result.stderr
+    for name, body in objects.items():
+        output = tmp_path / "out" / f"{name}.out"
+        assert output.read_text() == (str(int(body) * 10) if body else "") if body != "13\n" else not output.exists(), name
+    sizes = [int(line) for line in (tmp_path / "sizes.txt").read_text().split()]
+    assert sizes.count(4) >= 8, sizes

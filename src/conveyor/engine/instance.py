@@ -16,8 +16,9 @@ from typing import Any, Callable
 from conveyor.engine.model_data import model_directory
 from conveyor.pipeline.busy import BusyMeter
 from conveyor.pipeline.invoke import InvocationWatch
+from conveyor.pipeline.item_groups import transform_together
 from conveyor.pipeline.join import InferenceIdConfig
-from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, Preview, WorkItem, process_work_item
+from conveyor.pipeline.work_item import ItemProgress, PipelineConfig, Preview, WorkItem, WorkItemFailed, one_payload, process_work_item
 from conveyor.runtimes.base import Runtime
 from conveyor.runtimes.handler_code import HandlerCode
 from conveyor.runtimes.registry import create_runtime
@@ -215,6 +216,22 @@ class Instance:
         return process_work_item(
             item, self.pipeline, self.runtime, self.storage_for, on_progress, watch=watch, log=log, preview=preview, busy=self.busy
         )
+
+    def process_together(
+        self, items: list[WorkItem], *, watch_for: Callable[[WorkItem], InvocationWatch | None], log: Callable[[str], None] | None = None
+    ) -> list[ItemProgress | WorkItemFailed]:
+        """Objects that are one payload each (`sends_whole`), their payloads sent to the runtime
+        in one call (pipeline.item_groups); each one's progress, or why it failed."""
+        return transform_together(items, self.pipeline, self.runtime, self.storage_for, watch_for=watch_for, log=log, busy=self.busy)
+
+    def sends_whole(self, item: WorkItem) -> bool:
+        """Whether the object goes to the model as one payload (pipeline.work_item.one_payload)."""
+        return one_payload(item, self.pipeline)
+
+    @property
+    def payloads_per_call(self) -> int:
+        """How many payloads the runtime takes in one call (`Runtime.payloads_per_call`)."""
+        return self.pipeline.payloads_per_call
 
     @property
     def items_at_once(self) -> int:

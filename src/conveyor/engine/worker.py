@@ -280,9 +280,10 @@ def _serve(config: InstanceConfig, connection: Connection, instance: int, runnin
 
 class _ItemLoop:
     """Transforms the items the parent sends (in lists, in the order sent): one at a time, or,
-    where the runtime gathers inputs across objects, up to `at_once` small ones at a time. An
-    item that is large, or that was held by an instance that died (a suspect), runs alone, so
-    that a crash is charged to the item that caused it (docs/models.md, "Cross-record batching")."""
+    where the runtime gathers inputs across objects, up to `at_once` small ones at a time, those
+    that are one payload each handed over in groups (pipeline.item_groups). An item that is
+    large, or that was held by an instance that died (a suspect), runs alone, so that a crash is
+    charged to the item that caused it (docs/models.md, "Cross-record batching")."""
 
     def __init__(self, started: Instance, connection: Connection, messages: _Messages, running: RunningItems) -> None:
         self.started = started
@@ -293,7 +294,7 @@ class _ItemLoop:
         self.watch = _Watch(messages)
         self.meter = InstanceMeter(started.busy)
         self.running = 0  # items transforming on the pool's threads
-        self.finished = threading.Condition()  # one of them ended
+        self.finished = threading.Condition()  # some of them ended
         self.queued: deque[WorkItem] = deque()  # received, not started
         self.closing = False  # the parent said there are no more items
 
@@ -301,22 +302,38 @@ class _ItemLoop:
         pool = ThreadPoolExecutor(self.at_once, thread_name_prefix="item") if self.at_once > 1 else None
         try:
             while (item := self._next()) is not None:
-                alone = pool is None or item.size >= SMALL_ITEM_BYTES or item.instance_losses > 0 or bool(item.attempts_used)
-                self._wait_for(0 if alone else self.at_once - 1)
-                if item.size >= SMALL_ITEM_BYTES:  # a large item may take long: what is held goes first
-                    self.messages.flush()
-                if alone:
+                if pool is None or self._suspect(item):
+                    self._wait_for(0)
+                    if item.size >= SMALL_ITEM_BYTES:  # a large item may take long: what is held goes first
+                        self.messages.flush()
                     self._transform(item)
-                else:
-                    assert pool is not None
-                    with self.finished:
-                        self.running += 1
-                    pool.submit(self._transform_on_pool, item)
+                    continue
+                items = self._group(item)
+                self._wait_for(self.at_once - len(items))
+                with self.finished:
+                    self.running += len(items)
+                pool.submit(self._transform_on_pool, items)
             self._wait_for(0)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
             self.messages.flush()
+
+    def _suspect(self, item: WorkItem) -> bool:
+        """Whether it runs alone: large, or held by an instance that died or timed out."""
+        return item.size >= SMALL_ITEM_BYTES or item.instance_losses > 0 or bool(item.attempts_used)
+
+    def _group(self, item: WorkItem) -> list[WorkItem]:
+        """`item`, and the items queued after it that go to the runtime with it: whole-object
+        payloads, up to as many as it takes in one call."""
+        items = [item]
+        if self.started.payloads_per_call > 1 and self.started.sends_whole(item):
+            while len(items) < self.started.payloads_per_call and self.queued:
+                following = self.queued[0]
+                if self._suspect(following) or not self.started.sends_whole(following):
+                    break
+                items.append(self.queued.popleft())
+        return items
 
     def _next(self) -> WorkItem | None:
         while not self.queued and not self.closing:
@@ -341,32 +358,52 @@ class _ItemLoop:
             while self.running > most:
                 self.finished.wait()
 
-    def _transform_on_pool(self, item: WorkItem) -> None:
+    def _transform_on_pool(self, items: list[WorkItem]) -> None:
         try:
-            self._transform(item)
+            if len(items) == 1:
+                self._transform(items[0])
+            else:
+                self._transform_together(items)
         finally:
             with self.finished:
-                self.running -= 1
+                self.running -= len(items)
                 self.finished.notify()
 
     def _transform(self, item: WorkItem) -> None:
-        messages = self.messages
         slot = self.running_items.begin(item.item_id)
         began = time.monotonic()
         try:
-            progress = self.started.process(
-                item,
-                self._report_progress,
-                watch=self.watch.for_item(item.item_id),
-                log=lambda message: messages.send(Log(message, data_log=True)),
-            )
+            progress = self.started.process(item, self._report_progress, watch=self.watch.for_item(item.item_id), log=self._log)
             ended: Done | Failed = Done(progress, time.monotonic() - began)
         except WorkItemFailed as exc:
             ended = Failed(item.item_id, str(exc), ItemProgress(item.item_id, failed_records=exc.failed_records))
         except Exception as exc:  # a bug or an unexpected store error fails the object, not the instance
             ended = Failed(item.item_id, f"{item.input_uri}: {_describe(exc)}", ItemProgress(item.item_id))
         self.running_items.end(slot)  # dying before its report is sent, it goes back untouched: never charged for what it did not do
-        idle = self.running <= 1 and not self.queued and not self.connection.poll()
+        self._report_end(item, ended, began)
+
+    def _transform_together(self, items: list[WorkItem]) -> None:
+        """Whole-object payloads sent to the runtime together; each object's own report."""
+        slots = [self.running_items.begin(item.item_id) for item in items]
+        began = time.monotonic()
+        try:
+            outcomes = self.started.process_together(items, watch_for=lambda item: self.watch.for_item(item.item_id), log=self._log)
+        except Exception as exc:  # a bug fails the objects, not the instance
+            outcomes = [WorkItemFailed(f"{item.input_uri}: {_describe(exc)}") for item in items]
+        seconds = time.monotonic() - began
+        for number, (item, slot, outcome) in enumerate(zip(items, slots, outcomes)):
+            if isinstance(outcome, WorkItemFailed):
+                ended: Done | Failed = Failed(item.item_id, str(outcome), ItemProgress(item.item_id, failed_records=outcome.failed_records))
+            else:
+                ended = Done(outcome, seconds)
+            self.running_items.end(slot)
+            self._report_end(item, ended, began, unreported=len(items) - number - 1)
+
+    def _report_end(self, item: WorkItem, ended: Done | Failed, began: float, *, unreported: int = 0) -> None:
+        """Post an item's end (`unreported`: the items of its group still to be reported, which
+        are running no longer)."""
+        messages = self.messages
+        idle = self.running - unreported <= 1 and not self.queued and not self.connection.poll()
         totals = self.meter.item_ended(item.item_id, records=ended.progress.records if isinstance(ended, Done) else None, idle=idle)
         if totals is not None:  # before the item's end, after which the job may end without reading further
             messages.post(Figures(totals))
@@ -375,6 +412,9 @@ class _ItemLoop:
         # a slow item's report has nothing to gain from waiting for others.
         if not self.queued or time.monotonic() - began >= POSTED_SECONDS:
             messages.flush()
+
+    def _log(self, message: str) -> None:
+        self.messages.send(Log(message, data_log=True))
 
     def _report_progress(self, progress: ItemProgress) -> None:
         if progress.done:  # Done carries the last, and `item_ended` counts it

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
-from typing import Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from conveyor.pipeline.busy import BusyMeter
 from conveyor.runtimes.base import InvocationError, Runtime
@@ -109,22 +109,10 @@ class Invoker:
 
     def many(self, first_index: int, bodies: list[bytes], alone: Callable[..., R]) -> list[R]:
         """The responses to payloads `first_index` on, sent in one call to a runtime that takes
-        many at once. A payload that fails there goes on alone, through `alone` (this invoker,
-        or one that answers a failure for good with it), with the try counted; so does one
-        whose tries were spent by runs that timed out."""
-        together = [index for index in range(len(bodies)) if not self.attempts_used.get(first_index + index)]
-        answers = self._invoke_many(first_index + together[0], [bodies[index] for index in together]) if together else []
-        tried: dict[int, bytes | InvocationError] = dict(zip(together, answers))
-        results: list[R] = []
-        for index, body in enumerate(bodies):
-            answer = tried.get(index)
-            if answer is None:
-                results.append(alone(first_index + index, body))
-            elif isinstance(answer, InvocationError):
-                results.append(alone(first_index + index, body, failed=answer))
-            else:
-                results.append(answer)  # type: ignore[arg-type]  # a response: what `alone` answers too
-        return results
+        many at once (`invoke_together`); `alone(index, body, failed=…)` goes on with one that
+        fails there: this invoker, or one that answers a failure for good with it."""
+        calls = [(self, first_index + offset, body) for offset, body in enumerate(bodies)]
+        return invoke_together(calls, lambda _, index, body, failed: alone(index, body, failed=failed))
 
     def _invoke_many(self, first_index: int, bodies: list[bytes]) -> list[bytes | InvocationError]:
         # One watch for the call, as payload `first_index`: the one blamed if it runs past the
@@ -146,6 +134,30 @@ class Invoker:
             return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
         finally:
             self.busy.end()
+
+
+def invoke_together(
+    calls: Sequence[tuple[Invoker, int, bytes]], alone: Callable[[Invoker, int, bytes, InvocationError | None], R]
+) -> list[R]:
+    """The responses to payloads sent in one call to the runtime their invokers share, each
+    `(invoker, payload_index, body)`: the invoker of the payload's own object, with its retries,
+    its tries spent and its watch. A payload that fails there goes on through
+    `alone(invoker, payload_index, body, failure)`, that try counted (`Invoker.__call__`'s
+    `failed`); so does one whose tries were spent by runs that timed out, with no failure."""
+    together = [number for number, (invoker, index, _) in enumerate(calls) if not invoker.attempts_used.get(index)]
+    answers: list[bytes | InvocationError] = []
+    if together:
+        first, index, _ = calls[together[0]]
+        answers = first._invoke_many(index, [calls[number][2] for number in together])
+    tried = dict(zip(together, answers))
+    results: list[R] = []
+    for number, (invoker, index, body) in enumerate(calls):
+        answer = tried.get(number)
+        if answer is None or isinstance(answer, InvocationError):
+            results.append(alone(invoker, index, body, answer))
+        else:
+            results.append(answer)  # type: ignore[arg-type]  # a response: what `alone` answers too
+    return results
 
 
 def invoke_in_groups(

@@ -132,23 +132,13 @@ def process_work_item(
     With `preview`, only the first `preview.records` records are transformed and each one's model
     input, model output and output line are handed to `preview.on_row`."""
     progress = ItemProgress(item.item_id)
-    invoker = Invoker(
-        runtime,
-        content_type=config.content_type,
-        accept=config.accept,
-        timeout_seconds=config.timeout_seconds,
-        max_retries=config.max_retries,
-        retry_backoff_seconds=config.retry_backoff_seconds,
-        watch=watch,
-        attempts_used=item.attempts_used,
-        log=(lambda message: log(f"{item.input_uri}: {message}")) if log else None,
-        busy=busy,
-    )
+    invoker = item_invoker(item, config, runtime, watch=watch, log=log, busy=busy)
     source = item.input_uri
     shard: ShardReader | None = None
     try:
-        if preview is None and _one_payload(item, config):
-            _transform_one_payload(item, config, invoker, storage_for, progress)
+        if preview is None and one_payload(item, config):
+            body = read_one_payload(item, config, storage_for, progress)
+            write_one_answer(item, config, storage_for, invoker(0, body) if body else None, progress)
         else:
             start = read_start(config.split_type, item.range_start) if item.range_start is not None and item.range_end is not None else 0
             reader = storage_for(item.input_uri).open_read(item.input_uri, start=start)
@@ -183,11 +173,37 @@ def process_work_item(
     return progress
 
 
-def _one_payload(item: WorkItem, config: PipelineConfig) -> bool:
+def item_invoker(
+    item: WorkItem,
+    config: PipelineConfig,
+    runtime: Runtime,
+    *,
+    watch: InvocationWatch | None = None,
+    log: Callable[[str], None] | None = None,
+    busy: BusyMeter | None = None,
+) -> Invoker:
+    """The invoker of an item's payloads: the job's timeout and retries, the tries its earlier
+    runs spent, its log lines prefixed with its object."""
+    return Invoker(
+        runtime,
+        content_type=config.content_type,
+        accept=config.accept,
+        timeout_seconds=config.timeout_seconds,
+        max_retries=config.max_retries,
+        retry_backoff_seconds=config.retry_backoff_seconds,
+        watch=watch,
+        attempts_used=item.attempts_used,
+        log=(lambda message: log(f"{item.input_uri}: {message}")) if log else None,
+        busy=busy,
+    )
+
+
+def one_payload(item: WorkItem, config: PipelineConfig) -> bool:
     """Whether the object goes to the model whole, as one payload, with nothing to map back:
     SplitType None on a plain object within MaxPayloadInMB, without filters, join, inference ids
     or tolerated failures. The common shape of many small objects (an image each), which takes
-    the short path below: the general one costs more per object than such an object's transform."""
+    the short path: `read_one_payload`, the invoker, `write_one_answer`. The general one costs
+    more per object than such an object's transform."""
     processing = config.data_processing
     return (
         config.split_type == "None"
@@ -202,10 +218,8 @@ def _one_payload(item: WorkItem, config: PipelineConfig) -> bool:
     )
 
 
-def _transform_one_payload(
-    item: WorkItem, config: PipelineConfig, invoker: Invoker, storage_for: Callable[[str], Storage], progress: ItemProgress
-) -> None:
-    """What `_transform` does for a whole-object payload, without its record and payload machinery."""
+def read_one_payload(item: WorkItem, config: PipelineConfig, storage_for: Callable[[str], Storage], progress: ItemProgress) -> bytes:
+    """A `one_payload` object's body, counted in `progress`; RecordTooLarge past MaxPayloadInMB."""
     limit = config.max_payload_bytes
     storage = storage_for(item.input_uri)
     body = storage.read_bytes(item.input_uri, most=limit or None)
@@ -213,15 +227,21 @@ def _transform_one_payload(
     if limit and size > limit:  # the object grew since it was listed; reading stopped past the limit, its size is asked
         size = max(size, storage.stat(item.input_uri).size)
         raise RecordTooLarge(source=item.input_uri, record_number=1, size=size, limit=limit, exact=False, whole_object=True)
+    progress.bytes_in = size
+    return body
+
+
+def write_one_answer(
+    item: WorkItem, config: PipelineConfig, storage_for: Callable[[str], Storage], response: bytes | None, progress: ItemProgress
+) -> None:
+    """A `one_payload` object's `.out`: its payload's response, or nothing for an empty object."""
     with storage_for(item.output_uri).open_write(item.output_uri, kms_key_id=config.kms_key_id) as writer:
-        if body:
-            response = invoker(0, body)
+        if response is not None:
             if config.assemble_with == "Line" and not response.endswith(b"\n"):
                 response += b"\n"
             writer.write(response)
             progress.records = progress.payloads = 1
             progress.bytes_out = len(response)
-    progress.bytes_in = size
 
 
 def _in_object(failed: list[FailedRecord], shard: ShardReader | None) -> list[FailedRecord]:
