@@ -114,6 +114,42 @@ def test_a_freed_worker_wakes_one_waiting_payload_not_all_of_them(tmp_path: Path
     assert switches < 50 * 2000, f"{switches} voluntary context switches for 2,000 records"
 
 
+def test_objects_of_one_payload_each_are_decoded_by_every_worker_at_once(tmp_path: Path) -> None:
+    """One record per object (SplitType None, an image each): an instance transforms as many
+    small objects at once as it has payloads in flight, so the workers decode side by side."""
+    handler = """
+import os
+import time
+
+def model_fn(model_dir):
+    return None
+
+def input_fn(body, content_type):
+    began = time.time()
+    time.sleep(0.3)
+    return f"{os.getpid()} {began} {time.time()}"
+
+def predict_fn(data, model):
+    return data
+
+def output_fn(prediction, accept):
+    return prediction
+"""
+    model = write_model(tmp_path, handler)
+    (tmp_path / "in").mkdir()
+    for number in range(6):
+        (tmp_path / "in" / f"image-{number}.csv").write_text(f"{number}\n")
+    result = conveyor(
+        "transform", "--model", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+        "--content-type", "text/csv", "--decode-workers", "2", home=tmp_path / "home",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    decoded = [(tmp_path / "out" / f"image-{number}.csv.out").read_text().split() for number in range(6)]
+    assert len({pid for pid, _, _ in decoded}) == 2, decoded
+    spans = sorted((float(began), float(ended)) for _, began, ended in decoded)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), f"no two decodes overlapped: {spans}"
+
+
 def test_without_the_key_everything_runs_in_the_instance(tmp_path: Path) -> None:
     result = transform(tmp_path, PIDS, "--strategy", "SingleRecord", rows=ROWS[:5])
     assert result.returncode == 0, result.stderr

@@ -236,8 +236,8 @@ class Instance:
     @property
     def items_at_once(self) -> int:
         """How many small objects the instance transforms at once: more than one only where the
-        runtime gathers inputs across them (cross-record batching)."""
-        return self.runtime.items_at_once()
+        runtime gathers inputs across them (cross-record batching) or decodes them in workers."""
+        return self.runtime.items_at_once(self.resolved.max_concurrent_transforms)
 
     def close(self) -> None:
         self.runtime.close()

@@ -89,9 +89,12 @@ class Runtime(ABC):
         keeps the model's own calls to `max_concurrent` at once."""
         return max_concurrent
 
-    def items_at_once(self) -> int:
-        """How many small objects an instance transforms at once, so that a runtime that gathers
-        inputs across invocations (cross-record batching) gathers them across objects too."""
+    def items_at_once(self, max_concurrent: int) -> int:
+        """How many small objects an instance transforms at once, told the resolved
+        MaxConcurrentTransforms: more than one where the runtime gathers inputs across
+        invocations (cross-record batching), so that it gathers them across objects too, or
+        works on payloads in stages (parallel decode), so that objects of one payload each keep
+        every stage busy."""
         return 1
 
     def payloads_per_call(self) -> int:

@@ -383,10 +383,13 @@ class PythonHandlerRuntime(Runtime):
         self._predicting = threading.BoundedSemaphore(max_concurrent)
         return max_concurrent + workers
 
-    def items_at_once(self) -> int:
+    def items_at_once(self, max_concurrent: int) -> int:
         """A batching handler gathers across objects as well: twice BATCH_SIZE of them at once,
-        so that one batch is decoded while the one before is predicted."""
-        return 2 * self._batcher.size if self._batcher is not None else 1
+        so that one batch is decoded while the one before is predicted. With decode workers, one
+        per worker besides the MaxConcurrentTransforms predicted, as with one object's payloads."""
+        if self._batcher is not None:
+            return 2 * self._batcher.size
+        return max_concurrent + self._pool.size if self._pool is not None else 1
 
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         handle = self._handle
