@@ -1,7 +1,9 @@
 """Calling the model for one payload: timeout, retries with back-off, and in-order concurrency.
 
 Up to MaxConcurrentTransforms payloads are in flight; results come back in input order, so
-the output keeps the order of the records (SageMaker's guarantee).
+the output keeps the order of the records (SageMaker's guarantee). A runtime that takes many
+payloads in one call (cross-record batching) is sent them a group at a time instead, each
+payload still with its own retries (`invoke_together`, `invoke_in_groups`).
 """
 
 from __future__ import annotations
