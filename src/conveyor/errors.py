@@ -110,11 +110,6 @@ class ResourceNotFound(ConveyorError):
     status = 400
 
 
-class ResourceLimitExceeded(ConveyorError):
-    code = "ResourceLimitExceeded"
-    status = 400
-
-
 # -- the AWS JSON 1.1 protocol ----------------------------------------------------------------
 
 

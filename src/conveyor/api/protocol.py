@@ -70,10 +70,6 @@ class AwsRequest:
     def target(self) -> str:
         return f"{self.target_prefix}.{self.operation}"
 
-    @property
-    def signing_name(self) -> str:
-        return TARGET_PREFIXES[self.target_prefix]
-
 
 async def read_aws_request(
     request: Request,

@@ -191,10 +191,6 @@ def model_request(form: Form, runtime: str) -> dict[str, Any]:
     return request
 
 
-def _lower_camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
-
-
 def job_form_from(description: dict[str, Any], tags: list[dict[str, str]]) -> Form:
     """A form filled from a DescribeTransformJob response (Clone)."""
     form = Form(values=dict(JOB_DEFAULTS))

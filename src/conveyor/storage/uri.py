@@ -30,8 +30,3 @@ def parse_uri(uri: str) -> tuple[str, str, str]:
 def _normal(path: str) -> bool:
     """Whether `os.path.abspath` would give `path` back unchanged."""
     return path.startswith("/") and not path.startswith("//") and "/." not in path and "//" not in path and (path == "/" or not path.endswith("/"))
-
-
-def join_uri(scheme: str, bucket: str, key: str) -> str:
-    """The inverse of `parse_uri` for bucketed schemes: `join_uri("s3", "b", "k")` is `s3://b/k`."""
-    return f"{scheme}://{bucket}/{key}"

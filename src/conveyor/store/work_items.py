@@ -23,7 +23,6 @@ PENDING = "Pending"
 IN_FLIGHT = "InFlight"
 DONE = "Done"
 FAILED = "Failed"
-ITEM_STATES = (PENDING, IN_FLIGHT, DONE, FAILED)
 
 _COLUMNS = (
     "id, job_name, ordinal, input_uri, output_uri, relative_name, size, range_start, range_end, state,"
