@@ -100,10 +100,23 @@ def make_inputs(root: Path, objects: int) -> None:
         (folder / f"object-{number:06d}.csv").write_text(f"{number},{number % 7},{number % 13}\n")
 
 
-def timed(command: list[str]) -> float:
+def timed(command: list[str]) -> tuple[float, float | None]:
+    """The command's wall time, and the CPU-seconds of its own process (not its instances'),
+    read from /proc once it has exited and before it is reaped (None where there is no /proc)."""
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+    seconds = time.perf_counter() - started
+    own_cpu = None
+    try:
+        with open(f"/proc/{process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        own_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    except OSError:
+        pass
+    if process.wait() != 0:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return seconds, own_cpu
 
 
 def conveyor(inputs: Path, output: Path, model: Path, instances: int) -> list[str]:
@@ -140,6 +153,7 @@ def main() -> None:
         runs: dict[str, list[float]] = {"hand loop": [], "conveyor-1": [], "conveyor-2": []}
         if args.server_ledger:
             runs["server-1"] = []
+        own_cpu: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.rounds):
             for name in runs:
                 output = work / "output"
@@ -151,7 +165,10 @@ def main() -> None:
                     command = [sys.executable, str(work / "server_ledger.py"), str(inputs), str(output), str(model), str(work / "home")]
                 else:
                     command = conveyor(inputs, output, model, int(name[-1]))
-                runs[name].append(timed(command))
+                seconds, cpu = timed(command)
+                runs[name].append(seconds)
+                if cpu is not None:
+                    own_cpu[name].append(cpu)
                 written = sum(len(files) for _, _, files in os.walk(output))
                 assert written == args.objects, f"{name} wrote {written} of {args.objects} objects"
         work_text = f", the handler spending {args.work_ms:g} ms of CPU on each" if args.work_ms else ""
@@ -159,6 +176,13 @@ def main() -> None:
         for name, seconds in runs.items():
             median = statistics.median(seconds)
             print(f"  {name:10} {median:6.2f} s  {args.objects / median:8.0f} objects/s  ({', '.join(f'{s:.2f}' for s in seconds)})")
+        for name in ("conveyor-1", "conveyor-2"):
+            if own_cpu[name]:
+                cpu = statistics.median(own_cpu[name])
+                print(
+                    f"  {name}: the command's own process {cpu:.2f} CPU-s, {cpu / args.objects * 1e6:.0f} µs per object "
+                    "(start, listing, handing out items, recording reports; its instances are not counted)"
+                )
         one = statistics.median(h / c for h, c in zip(runs["hand loop"], runs["conveyor-1"]))
         two = statistics.median(c1 / c2 for c1, c2 in zip(runs["conveyor-1"], runs["conveyor-2"]))
         print(f"conveyor-1 / hand loop (rate): {one:.2f}   target >= 0.5")
