@@ -150,6 +150,49 @@ def output_fn(prediction, accept):
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), f"no two decodes overlapped: {spans}"
 
 
+def small_objects(tmp_path: Path, handler: str, count: int, *flags: str):
+    """`count` one-line objects, SplitType None, through `handler`."""
+    model = write_model(tmp_path, handler)
+    (tmp_path / "in").mkdir()
+    for number in range(count):
+        (tmp_path / "in" / f"object-{number:04d}.csv").write_text(f"row-{number}\n")
+    return conveyor(
+        "transform", "--model", str(model), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
+        "--content-type", "text/csv", *flags, home=tmp_path / "home",
+    )  # fmt: skip
+
+
+def test_small_objects_go_to_the_workers_a_group_at_a_time_each_with_its_own_output_and_failure(tmp_path: Path) -> None:
+    """Without BATCH_SIZE, objects of one payload each are handed to the workers a group at a
+    time (DECODE_GROUP), not each from a thread of its own: two trips a group, not two an
+    object. Each object keeps its own output, and one whose input_fn raises fails alone, after
+    its own retries."""
+    handler = PIDS.replace("    time.sleep(random.random() * 0.02)\n", "    if body.strip() == 'row-37':\n        raise ValueError('cannot decode row 37')\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw  # the command, its instance and the workers, once reaped
+    result = small_objects(tmp_path, handler, 500, "--decode-workers", "2", "--retries", "1")
+    switches = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw - before
+    assert result.returncode == 1
+    assert "1 of 500 input objects failed" in result.stderr and "ValueError: cannot decode row 37" in result.stderr, result.stderr
+    assert "payload 1: ValueError: cannot decode row 37" in result.stdout + result.stderr, "retried as its own object's payload"
+    assert not (tmp_path / "out" / "object-0037.csv.out").exists()
+    outputs = {number: (tmp_path / "out" / f"object-{number:04d}.csv.out").read_text().split() for number in range(500) if number != 37}
+    assert all(words[0] == f"row-{number}" for number, words in outputs.items())
+    decoders, predictors = {words[1] for words in outputs.values()}, {words[2] for words in outputs.values()}
+    assert len(decoders) == 2 and len(predictors) == 1 and decoders.isdisjoint(predictors)
+    assert switches < 6 * 500, f"{switches} voluntary context switches for 500 objects: they went to the workers one by one"
+
+
+def test_a_group_of_small_objects_has_each_payloads_timeout_not_one_for_all(tmp_path: Path) -> None:
+    """Objects sent to the workers together are predicted one by one, so the group may take as
+    long as each of its payloads may: 4 objects of 0.6 s each fit a 1 s timeout, as they
+    would one at a time."""
+    handler = PIDS.replace("    return Rows(data.lines, data.pids + [os.getpid()])", "    time.sleep(0.6)\n    return Rows(data.lines, data.pids + [os.getpid()])")
+    result = small_objects(tmp_path, handler, 4, "--decode-workers", "1", "--timeout", "1", "--retries", "0")
+    assert result.returncode == 0, result.stderr
+    assert "InvocationsTimeoutInSeconds" not in result.stdout + result.stderr
+    assert [(tmp_path / "out" / f"object-{number:04d}.csv.out").read_text().split()[0] for number in range(4)] == [f"row-{n}" for n in range(4)]
+
+
 def test_without_the_key_everything_runs_in_the_instance(tmp_path: Path) -> None:
     result = transform(tmp_path, PIDS, "--strategy", "SingleRecord", rows=ROWS[:5])
     assert result.returncode == 0, result.stderr

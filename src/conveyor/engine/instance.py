@@ -229,9 +229,9 @@ class Instance:
         return one_payload(item, self.pipeline)
 
     @property
-    def payloads_per_call(self) -> int:
-        """How many payloads the runtime takes in one call (`Runtime.payloads_per_call`)."""
-        return self.pipeline.payloads_per_call
+    def objects_per_call(self) -> int:
+        """How many objects of one payload each the runtime takes in one call (`Runtime.objects_per_call`)."""
+        return self.runtime.objects_per_call()
 
     @property
     def items_at_once(self) -> int:

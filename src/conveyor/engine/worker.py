@@ -174,12 +174,13 @@ class _Watch:
     def for_item(self, item_id: int) -> _ItemWatch:
         return _ItemWatch(self, item_id)
 
-    def begin(self, item_id: int, payload_index: int, timeout: float) -> object:
-        deadline = time.monotonic() + timeout
+    def begin(self, item_id: int, payload_index: int, timeout: float, allowed: float | None = None) -> object:
+        allowed = timeout if allowed is None else allowed
+        deadline = time.monotonic() + allowed
         with self._lock:
             self._next_token += 1
             self._in_flight[self._next_token] = (item_id, payload_index, deadline, timeout)
-            self._last_timeout = timeout
+            self._last_timeout = allowed
             if deadline < self._wakes_at:
                 self._changed.notify()
             return self._next_token
@@ -213,8 +214,8 @@ class _ItemWatch:
         self._watch = watch
         self._item_id = item_id
 
-    def begin(self, payload_index: int, timeout: float) -> object:
-        return self._watch.begin(self._item_id, payload_index, timeout)
+    def begin(self, payload_index: int, timeout: float, *, allowed: float | None = None) -> object:
+        return self._watch.begin(self._item_id, payload_index, timeout, allowed)
 
     def end(self, token: object) -> None:
         self._watch.end(token)
@@ -291,6 +292,7 @@ class _ItemLoop:
         self.messages = messages
         self.running_items = running
         self.at_once = started.items_at_once
+        self.objects_per_call = started.objects_per_call
         self.watch = _Watch(messages)
         self.meter = InstanceMeter(started.busy)
         self.running = 0  # items transforming on the pool's threads
@@ -327,8 +329,9 @@ class _ItemLoop:
         """`item`, and the items queued after it that go to the runtime with it: whole-object
         payloads, up to as many as it takes in one call."""
         items = [item]
-        if self.started.payloads_per_call > 1 and self.started.sends_whole(item):
-            while len(items) < self.started.payloads_per_call and self.queued:
+        most = self.objects_per_call
+        if most > 1 and self.started.sends_whole(item):
+            while len(items) < most and self.queued:
                 following = self.queued[0]
                 if self._suspect(following) or not self.started.sends_whole(following):
                     break

@@ -35,7 +35,10 @@ class InvocationWatch(Protocol):
 
     The engine's implementation restarts the instance when one runs past its timeout."""
 
-    def begin(self, payload_index: int, timeout: float) -> object: ...
+    def begin(self, payload_index: int, timeout: float, *, allowed: float | None = None) -> object:
+        """Watch a call begun now for `payload_index`, whose timeout is `timeout`; `allowed`: how
+        long the call may run where that differs (a call that carries several payloads)."""
+        ...
 
     def end(self, token: object) -> None: ...
 
@@ -118,8 +121,9 @@ class Invoker:
 
     def _invoke_many(self, first_index: int, bodies: list[bytes]) -> list[bytes | InvocationError]:
         # One watch for the call, as payload `first_index`: the one blamed if it runs past the
-        # timeout, whose next tries then go alone.
-        token = self.watch.begin(first_index, self.timeout_seconds) if self.watch else None
+        # time the runtime needs for them all, whose next tries then go alone.
+        allowed = self.runtime.seconds_for_many(len(bodies), self.timeout_seconds)
+        token = self.watch.begin(first_index, self.timeout_seconds, allowed=allowed) if self.watch else None
         self.busy.begin()
         try:
             return self.runtime.invoke_many(bodies, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)

@@ -1,7 +1,8 @@
 """Small objects transformed together: where each object is one payload (`one_payload`: SplitType
 None, an image each, say) and the runtime takes many payloads in one call (cross-record
-batching), an instance hands a group of objects' payloads over from one thread, as
-`invoke_in_groups` does with one object's records (docs/models.md, "Cross-record batching").
+batching, or parallel decode: `Runtime.objects_per_call`), an instance hands a group of objects'
+payloads over from one thread, as `invoke_in_groups` does with one object's records
+(docs/models.md, "Cross-record batching" and "Parallel decode").
 
 Each object keeps its own outcome: its own `.out`, written whole or not at all, its own
 retries (a payload that fails in the group goes on alone, as its object's own invoker retries

@@ -103,6 +103,17 @@ class Runtime(ABC):
         hands them over together rather than each from a thread of its own."""
         return 1
 
+    def objects_per_call(self) -> int:
+        """How many small objects of one payload each `invoke_many` takes at once: as many as
+        `payloads_per_call`, or more where handing over several saves trips of their own
+        (parallel decode)."""
+        return self.payloads_per_call()
+
+    def seconds_for_many(self, payloads: int, timeout: float) -> float:
+        """How long `invoke_many` may take with `payloads` payloads whose InvocationsTimeoutInSeconds
+        is `timeout`: the sum of theirs, where each is handled on its own, as here."""
+        return timeout * payloads
+
     @abstractmethod
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         """Send one payload; return the response body or raise `InvocationError`."""

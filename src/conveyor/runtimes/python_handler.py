@@ -18,6 +18,7 @@ calls of its predict_batch_fn (`runtimes.batcher`; docs/models.md, "Cross-record
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import itertools
@@ -40,8 +41,12 @@ from conveyor.runtimes.handler_code import PROGRAM_VARIABLE, program
 from conveyor.runtimes.toolkit_defaults import CONVEYOR, ToolkitDefaults, model_predict
 
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
-MAX_BATCH_SIZE = 4096
 """The Accept used when a request has none or `*/*` (the toolkit's variable)."""
+MAX_BATCH_SIZE = 4096
+DECODE_GROUP = 64
+"""Small objects of one payload each handed to the decode workers together, without BATCH_SIZE:
+their payloads share the workers' trips, and an object's thread is not woken for each of its
+two stages (docs/models.md, "Parallel decode")."""
 
 _module_numbers = itertools.count(1)
 Stage = Callable[[Any, str | None, str], Any]
@@ -385,11 +390,12 @@ class PythonHandlerRuntime(Runtime):
 
     def items_at_once(self, max_concurrent: int) -> int:
         """A batching handler gathers across objects as well: twice BATCH_SIZE of them at once,
-        so that one batch is decoded while the one before is predicted. With decode workers, one
-        per worker besides the MaxConcurrentTransforms predicted, as with one object's payloads."""
+        so that one batch is decoded while the one before is predicted. With decode workers, two
+        groups of DECODE_GROUP, for the same reason, and at least one object per worker besides
+        the MaxConcurrentTransforms predicted, as with one object's payloads."""
         if self._batcher is not None:
             return 2 * self._batcher.size
-        return max_concurrent + self._pool.size if self._pool is not None else 1
+        return max(max_concurrent + self._pool.size, 2 * DECODE_GROUP) if self._pool is not None else 1
 
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         handle = self._handle
@@ -418,8 +424,21 @@ class PythonHandlerRuntime(Runtime):
         encoded together, one batch's worth from one thread."""
         return self._batcher.size if self._batcher is not None else 1
 
+    def objects_per_call(self) -> int:
+        """With decode workers and no BATCH_SIZE, DECODE_GROUP small objects at a time: decoded
+        together, predicted one by one, encoded together. One object's payloads still go one by
+        one, as many in flight as `payloads_in_flight` says."""
+        if self._batcher is None and self._pool is not None:
+            return DECODE_GROUP
+        return self.payloads_per_call()
+
+    def seconds_for_many(self, payloads: int, timeout: float) -> float:
+        """A batch is one model call: it has one InvocationsTimeoutInSeconds, as docs/models.md
+        says. Payloads predicted one by one have each theirs."""
+        return timeout if self._batcher is not None else super().seconds_for_many(payloads, timeout)
+
     def invoke_many(self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float) -> list[bytes | InvocationError]:
-        if self._batcher is None:
+        if self._batcher is None and self._pool is None:
             return super().invoke_many(payloads, content_type=content_type, accept=accept, timeout=timeout)
         if not accept or accept == codecs.ANY:
             accept = self._default_accept
@@ -429,8 +448,12 @@ class PythonHandlerRuntime(Runtime):
         else:
             answers = [_caught(self.decode_payload, body, content_type, accept) for body in bodies]
         decoded = [index for index, answer in enumerate(answers) if not isinstance(answer, InvocationError)]
-        for index, prediction in zip(decoded, self._batcher.predict_many([answers[index] for index in decoded])):
-            answers[index] = prediction
+        if self._batcher is not None:
+            for index, prediction in zip(decoded, self._batcher.predict_many([answers[index] for index in decoded])):
+                answers[index] = prediction
+        else:
+            for index in decoded:
+                answers[index] = self._predicted(answers[index], content_type, accept)
         predicted = [index for index in decoded if not isinstance(answers[index], InvocationError)]
         if self._pool is not None:
             bodies_out = self._pool.call_many(OUTPUT_FN, [answers[index] for index in predicted], content_type, accept)
@@ -439,6 +462,13 @@ class PythonHandlerRuntime(Runtime):
         for index, body in zip(predicted, bodies_out):
             answers[index] = body
         return answers
+
+    def _predicted(self, parsed: Any, content_type: str | None, accept: str) -> Any:
+        """predict_fn on one decoded payload, at most MaxConcurrentTransforms at once; its
+        InvocationError rather than raised."""
+        assert self._predict is not None
+        with self._predicting:
+            return _caught(functools.partial(self._step, self._predict), parsed, content_type, accept)
 
     def decode_payload(self, payload: bytes, content_type: str | None, accept: str) -> Any:
         """input_fn on a payload, with the errors invoke() raises: a decode worker's first step."""
