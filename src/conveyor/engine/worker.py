@@ -174,16 +174,23 @@ class _Watch:
     def for_item(self, item_id: int) -> _ItemWatch:
         return _ItemWatch(self, item_id)
 
-    def begin(self, item_id: int, payload_index: int, timeout: float, allowed: float | None = None) -> object:
-        allowed = timeout if allowed is None else allowed
-        deadline = time.monotonic() + allowed
+    def begin(self, item_id: int, payload_index: int, timeout: float) -> object:
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._next_token += 1
             self._in_flight[self._next_token] = (item_id, payload_index, deadline, timeout)
-            self._last_timeout = allowed
+            self._last_timeout = timeout
             if deadline < self._wakes_at:
                 self._changed.notify()
             return self._next_token
+
+    def renew(self, token: object) -> None:
+        """Its deadline moves later: the thread, asleep until an earlier one at most, need not wake."""
+        with self._lock:
+            entry = self._in_flight.get(token)  # type: ignore[call-overload]  # tokens are the ints begin() gave
+            if entry is not None:
+                item_id, payload_index, _, timeout = entry
+                self._in_flight[token] = (item_id, payload_index, time.monotonic() + timeout, timeout)  # type: ignore[index]
 
     def end(self, token: object) -> None:
         with self._lock:
@@ -214,8 +221,11 @@ class _ItemWatch:
         self._watch = watch
         self._item_id = item_id
 
-    def begin(self, payload_index: int, timeout: float, *, allowed: float | None = None) -> object:
-        return self._watch.begin(self._item_id, payload_index, timeout, allowed)
+    def begin(self, payload_index: int, timeout: float) -> object:
+        return self._watch.begin(self._item_id, payload_index, timeout)
+
+    def renew(self, token: object) -> None:
+        self._watch.renew(token)
 
     def end(self, token: object) -> None:
         self._watch.end(token)

@@ -8,6 +8,7 @@ payload still with its own retries (`invoke_together`, `invoke_in_groups`).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,10 +36,10 @@ class InvocationWatch(Protocol):
 
     The engine's implementation restarts the instance when one runs past its timeout."""
 
-    def begin(self, payload_index: int, timeout: float, *, allowed: float | None = None) -> object:
-        """Watch a call begun now for `payload_index`, whose timeout is `timeout`; `allowed`: how
-        long the call may run where that differs (a call that carries several payloads)."""
-        ...
+    def begin(self, payload_index: int, timeout: float) -> object: ...
+
+    def renew(self, token: object) -> None:
+        """The call made progress (one of the payloads it carries moved on): its timeout counts again from now."""
 
     def end(self, token: object) -> None: ...
 
@@ -121,12 +122,16 @@ class Invoker:
 
     def _invoke_many(self, first_index: int, bodies: list[bytes]) -> list[bytes | InvocationError]:
         # One watch for the call, as payload `first_index`: the one blamed if it runs past the
-        # time the runtime needs for them all, whose next tries then go alone.
-        allowed = self.runtime.seconds_for_many(len(bodies), self.timeout_seconds)
-        token = self.watch.begin(first_index, self.timeout_seconds, allowed=allowed) if self.watch else None
+        # timeout, whose next tries then go alone. A runtime that handles the payloads one by one
+        # says as each moves on, and the timeout counts again from there.
+        watch = self.watch
+        token = watch.begin(first_index, self.timeout_seconds) if watch else None
+        progressed = functools.partial(watch.renew, token) if watch is not None else _nothing
         self.busy.begin()
         try:
-            return self.runtime.invoke_many(bodies, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
+            return self.runtime.invoke_many(
+                bodies, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds, progressed=progressed
+            )
         except InvocationError as exc:  # the runtime could take none of them
             return [exc] * len(bodies)
         finally:
@@ -140,6 +145,10 @@ class Invoker:
             return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
         finally:
             self.busy.end()
+
+
+def _nothing() -> None:
+    pass
 
 
 def invoke_together(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 DEFAULT_STARTUP_TIMEOUT_SECONDS = 600.0
 """How long a model server may take to answer /ping with 200 (SageMaker waits about 30 minutes)."""
@@ -109,23 +109,23 @@ class Runtime(ABC):
         (parallel decode)."""
         return self.payloads_per_call()
 
-    def seconds_for_many(self, payloads: int, timeout: float) -> float:
-        """How long `invoke_many` may take with `payloads` payloads whose InvocationsTimeoutInSeconds
-        is `timeout`: the sum of theirs, where each is handled on its own, as here."""
-        return timeout * payloads
-
     @abstractmethod
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:
         """Send one payload; return the response body or raise `InvocationError`."""
 
-    def invoke_many(self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float) -> list[bytes | InvocationError]:
-        """Each payload's response body, or the `InvocationError` that `invoke` would have raised for it."""
+    def invoke_many(
+        self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float, progressed: Callable[[], None] = lambda: None
+    ) -> list[bytes | InvocationError]:
+        """Each payload's response body, or the `InvocationError` that `invoke` would have raised
+        for it. `progressed` is called as payloads are handled one by one (here, after each): the
+        call's timeout then counts from the last."""
         answers: list[bytes | InvocationError] = []
         for payload in payloads:
             try:
                 answers.append(self.invoke(payload, content_type=content_type, accept=accept, timeout=timeout))
             except InvocationError as exc:
                 answers.append(exc)
+            progressed()
         return answers
 
     @abstractmethod

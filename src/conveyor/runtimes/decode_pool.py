@@ -166,16 +166,23 @@ class DecodePool:
             raise answer
         return answer
 
-    def call_many(self, function: str, values: list[Any], content_type: str | None, accept: str) -> list[Any]:
+    def call_many(
+        self, function: str, values: list[Any], content_type: str | None, accept: str, *, progressed: Callable[[], None] = lambda: None
+    ) -> list[Any]:
         """Run `function` on each of `values` in the workers; each one's result, or the
-        InvocationError the instance would have raised for it."""
+        InvocationError the instance would have raised for it. `progressed` is called as each
+        is answered, in order."""
         requests = [_Request(function, value, content_type, accept) for value in values]
         with self._lock:
             if self._closed or self._gone is not None:
                 raise InvocationError(self._gone or "the model is closed", retryable=False, status=500)
             (self._finishing if function == OUTPUT_FN else self._starting).extend(requests)
             self._arrived.notify(len(requests))
-        return [_result(request.outcome()) for request in requests]
+        results = []
+        for request in requests:
+            results.append(_result(request.outcome()))
+            progressed()
+        return results
 
     def close(self) -> None:
         """End every worker: the end of its socket, then SIGKILL after CLOSE_WAIT_SECONDS."""
