@@ -30,8 +30,6 @@ from tests.models import BRACKET, sleepy, write_model
 from tests.server import ServerProcess, _read_keys, start_server, wait_for_status
 from tests.test_transform_cli import conveyor as transform_cli
 
-pytest_plugins = ["tests.browser"]  # the `browser`, `new_page` and `screenshot` fixtures
-
 # Answers each request after a pause: a job over a few hundred records runs for minutes.
 SLEEPY = sleepy(0.25)
 # Answers each record after a pause and fails on "bad": a failed object has answered records first.

@@ -15,8 +15,6 @@ from conveyor.console.throttle import SignInThrottle
 from tests.browser import sign_in
 from tests.server import ServerProcess, start_server
 
-pytest_plugins = ["tests.browser"]  # the `browser`, `new_page` and `screenshot` fixtures
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:

@@ -29,8 +29,6 @@ from tests.server import start_server, wait_for_status
 from tests.test_job_lifecycle import job_and_model
 from tests.test_transform_cli import conveyor
 
-pytest_plugins = ["tests.s3_server"]
-
 SHARD = "0.0002"  # MiB: 209 bytes, so that small objects are cut at awkward places
 
 # One output line per record, whatever the batching: CSV lines upper-cased with their field
