@@ -184,14 +184,6 @@ class _Watch:
                 self._changed.notify()
             return self._next_token
 
-    def renew(self, token: object) -> None:
-        """Its deadline moves later: the thread, asleep until an earlier one at most, need not wake."""
-        with self._lock:
-            entry = self._in_flight.get(token)  # type: ignore[call-overload]  # tokens are the ints begin() gave
-            if entry is not None:
-                item_id, payload_index, _, timeout = entry
-                self._in_flight[token] = (item_id, payload_index, time.monotonic() + timeout, timeout)  # type: ignore[index]
-
     def end(self, token: object) -> None:
         with self._lock:
             self._in_flight.pop(token, None)  # type: ignore[call-overload]  # tokens are the ints begin() gave
@@ -223,9 +215,6 @@ class _ItemWatch:
 
     def begin(self, payload_index: int, timeout: float) -> object:
         return self._watch.begin(self._item_id, payload_index, timeout)
-
-    def renew(self, token: object) -> None:
-        self._watch.renew(token)
 
     def end(self, token: object) -> None:
         self._watch.end(token)

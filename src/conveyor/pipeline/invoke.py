@@ -8,7 +8,6 @@ payload still with its own retries (`invoke_together`, `invoke_in_groups`).
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,9 +36,6 @@ class InvocationWatch(Protocol):
     The engine's implementation restarts the instance when one runs past its timeout."""
 
     def begin(self, payload_index: int, timeout: float) -> object: ...
-
-    def renew(self, token: object) -> None:
-        """The call made progress (one of the payloads it carries moved on): its timeout counts again from now."""
 
     def end(self, token: object) -> None: ...
 
@@ -120,35 +116,12 @@ class Invoker:
         calls = [(self, first_index + offset, body) for offset, body in enumerate(bodies)]
         return invoke_together(calls, lambda _, index, body, failed: alone(index, body, failed=failed))
 
-    def _invoke_many(self, first_index: int, bodies: list[bytes]) -> list[bytes | InvocationError]:
-        # One watch for the call, as payload `first_index`: the one blamed if it runs past the
-        # timeout, whose next tries then go alone. A runtime that handles the payloads one by one
-        # says as each moves on, and the timeout counts again from there.
-        watch = self.watch
-        token = watch.begin(first_index, self.timeout_seconds) if watch else None
-        progressed = functools.partial(watch.renew, token) if watch is not None else _nothing
-        self.busy.begin()
-        try:
-            return self.runtime.invoke_many(
-                bodies, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds, progressed=progressed
-            )
-        except InvocationError as exc:  # the runtime could take none of them
-            return [exc] * len(bodies)
-        finally:
-            self.busy.end()
-            if token is not None and self.watch is not None:
-                self.watch.end(token)
-
     def _invoke(self, body: bytes) -> bytes:
         self.busy.begin()
         try:
             return self.runtime.invoke(body, content_type=self.content_type, accept=self.accept, timeout=self.timeout_seconds)
         finally:
             self.busy.end()
-
-
-def _nothing() -> None:
-    pass
 
 
 def invoke_together(
@@ -162,8 +135,7 @@ def invoke_together(
     together = [number for number, (invoker, index, _) in enumerate(calls) if not invoker.attempts_used.get(index)]
     answers: list[bytes | InvocationError] = []
     if together:
-        first, index, _ = calls[together[0]]
-        answers = first._invoke_many(index, [calls[number][2] for number in together])
+        answers = _invoke_group([calls[number] for number in together])
     tried = dict(zip(together, answers))
     results: list[R] = []
     for number, (invoker, index, body) in enumerate(calls):
@@ -173,6 +145,48 @@ def invoke_together(
         else:
             results.append(answer)  # type: ignore[arg-type]  # a response: what `alone` answers too
     return results
+
+
+class _GroupWatch:
+    """The watch over one call that carries several payloads: one payload's at a time, so that
+    the timeout counts from when the runtime started on it and a payload past it is the one
+    blamed (its next tries then go alone). It starts as the first payload's, and stays so where
+    the call is one model call for them all (a batch)."""
+
+    def __init__(self, calls: Sequence[tuple[Invoker, int, bytes]]) -> None:
+        self._calls = calls
+        self._watched: tuple[InvocationWatch, object] | None = None
+
+    def __call__(self, number: int) -> None:
+        """The runtime starts on payload `number` of the call."""
+        self.end()
+        invoker, index, _ = self._calls[number]
+        if invoker.watch is not None:
+            self._watched = (invoker.watch, invoker.watch.begin(index, invoker.timeout_seconds))
+
+    def end(self) -> None:
+        if self._watched is not None:
+            watch, token = self._watched
+            self._watched = None
+            watch.end(token)
+
+
+def _invoke_group(calls: Sequence[tuple[Invoker, int, bytes]]) -> list[bytes | InvocationError]:
+    """One call of the runtime with the payloads of `calls`, each `(invoker, payload_index, body)`:
+    each one's response, or its InvocationError."""
+    first = calls[0][0]
+    watch = _GroupWatch(calls)
+    watch(0)
+    first.busy.begin()
+    try:
+        return first.runtime.invoke_many(
+            [body for _, _, body in calls], content_type=first.content_type, accept=first.accept, timeout=first.timeout_seconds, starting=watch
+        )
+    except InvocationError as exc:  # the runtime could take none of them
+        return [exc] * len(calls)
+    finally:
+        first.busy.end()
+        watch.end()
 
 
 def invoke_in_groups(

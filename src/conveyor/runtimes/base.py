@@ -114,18 +114,18 @@ class Runtime(ABC):
         """Send one payload; return the response body or raise `InvocationError`."""
 
     def invoke_many(
-        self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float, progressed: Callable[[], None] = lambda: None
+        self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float, starting: Callable[[int], None] = lambda _: None
     ) -> list[bytes | InvocationError]:
         """Each payload's response body, or the `InvocationError` that `invoke` would have raised
-        for it. `progressed` is called as payloads are handled one by one (here, after each): the
-        call's timeout then counts from the last."""
+        for it. Where the payloads are handled one by one (here, each in turn), `starting(number)`
+        says which one the runtime starts on: its InvocationsTimeoutInSeconds counts from there."""
         answers: list[bytes | InvocationError] = []
-        for payload in payloads:
+        for number, payload in enumerate(payloads):
+            starting(number)
             try:
                 answers.append(self.invoke(payload, content_type=content_type, accept=accept, timeout=timeout))
             except InvocationError as exc:
                 answers.append(exc)
-            progressed()
         return answers
 
     @abstractmethod

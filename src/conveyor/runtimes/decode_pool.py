@@ -167,11 +167,11 @@ class DecodePool:
         return answer
 
     def call_many(
-        self, function: str, values: list[Any], content_type: str | None, accept: str, *, progressed: Callable[[], None] = lambda: None
+        self, function: str, values: list[Any], content_type: str | None, accept: str, *, waiting_for: Callable[[int], None] = lambda _: None
     ) -> list[Any]:
         """Run `function` on each of `values` in the workers; each one's result, or the
-        InvocationError the instance would have raised for it. `progressed` is called as each
-        is answered, in order."""
+        InvocationError the instance would have raised for it. The answers are waited for in
+        order, each told first to `waiting_for` (its number)."""
         requests = [_Request(function, value, content_type, accept) for value in values]
         with self._lock:
             if self._closed or self._gone is not None:
@@ -179,9 +179,9 @@ class DecodePool:
             (self._finishing if function == OUTPUT_FN else self._starting).extend(requests)
             self._arrived.notify(len(requests))
         results = []
-        for request in requests:
+        for number, request in enumerate(requests):
+            waiting_for(number)
             results.append(_result(request.outcome()))
-            progressed()
         return results
 
     def close(self) -> None:

@@ -433,20 +433,20 @@ class PythonHandlerRuntime(Runtime):
         return self.payloads_per_call()
 
     def invoke_many(
-        self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float, progressed: Callable[[], None] = lambda: None
+        self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float, starting: Callable[[int], None] = lambda _: None
     ) -> list[bytes | InvocationError]:
         """A batching handler's group is one call to the model, with one timeout (docs/models.md,
-        "Cross-record batching"): it says nothing of its progress. Without BATCH_SIZE, each
-        payload's decoding, prediction and encoding is `progressed`."""
+        "Cross-record batching"). Without BATCH_SIZE, the payloads' decoding, predictions and
+        encoding are waited for one by one, each `starting` its own timeout."""
         if self._batcher is None and self._pool is None:
-            return super().invoke_many(payloads, content_type=content_type, accept=accept, timeout=timeout, progressed=progressed)
+            return super().invoke_many(payloads, content_type=content_type, accept=accept, timeout=timeout, starting=starting)
         if not accept or accept == codecs.ANY:
             accept = self._default_accept
         if self._batcher is not None:
-            progressed = lambda: None  # noqa: E731
+            starting = lambda _: None  # noqa: E731
         bodies = [payload if type(payload) is bytes else bytes(payload) for payload in payloads]
         if self._pool is not None:
-            answers = self._pool.call_many(INPUT_FN, bodies, content_type, accept, progressed=progressed)
+            answers = self._pool.call_many(INPUT_FN, bodies, content_type, accept, waiting_for=starting)
         else:
             answers = [_caught(self.decode_payload, body, content_type, accept) for body in bodies]
         decoded = [index for index, answer in enumerate(answers) if not isinstance(answer, InvocationError)]
@@ -455,11 +455,13 @@ class PythonHandlerRuntime(Runtime):
                 answers[index] = prediction
         else:
             for index in decoded:
+                starting(index)
                 answers[index] = self._predicted(answers[index], content_type, accept)
-                progressed()
         predicted = [index for index in decoded if not isinstance(answers[index], InvocationError)]
         if self._pool is not None:
-            bodies_out = self._pool.call_many(OUTPUT_FN, [answers[index] for index in predicted], content_type, accept, progressed=progressed)
+            bodies_out = self._pool.call_many(
+                OUTPUT_FN, [answers[index] for index in predicted], content_type, accept, waiting_for=lambda number: starting(predicted[number])
+            )
         else:
             bodies_out = [_caught(self.encode_prediction, answers[index], content_type, accept) for index in predicted]
         for index, body in zip(predicted, bodies_out):
