@@ -18,7 +18,10 @@ from typing import Any, Callable, Iterator
 
 import boto3
 import botocore.config
+import httpx
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 
 
 def free_port() -> int:
@@ -83,6 +86,15 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def progress(self, name: str) -> dict[str, Any]:
+        """Conveyor's progress view of job `name` (`GET /conveyor/v1/jobs/{name}/progress`), signed."""
+        url = f"{self.endpoint}/conveyor/v1/jobs/{name}/progress"
+        request = AWSRequest(method="GET", url=url)
+        SigV4Auth(self.session().get_credentials(), "sagemaker", "us-east-1").add_auth(request)
+        response = httpx.get(url, headers=dict(request.headers.items()), timeout=10)
+        response.raise_for_status()
+        return response.json()
 
 
 def _read_keys(path: Path) -> tuple[str, str]:

@@ -14,7 +14,6 @@ from conveyor.pipeline.busy import BusyMeter
 from conveyor.pipeline.work_item import ItemProgress
 from tests.models import sleepy, write_model
 from tests.server import ServerProcess, wait_for_status
-from tests.test_server_api import signed_get
 from tests.test_transform_cli import conveyor
 
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
@@ -205,6 +204,6 @@ def test_a_server_job_logs_its_whole_run_figures_and_its_progress_shows_them(con
     lines = [event["message"] for event in events if WHOLE_RUN.search(event["message"])]
     assert len(lines) == 1, [event["message"] for event in events]
     assert WHOLE_RUN.search(lines[0]).group(1) == "20"  # type: ignore[union-attr]
-    progress = signed_get(conveyor_server, f"/conveyor/v1/jobs/{name}/progress").json()
+    progress = conveyor_server.progress(name)
     assert 2 <= progress["RecordsPerSecond"] <= 55, progress
     assert 0.5 < progress["ModelBusyFraction"] <= 1, progress

@@ -495,13 +495,17 @@ def test_https_forms_of_s3_urls(sm: Any, s3: Any, s3_bucket: str) -> None:
 # -- run-time errors ----------------------------------------------------------------------------
 
 
-def test_vanished_object_fails_with_its_key_and_code(sm: Any, s3: Any, s3_bucket: str) -> None:
+def test_vanished_object_fails_with_its_key_and_code(server: ServerProcess, sm: Any, s3: Any, s3_bucket: str) -> None:
     model_name = put_model(sm, s3, s3_bucket, model_tarball(ECHO))
     s3.put_object(Bucket=s3_bucket, Key="in/a.csv", Body=b"slow\n")  # keeps the one instance busy
     s3.put_object(Bucket=s3_bucket, Key="in/b.csv", Body=b"gone\n")
     name = unique("vanished")
     sm.create_transform_job(**job_request(name, model_name, f"s3://{s3_bucket}/in/", f"s3://{s3_bucket}/out"))
-    s3.delete_object(Bucket=s3_bucket, Key="in/b.csv")  # listed at create, deleted before it is read
+    deadline = time.monotonic() + 60
+    while server.progress(name)["ObjectsTotal"] < 2:  # the job lists its objects as it starts
+        assert time.monotonic() < deadline, "the job did not list its two objects"
+        time.sleep(0.02)
+    s3.delete_object(Bucket=s3_bucket, Key="in/b.csv")  # listed, and deleted before it is read
     description = wait_for_status(sm, name, timeout=120)
     assert description["TransformJobStatus"] == "Failed"
     reason = description["FailureReason"]

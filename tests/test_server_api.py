@@ -707,8 +707,9 @@ def test_jobs_beyond_capacity_wait_in_creation_order(small_server: ServerProcess
 
     saw_big_running = False
     while True:
-        first = sm.describe_transform_job(TransformJobName=big)
+        # The waiting job first: had it started, the first job, described after it, would be over.
         second = sm.describe_transform_job(TransformJobName=waiting)
+        first = sm.describe_transform_job(TransformJobName=big)
         if first["TransformJobStatus"] != "InProgress":
             break
         saw_big_running = saw_big_running or "TransformStartTime" in first
