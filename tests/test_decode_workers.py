@@ -217,6 +217,38 @@ def test_a_payload_that_hangs_in_a_group_is_the_one_charged_one_timeout_after_th
     ]
 
 
+def test_short_records_of_one_object_go_to_the_workers_a_group_at_a_time_and_a_bad_one_fails_alone(tmp_path: Path) -> None:
+    """SingleRecord's short payloads are handed to the workers a group at a time too, not each
+    from a thread of its own. Each keeps its own place in the output, its own retries, and its
+    own failure: with a failed-record limit, the record whose input_fn raises is the one empty
+    line, after its own retry."""
+    handler = PIDS.replace("    time.sleep(random.random() * 0.02)\n", "    if body.strip() == 'row-777':\n        raise ValueError('cannot decode row 777')\n")
+    rows = [f"row-{n}" for n in range(2000)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw  # the command, its instance and the workers, once reaped
+    result = transform(tmp_path, handler, "--strategy", "SingleRecord", "--decode-workers", "2", "--retries", "1", "--max-failed-records", "1", rows=rows)
+    switches = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw - before
+    assert result.returncode == 0, result.stderr
+    (failed,) = [json.loads(line) for line in (tmp_path / "out" / "decoded.errors.jsonl").read_text().splitlines()]
+    assert (failed["record"], failed["attempts"]) == (778, 2), "retried as its own payload"
+    assert failed["error"].startswith("ValueError: cannot decode row 777")
+    lines = (tmp_path / "out" / "rows.csv.out").read_text().splitlines()
+    assert len(lines) == 2000 and lines[777] == ""
+    assert [line.split(" ")[0] for number, line in enumerate(lines) if number != 777] == [row for number, row in enumerate(rows) if number != 777]
+    decoders = {line.split(" ")[1] for line in lines if line}
+    assert len(decoders) == 2, "both workers decode"
+    assert switches < 2 * 2000, f"{switches} voluntary context switches for 2,000 records: they went to the workers one by one"
+
+
+def test_a_group_of_short_records_has_each_payloads_timeout_not_one_for_all(tmp_path: Path) -> None:
+    """Records sent to the workers together are predicted one by one, each payload's timeout
+    counted from when the instance started on it: 4 records of 0.6 s each fit a 1 s timeout."""
+    handler = PIDS.replace("    return Rows(data.lines, data.pids + [os.getpid()])", "    time.sleep(0.6)\n    return Rows(data.lines, data.pids + [os.getpid()])")
+    result = transform(tmp_path, handler, "--strategy", "SingleRecord", "--decode-workers", "1", "--timeout", "1", "--retries", "0", rows=ROWS[:4])
+    assert result.returncode == 0, result.stderr
+    assert "InvocationsTimeoutInSeconds" not in result.stdout + result.stderr
+    assert [line[0] for line in output_lines(tmp_path)] == ROWS[:4]
+
+
 def test_without_the_key_everything_runs_in_the_instance(tmp_path: Path) -> None:
     result = transform(tmp_path, PIDS, "--strategy", "SingleRecord", rows=ROWS[:5])
     assert result.returncode == 0, result.stderr

@@ -155,6 +155,7 @@ class InstanceConfig:
                 max_payload_bytes=resolved.max_payload_mb << 20,
                 max_concurrent=runtime.payloads_in_flight(resolved.max_concurrent_transforms),
                 payloads_per_call=runtime.payloads_per_call(),
+                payload_group_bytes=runtime.payload_group_bytes(),
                 data_processing=self._data_processing(),
                 inference_id=InferenceIdConfig(start_time=self.generate_inference_id_at) if self.generate_inference_id_at else None,
             )
@@ -230,8 +231,8 @@ class Instance:
 
     @property
     def objects_per_call(self) -> int:
-        """How many objects of one payload each the runtime takes in one call (`Runtime.objects_per_call`)."""
-        return self.runtime.objects_per_call()
+        """How many objects of one payload each the runtime takes in one call (`Runtime.payloads_per_call`)."""
+        return self.pipeline.payloads_per_call
 
     @property
     def items_at_once(self) -> int:

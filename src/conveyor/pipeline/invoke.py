@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import islice
 from typing import Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from conveyor.pipeline.busy import BusyMeter
@@ -190,18 +189,40 @@ def _invoke_group(calls: Sequence[tuple[Invoker, int, bytes]]) -> list[bytes | I
 
 
 def invoke_in_groups(
-    payloads: Iterable[T], invoke_group: Callable[[int, list[T]], list[R]], *, group_size: int, groups_at_once: int = 2
+    payloads: Iterable[T],
+    invoke_group: Callable[[int, list[T]], list[R]],
+    *,
+    group_size: int,
+    groups_at_once: int,
+    group_bytes: int,
+    size: Callable[[T], int],
 ) -> Iterator[tuple[T, R]]:
     """`invoke_in_order` for a runtime that takes `group_size` payloads in one call
     (`Runtime.payloads_per_call`): `invoke_group(first_index, group)` answers each payload of a
     group, and `groups_at_once` groups are in flight, so that one is decoded while the one
     before is predicted. A thread per group, not per payload: handing each payload to a thread
-    of its own and back costs more than decoding a short record."""
-    remaining = iter(payloads)
-    groups = iter(lambda: list(islice(remaining, group_size)), [])
-    answered = invoke_in_order(groups, lambda number, group: invoke_group(number * group_size, group), max_concurrent=groups_at_once)
-    for group, answers in answered:
+    of its own and back costs more than decoding a short record. With `group_bytes` (not 0), a
+    group goes as soon as its payloads' `size`s reach it."""
+    answered = invoke_in_order(
+        _groups(payloads, group_size, group_bytes, size), lambda _, group: invoke_group(*group), max_concurrent=groups_at_once
+    )
+    for (_, group), answers in answered:
         yield from zip(group, answers)
+
+
+def _groups(payloads: Iterable[T], most: int, most_bytes: int, size: Callable[[T], int]) -> Iterator[tuple[int, list[T]]]:
+    """`(first_index, group)`: `most` payloads at a time, or fewer that hold `most_bytes`."""
+    group: list[T] = []
+    held = first = 0
+    for payload in payloads:
+        group.append(payload)
+        held += size(payload)
+        if len(group) == most or (most_bytes and held >= most_bytes):
+            yield first, group
+            first += len(group)
+            group, held = [], 0
+    if group:
+        yield first, group
 
 
 def invoke_in_order(

@@ -1,6 +1,6 @@
 """Small objects transformed together: where each object is one payload (`one_payload`: SplitType
 None, an image each, say) and the runtime takes many payloads in one call (cross-record
-batching, or parallel decode: `Runtime.objects_per_call`), an instance hands a group of objects'
+batching, or parallel decode: `Runtime.payloads_per_call`), an instance hands a group of objects'
 payloads over from one thread, as `invoke_in_groups` does with one object's records
 (docs/models.md, "Cross-record batching" and "Parallel decode").
 

@@ -64,7 +64,8 @@ class PipelineConfig:
     batch_strategy: str = "MultiRecord"
     max_payload_bytes: int = 6 << 20  # 0: no limit
     max_concurrent: int = 1
-    payloads_per_call: int = 1  # handed to the runtime together (cross-record batching: Runtime.payloads_per_call)
+    payloads_per_call: int = 1  # handed to the runtime together (batching, parallel decode: Runtime.payloads_per_call)
+    payload_group_bytes: int = 0  # a group handed over once it holds this many bytes (0: payloads_per_call exactly)
     timeout_seconds: float = 600
     max_retries: int = 3
     assemble_with: str = "None"
@@ -306,8 +307,17 @@ def _transform(
     cut = ((payload, counted.bytes_read) for payload in payloads)
     call = _tolerant(invoker) if tolerant else invoker
     if config.payloads_per_call > 1:
+        # Groups that a byte bound may cut short, down to one long payload, are as many in
+        # flight as payloads would be; a batch's group is one of two: decoding while the one
+        # before is predicted.
+        bounded = config.payload_group_bytes > 0
         answers = invoke_in_groups(
-            cut, lambda first, group: invoker.many(first, [p[0].body for p in group], call), group_size=config.payloads_per_call
+            cut,
+            lambda first, group: invoker.many(first, [p[0].body for p in group], call),
+            group_size=config.payloads_per_call,
+            groups_at_once=config.max_concurrent if bounded else 2,
+            group_bytes=config.payload_group_bytes,
+            size=lambda p: len(p[0].body),
         )
     else:
         answers = invoke_in_order(cut, lambda index, p: call(index, p[0].body), max_concurrent=config.max_concurrent, overlap=overlap)

@@ -99,15 +99,15 @@ class Runtime(ABC):
 
     def payloads_per_call(self) -> int:
         """How many payloads `invoke_many` takes at once: more than one where the runtime
-        gathers them into one model call anyway (cross-record batching), so that the pipeline
-        hands them over together rather than each from a thread of its own."""
+        gathers them into one model call anyway (cross-record batching), or where handing
+        several over saves trips of their own (parallel decode), so that the pipeline hands
+        them over together rather than each from a thread of its own."""
         return 1
 
-    def objects_per_call(self) -> int:
-        """How many small objects of one payload each `invoke_many` takes at once: as many as
-        `payloads_per_call`, or more where handing over several saves trips of their own
-        (parallel decode)."""
-        return self.payloads_per_call()
+    def payload_group_bytes(self) -> int:
+        """Where `payloads_per_call` is more than one, the bytes after which a group is handed
+        over short of that many payloads; 0 where groups are always that many (a batch)."""
+        return 0
 
     @abstractmethod
     def invoke(self, payload: bytes, *, content_type: str | None, accept: str | None, timeout: float) -> bytes:

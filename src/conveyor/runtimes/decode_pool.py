@@ -167,11 +167,20 @@ class DecodePool:
         return answer
 
     def call_many(
-        self, function: str, values: list[Any], content_type: str | None, accept: str, *, waiting_for: Callable[[int], None] = lambda _: None
+        self,
+        function: str,
+        values: list[Any],
+        content_type: str | None,
+        accept: str,
+        *,
+        waiting_for: Callable[[int], None] = lambda _: None,
+        then: Callable[[Any], Any] | None = None,
     ) -> list[Any]:
         """Run `function` on each of `values` in the workers; each one's result, or the
         InvocationError the instance would have raised for it. The answers are waited for in
-        order, each told first to `waiting_for` (its number)."""
+        order, each told first to `waiting_for` (its number); `then`, where given, takes each
+        result as soon as it is in, while the workers go on with the later ones, and its
+        answer is the one returned."""
         requests = [_Request(function, value, content_type, accept) for value in values]
         with self._lock:
             if self._closed or self._gone is not None:
@@ -181,7 +190,8 @@ class DecodePool:
         results = []
         for number, request in enumerate(requests):
             waiting_for(number)
-            results.append(_result(request.outcome()))
+            result = _result(request.outcome())
+            results.append(then(result) if then is not None and not isinstance(result, InvocationError) else result)
         return results
 
     def close(self) -> None:

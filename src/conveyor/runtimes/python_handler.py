@@ -44,6 +44,7 @@ DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 """The Accept used when a request has none or `*/*` (the toolkit's variable)."""
 MAX_BATCH_SIZE = 4096
 DECODE_GROUP = 64
+DECODE_GROUP_BYTES = 1 << 20
 """Small objects of one payload each handed to the decode workers together, without BATCH_SIZE:
 their payloads share the workers' trips, and an object's thread is not woken for each of its
 two stages (docs/models.md, "Parallel decode")."""
@@ -421,43 +422,46 @@ class PythonHandlerRuntime(Runtime):
 
     def payloads_per_call(self) -> int:
         """A batching handler takes BATCH_SIZE payloads at a time: decoded, predicted and
-        encoded together, one batch's worth from one thread."""
-        return self._batcher.size if self._batcher is not None else 1
+        encoded together, one batch's worth from one thread. With decode workers and no
+        BATCH_SIZE, up to DECODE_GROUP payloads (short records, or small objects) at a time:
+        decoded together, predicted one by one, encoded together."""
+        if self._batcher is not None:
+            return self._batcher.size
+        return DECODE_GROUP if self._pool is not None else 1
 
-    def objects_per_call(self) -> int:
-        """With decode workers and no BATCH_SIZE, DECODE_GROUP small objects at a time: decoded
-        together, predicted one by one, encoded together. One object's payloads still go one by
-        one, as many in flight as `payloads_in_flight` says."""
-        if self._batcher is None and self._pool is not None:
-            return DECODE_GROUP
-        return self.payloads_per_call()
+    def payload_group_bytes(self) -> int:
+        """With decode workers and no BATCH_SIZE, a group ends at DECODE_GROUP_BYTES, so that
+        long payloads (MultiRecord's) still go one by one, as many in flight as
+        `payloads_in_flight` says."""
+        return DECODE_GROUP_BYTES if self._batcher is None and self._pool is not None else 0
 
     def invoke_many(
         self, payloads: list[bytes], *, content_type: str | None, accept: str | None, timeout: float, starting: Callable[[int], None] = lambda _: None
     ) -> list[bytes | InvocationError]:
         """A batching handler's group is one call to the model, with one timeout (docs/models.md,
-        "Cross-record batching"). Without BATCH_SIZE, the payloads' decoding, predictions and
-        encoding are waited for one by one, each `starting` its own timeout."""
+        "Cross-record batching"). Without BATCH_SIZE, each payload is predicted as soon as it is
+        decoded, and the encodings are waited for one by one; each payload's decoding and
+        prediction, and then its encoding, are `starting` its own timeout."""
         if self._batcher is None and self._pool is None:
             return super().invoke_many(payloads, content_type=content_type, accept=accept, timeout=timeout, starting=starting)
         if not accept or accept == codecs.ANY:
             accept = self._default_accept
-        if self._batcher is not None:
-            starting = lambda _: None  # noqa: E731
         bodies = [payload if type(payload) is bytes else bytes(payload) for payload in payloads]
-        if self._pool is not None:
-            answers = self._pool.call_many(INPUT_FN, bodies, content_type, accept, waiting_for=starting)
+        if self._batcher is None:  # each payload predicted as soon as it is decoded, the workers going on with the next
+            assert self._pool is not None
+            answers = self._pool.call_many(
+                INPUT_FN, bodies, content_type, accept, waiting_for=starting, then=lambda parsed: self._predicted(parsed, content_type, accept)
+            )
         else:
-            answers = [_caught(self.decode_payload, body, content_type, accept) for body in bodies]
-        decoded = [index for index, answer in enumerate(answers) if not isinstance(answer, InvocationError)]
-        if self._batcher is not None:
+            starting = lambda _: None  # noqa: E731  # a batch has one timeout
+            if self._pool is not None:
+                answers = self._pool.call_many(INPUT_FN, bodies, content_type, accept)
+            else:
+                answers = [_caught(self.decode_payload, body, content_type, accept) for body in bodies]
+            decoded = [index for index, answer in enumerate(answers) if not isinstance(answer, InvocationError)]
             for index, prediction in zip(decoded, self._batcher.predict_many([answers[index] for index in decoded])):
                 answers[index] = prediction
-        else:
-            for index in decoded:
-                starting(index)
-                answers[index] = self._predicted(answers[index], content_type, accept)
-        predicted = [index for index in decoded if not isinstance(answers[index], InvocationError)]
+        predicted = [index for index, answer in enumerate(answers) if not isinstance(answer, InvocationError)]
         if self._pool is not None:
             bodies_out = self._pool.call_many(
                 OUTPUT_FN, [answers[index] for index in predicted], content_type, accept, waiting_for=lambda number: starting(predicted[number])
