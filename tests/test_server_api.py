@@ -733,7 +733,7 @@ def test_stopping_a_queued_job_does_not_wait_for_capacity(small_server: ServerPr
     sm = small_server.client()
     slow = create_model(sm, tmp_path, SLEEPY)
     big, first, second = unique("holds"), unique("queued-first"), unique("queued-second")
-    request = job_request(big, slow, write_inputs(tmp_path / "in-big", {f"{i}.csv": f"{i}\n" for i in range(6)}), f"file://{tmp_path}/out-big")
+    request = job_request(big, slow, write_inputs(tmp_path / "in-big", {f"{i}.csv": f"{i}\n" for i in range(20)}), f"file://{tmp_path}/out-big")
     request["TransformResources"]["InstanceCount"] = 2
     sm.create_transform_job(**request)
     small_inputs = write_inputs(tmp_path / "in-small", {"a.csv": "1\n"})
