@@ -44,10 +44,12 @@ DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 """The Accept used when a request has none or `*/*` (the toolkit's variable)."""
 MAX_BATCH_SIZE = 4096
 DECODE_GROUP = 64
+"""Payloads handed to the decode workers together, without BATCH_SIZE (an object's short
+records, or small objects of one payload each): they share the workers' trips, and a thread is
+not woken for each payload's two stages (docs/models.md, "Parallel decode")."""
 DECODE_GROUP_BYTES = 1 << 20
-"""Small objects of one payload each handed to the decode workers together, without BATCH_SIZE:
-their payloads share the workers' trips, and an object's thread is not woken for each of its
-two stages (docs/models.md, "Parallel decode")."""
+"""A group of an object's payloads is handed over once it holds this much, so that long
+payloads (MultiRecord's) still go one by one."""
 
 _module_numbers = itertools.count(1)
 Stage = Callable[[Any, str | None, str], Any]
