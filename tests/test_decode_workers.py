@@ -179,7 +179,8 @@ def test_small_objects_go_to_the_workers_a_group_at_a_time_each_with_its_own_out
     assert all(words[0] == f"row-{number}" for number, words in outputs.items())
     decoders, predictors = {words[1] for words in outputs.values()}, {words[2] for words in outputs.values()}
     assert len(decoders) == 2 and len(predictors) == 1 and decoders.isdisjoint(predictors)
-    assert switches < 6 * 500, f"{switches} voluntary context switches for 500 objects: they went to the workers one by one"
+    # Measured 2026-12-07: 3.5 an object here, 6 on the slower CI machine; one by one (before 8e25d0c), 20 to 25 here.
+    assert switches < 12 * 500, f"{switches} voluntary context switches for 500 objects: they went to the workers one by one"
 
 
 def test_a_group_of_small_objects_has_each_payloads_timeout_not_one_for_all(tmp_path: Path) -> None:
@@ -236,7 +237,8 @@ def test_short_records_of_one_object_go_to_the_workers_a_group_at_a_time_and_a_b
     assert [line.split(" ")[0] for number, line in enumerate(lines) if number != 777] == [row for number, row in enumerate(rows) if number != 777]
     decoders = {line.split(" ")[1] for line in lines if line}
     assert len(decoders) == 2, "both workers decode"
-    assert switches < 2 * 2000, f"{switches} voluntary context switches for 2,000 records: they went to the workers one by one"
+    # Measured 2026-12-07: 0.65 a record here; one by one (before ac5d22c), about 17.
+    assert switches < 5 * 2000, f"{switches} voluntary context switches for 2,000 records: they went to the workers one by one"
 
 
 def test_a_group_of_short_records_has_each_payloads_timeout_not_one_for_all(tmp_path: Path) -> None:
