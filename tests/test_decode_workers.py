@@ -179,7 +179,7 @@ def test_small_objects_go_to_the_workers_a_group_at_a_time_each_with_its_own_out
     assert all(words[0] == f"row-{number}" for number, words in outputs.items())
     decoders, predictors = {words[1] for words in outputs.values()}, {words[2] for words in outputs.values()}
     assert len(decoders) == 2 and len(predictors) == 1 and decoders.isdisjoint(predictors)
-    # Measured 2026-12-07: 3.5 an object here, 6 on the slower CI machine; one by one (before 8e25d0c), 20 to 25 here.
+    # Measured 2026-12-07: 3.5 an object here, 6 on the CI machine; one by one (before 8e25d0c), 20 to 25 here.
     assert switches < 12 * 500, f"{switches} voluntary context switches for 500 objects: they went to the workers one by one"
 
 
