@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -100,9 +101,11 @@ def make_inputs(root: Path, objects: int) -> None:
         (folder / f"object-{number:06d}.csv").write_text(f"{number},{number % 7},{number % 13}\n")
 
 
-def timed(command: list[str]) -> tuple[float, float | None]:
-    """The command's wall time, and the CPU-seconds of its own process (not its instances'),
-    read from /proc once it has exited and before it is reaped (None where there is no /proc)."""
+def timed(command: list[str]) -> tuple[float, float | None, float]:
+    """The command's wall time; the CPU-seconds of its own process (not its instances'), read
+    from /proc once it has exited and before it is reaped (None where there is no /proc); and the
+    CPU-seconds of its whole process tree (its instances are reaped by it, so they count)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
@@ -116,7 +119,9 @@ def timed(command: list[str]) -> tuple[float, float | None]:
         pass
     if process.wait() != 0:
         raise subprocess.CalledProcessError(process.returncode, command)
-    return seconds, own_cpu
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tree_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return seconds, own_cpu, tree_cpu
 
 
 def conveyor(inputs: Path, output: Path, model: Path, instances: int) -> list[str]:
@@ -154,6 +159,7 @@ def main() -> None:
         if args.server_ledger:
             runs["server-1"] = []
         own_cpu: dict[str, list[float]] = {name: [] for name in runs}
+        tree_cpu: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(args.rounds):
             for name in runs:
                 output = work / "output"
@@ -165,8 +171,9 @@ def main() -> None:
                     command = [sys.executable, str(work / "server_ledger.py"), str(inputs), str(output), str(model), str(work / "home")]
                 else:
                     command = conveyor(inputs, output, model, int(name[-1]))
-                seconds, cpu = timed(command)
+                seconds, cpu, tree = timed(command)
                 runs[name].append(seconds)
+                tree_cpu[name].append(tree)
                 if cpu is not None:
                     own_cpu[name].append(cpu)
                 written = sum(len(files) for _, _, files in os.walk(output))
@@ -183,6 +190,14 @@ def main() -> None:
                     f"  {name}: the command's own process {cpu:.2f} CPU-s, {cpu / args.objects * 1e6:.0f} µs per object "
                     "(start, listing, handing out items, recording reports; its instances are not counted)"
                 )
+        busy = {name: statistics.median(t / s for t, s in zip(tree_cpu[name], runs[name])) for name in ("conveyor-1", "conveyor-2")}
+        cores = os.cpu_count() or 1
+        for name in ("conveyor-1", "conveyor-2"):
+            print(f"  {name}: the whole process tree {statistics.median(tree_cpu[name]):.2f} CPU-s, {busy[name]:.2f} of {cores} cores busy on average")
+        print(
+            f"  ceiling: with the same CPU-seconds spread over all {cores} cores, two instances can be at most "
+            f"{cores / busy['conveyor-1']:.2f} × one (the cores over one instance's cores busy)"
+        )
         one = statistics.median(h / c for h, c in zip(runs["hand loop"], runs["conveyor-1"]))
         two = statistics.median(c1 / c2 for c1, c2 in zip(runs["conveyor-1"], runs["conveyor-2"]))
         print(f"conveyor-1 / hand loop (rate): {one:.2f}   target >= 0.5")

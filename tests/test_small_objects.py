@@ -162,5 +162,5 @@ def test_the_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for run in ("hand loop", "conveyor-1", "conveyor-2", "server-1", "target >= 1.6", "server-1 / conveyor-1", "the command's own process"):
+    for run in ("hand loop", "conveyor-1", "conveyor-2", "server-1", "target >= 1.6", "server-1 / conveyor-1", "the command's own process", "cores busy on average", "ceiling:"):
         assert run in result.stdout
