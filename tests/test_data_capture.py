@@ -13,7 +13,7 @@ from conveyor.engine.data_capture import capture_folder, common_prefix, manifest
 from conveyor.sagemaker.transform_job import DataCaptureConfig
 from conveyor.storage import StorageError, storage_for
 from conveyor.storage.base import TEMP_MARKER
-from conveyor.storage.inputs import list_inputs
+from conveyor.storage.inputs import iter_inputs
 
 STARTED = datetime(2022, 8, 30, 0, 49, 15, tzinfo=timezone.utc)
 
@@ -84,7 +84,7 @@ def test_input_manifest_reads_back_as_a_job_input(tmp_path: Path) -> None:
     inputs = _inputs(tmp_path)
     capture = DataCaptureConfig(destination_uri=str(tmp_path / "capture"))
     written = write_capture_manifests(capture, job_name="j", started_at=STARTED, inputs=inputs, outputs=[], storage_for=storage_for)
-    listed = list_inputs("ManifestFile", written[0], storage_for)
+    listed = list(iter_inputs("ManifestFile", written[0], storage_for))
     assert [item.uri for item in listed] == inputs
     assert [item.relative for item in listed] == ["a.csv", "day1/b.csv"]
 

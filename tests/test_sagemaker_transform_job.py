@@ -76,7 +76,7 @@ def test_seed_request_parses() -> None:
     assert (job.resources.instance_type, job.resources.instance_count) == ("ml.m4.xlarge", 1)
     assert (job.max_concurrent_transforms, job.max_payload_mb, job.batch_strategy) == (4, 6, "MultiRecord")
     assert (job.model_client.invocations_timeout_seconds, job.model_client.invocations_max_retries) == (600, 3)
-    assert job.data_processing == DataProcessing() and job.data_processing.is_identity
+    assert job.data_processing == DataProcessing()
     assert job.data_capture is None and job.environment == {} and job.tags == []
     assert job.request == seed_request()
 
@@ -502,7 +502,7 @@ def test_data_processing_id_and_prediction_example() -> None:
     processing = job.data_processing
     assert processing.input_filter is not None and processing.input_filter.expression == "$[1:]"
     assert processing.output_filter is not None and processing.output_filter.expression == "$[0,-1]"
-    assert processing.join_source == "Input" and not processing.is_identity
+    assert processing.join_source == "Input"
     assert job.request["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}
 
 

@@ -70,10 +70,6 @@ class DataProcessing:
     output_filter: JsonPath | None = None
     join_source: Literal["Input", "None"] = "None"
 
-    @property
-    def is_identity(self) -> bool:
-        return self.input_filter is None and self.output_filter is None and self.join_source == "None"
-
 
 @dataclass(frozen=True)
 class DataCaptureConfig:

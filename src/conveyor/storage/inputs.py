@@ -30,11 +30,6 @@ class InputObject:
     size: int
 
 
-def list_inputs(data_type: str, uri: str, storage_for: Callable[[str], Storage], *, region: str = "us-east-1") -> list[InputObject]:
-    """Every input object of a job, in key order; raises InputError when there are none."""
-    return list(iter_inputs(data_type, uri, storage_for, region=region))
-
-
 def iter_inputs(data_type: str, uri: str, storage_for: Callable[[str], Storage], *, region: str = "us-east-1") -> Iterator[InputObject]:
     """Every input object of a job, in key order, as the listing finds them; raises InputError
     where the listing fails, and at its end when it found none."""
