@@ -11,6 +11,8 @@ also spends that much CPU on each object, as a model would). In one go, each rou
 and prints each one's median wall time over the rounds, with the ratios of the medians of each
 round's own ratio (the issue's targets: conveyor-1 ≥ 0.5 × the hand loop's rate, conveyor-2
 ≥ 1.6 × conveyor-1's).
+It also prints the cores each conveyor run kept busy (its whole process tree's CPU over its wall
+time), and the ceiling that puts on conveyor-2 over conveyor-1: the cores over conveyor-1's.
 
     .venv/bin/python benchmarks/small_objects.py --objects 20000 --rounds 3
     .venv/bin/python benchmarks/small_objects.py --objects 5000 --rounds 3 --work-ms 1
